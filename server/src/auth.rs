@@ -1,0 +1,213 @@
+//! API keys and the tenant behind each request.
+//!
+//! A key is 32 random bytes (base64url, `amk_` prefix), shown once at creation; only its
+//! SHA-256 is stored. A salted slow hash is unnecessary for 256-bit random secrets and
+//! would cost every request. Lookups are cached for a minute so a hot key does not hit
+//! the database per request.
+//!
+//! The middleware resolves the tenant, applies the rate limit, and sets the
+//! `RateLimit-*` headers; handlers take [`Tenant`] as an extractor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::Db;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::ratelimit::Decision;
+use crate::state::AppState;
+
+/// The authenticated tenant of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: i64,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Tenant>()
+            .copied()
+            .ok_or(AppError::Unauthorized(
+                "this endpoint needs `Authorization: Bearer <api key>`",
+            ))
+    }
+}
+
+pub fn generate_api_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("amk_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bearer token of a request, if it has a well-formed one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Key-hash → tenant lookups, including misses (so a flood of bad keys is cheap too).
+pub struct AuthCache {
+    lookups: moka::future::Cache<String, Option<Tenant>>,
+    metrics: Arc<Metrics>,
+}
+
+impl AuthCache {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let lookups = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            // A deleted key keeps working for at most this long.
+            .time_to_live(Duration::from_secs(60))
+            .build();
+        Self { lookups, metrics }
+    }
+
+    async fn tenant_for(&self, db: &Db, api_key: &str) -> Result<Option<Tenant>, AppError> {
+        let hash = hash_secret(api_key);
+        let entry = self
+            .lookups
+            .entry(hash.clone())
+            .or_try_insert_with(async {
+                let id: Option<i64> =
+                    sqlx::query_scalar("SELECT tenant_id FROM tenant WHERE api_key_hash = $1")
+                        .bind(&hash)
+                        .fetch_optional(&db.pool)
+                        .await?;
+                Ok::<_, AppError>(id.map(|id| Tenant { id }))
+            })
+            .await
+            .map_err(|shared| (*shared).clone())?;
+        let result = if entry.is_fresh() { "miss" } else { "hit" };
+        self.metrics
+            .cache_requests
+            .with_label_values(&["auth", result])
+            .inc();
+        Ok(entry.into_value())
+    }
+}
+
+/// Middleware for tenant routes: authenticate, rate-limit, annotate the response.
+pub async fn require_tenant(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(api_key) = bearer_token(request.headers()) else {
+        return AppError::Unauthorized("missing `Authorization: Bearer <api key>` header")
+            .into_response();
+    };
+    let tenant = match state.auth.tenant_for(&state.db, api_key).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return AppError::Unauthorized("the API key is not valid").into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let decision = match &state.limiter {
+        Some(limiter) => Some(limiter.check(tenant.id).await),
+        None => None,
+    };
+    let mut response = match decision {
+        Some(decision) if !decision.allowed => {
+            state.metrics.rate_limited.inc();
+            AppError::RateLimited {
+                retry_after_secs: ceil_secs(decision.reset_after),
+            }
+            .into_response()
+        }
+        _ => {
+            request.extensions_mut().insert(tenant);
+            next.run(request).await
+        }
+    };
+    if let Some(decision) = decision {
+        set_rate_limit_headers(response.headers_mut(), &decision);
+    }
+    response
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration
+        .as_millis()
+        .div_ceil(1000)
+        .max(1)
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
+fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    let reset = if decision.reset_after.is_zero() {
+        0
+    } else {
+        ceil_secs(decision.reset_after)
+    };
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_hash_stably() {
+        let (a, b) = (generate_api_key(), generate_api_key());
+        assert_ne!(a, b);
+        assert!(a.starts_with("amk_") && a.len() == 4 + 43);
+        assert_eq!(hash_secret(&a), hash_secret(&a));
+        assert_eq!(hash_secret("abc").len(), 64);
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer  amk_x "),
+        );
+        assert_eq!(bearer_token(&headers), Some("amk_x"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secrets_match("token", "token"));
+        assert!(!secrets_match("token", "tokem"));
+        assert!(!secrets_match("", "token"));
+    }
+}

@@ -1,0 +1,235 @@
+//! The response cache. Handlers see only the [`Cache`] trait: an in-memory L1 (moka)
+//! today, and a Redis L2 can join behind the same trait without touching a handler.
+//!
+//! Invalidation is by *scope generation*: every key embeds the current generation of
+//! its scope (e.g. tenant 7's invoices), and a write bumps the generation, so all the
+//! scope's entries become unreachable at once and age out by TTL. Generations come from
+//! one process-wide counter, so a generation forgotten and re-created is always newer
+//! than any key still cached: a stale entry can never be read back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use moka::Expiry;
+
+use crate::error::AppError;
+use crate::metrics::Metrics;
+
+/// What is cached, with the guide's TTL for each ("Caching Strategy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheKind {
+    Dashboard,
+    InvoiceList,
+    JobList,
+    Preferences,
+}
+
+impl CacheKind {
+    pub fn ttl(self) -> Duration {
+        match self {
+            Self::Dashboard => Duration::from_secs(120),
+            Self::InvoiceList | Self::JobList => Duration::from_secs(60),
+            Self::Preferences => Duration::from_secs(15 * 60),
+        }
+    }
+
+    /// The `cache` label of `cache_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Dashboard => "dashboard",
+            Self::InvoiceList => "invoice_list",
+            Self::JobList => "job_list",
+            Self::Preferences => "preferences",
+        }
+    }
+}
+
+/// A loader for a missing entry: produces the serialized response body.
+pub type Loader<'a> = BoxFuture<'a, Result<Bytes, AppError>>;
+
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// The cached body for `key`, or the loader's result (stored for `kind.ttl()`).
+    /// Concurrent misses for one key run the loader once; the others wait for it.
+    async fn get_or_load(
+        &self,
+        kind: CacheKind,
+        key: String,
+        load: Loader<'_>,
+    ) -> Result<Bytes, AppError>;
+
+    /// The current generation of `scope`; embed it in every key under that scope.
+    async fn generation(&self, scope: &str) -> u64;
+
+    /// Makes every entry under `scope` unreachable.
+    async fn invalidate_scope(&self, scope: &str);
+
+    /// Entries currently held (for readiness and metrics).
+    fn entry_count(&self) -> u64;
+}
+
+#[derive(Clone)]
+struct Entry {
+    kind: CacheKind,
+    body: Bytes,
+}
+
+struct PerKindTtl;
+
+impl Expiry<String, Entry> for PerKindTtl {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
+        Some(value.kind.ttl())
+    }
+}
+
+/// In-process L1 cache.
+pub struct MemoryCache {
+    entries: moka::future::Cache<String, Entry>,
+    generations: moka::future::Cache<String, u64>,
+    next_generation: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl MemoryCache {
+    pub fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, value: &Entry| {
+                u32::try_from(key.len() + value.body.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerKindTtl)
+            .build();
+        // A generation must outlive every entry keyed by it: the longest TTL is 15 min.
+        let generations = moka::future::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_idle(Duration::from_secs(30 * 60))
+            .build();
+        Self {
+            entries,
+            generations,
+            next_generation: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    fn fresh_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get_or_load(
+        &self,
+        kind: CacheKind,
+        key: String,
+        load: Loader<'_>,
+    ) -> Result<Bytes, AppError> {
+        let entry = self
+            .entries
+            .entry(key)
+            .or_try_insert_with(async move { load.await.map(|body| Entry { kind, body }) })
+            .await
+            .map_err(|shared: Arc<AppError>| (*shared).clone())?;
+        let result = if entry.is_fresh() { "miss" } else { "hit" };
+        self.metrics
+            .cache_requests
+            .with_label_values(&[kind.label(), result])
+            .inc();
+        Ok(entry.into_value().body)
+    }
+
+    async fn generation(&self, scope: &str) -> u64 {
+        self.generations
+            .get_with_by_ref(scope, async { self.fresh_generation() })
+            .await
+    }
+
+    async fn invalidate_scope(&self, scope: &str) {
+        self.generations
+            .insert(scope.to_owned(), self.fresh_generation())
+            .await;
+    }
+
+    fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+}
+
+/// The invalidation scope of one tenant's `what` (e.g. "invoices", "dashboard").
+pub fn tenant_scope(tenant_id: i64, what: &str) -> String {
+    format!("t{tenant_id}:{what}")
+}
+
+/// Builds the full key of an entry: `scope#generation:rest`.
+pub async fn scoped_key(cache: &dyn Cache, scope: &str, rest: &str) -> String {
+    let generation = cache.generation(scope).await;
+    format!("{scope}#{generation}:{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cache() -> MemoryCache {
+        MemoryCache::new(1 << 20, Arc::new(Metrics::new().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_load_once() {
+        let cache = Arc::new(cache());
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                let load: Loader<'_> = Box::pin(async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Bytes::from_static(b"body"))
+                });
+                cache
+                    .get_or_load(CacheKind::Dashboard, "k".into(), load)
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), Bytes::from_static(b"body"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn invalidation_changes_the_key_and_never_reuses_a_generation() {
+        let cache = cache();
+        let first = scoped_key(&cache, "t1:invoices", "list").await;
+        assert_eq!(first, scoped_key(&cache, "t1:invoices", "list").await);
+        cache.invalidate_scope("t1:invoices").await;
+        let second = scoped_key(&cache, "t1:invoices", "list").await;
+        assert_ne!(first, second);
+        // Another scope is untouched by the invalidation.
+        let other = scoped_key(&cache, "t2:invoices", "list").await;
+        cache.invalidate_scope("t1:invoices").await;
+        assert_eq!(other, scoped_key(&cache, "t2:invoices", "list").await);
+    }
+
+    #[tokio::test]
+    async fn failed_loads_are_not_cached() {
+        let cache = cache();
+        let failing: Loader<'_> = Box::pin(async { Err(AppError::validation("nope")) });
+        assert!(
+            cache
+                .get_or_load(CacheKind::JobList, "k".into(), failing)
+                .await
+                .is_err()
+        );
+        let ok: Loader<'_> = Box::pin(async { Ok(Bytes::from_static(b"ok")) });
+        let body = cache.get_or_load(CacheKind::JobList, "k".into(), ok).await;
+        assert_eq!(body.ok(), Some(Bytes::from_static(b"ok")));
+    }
+}

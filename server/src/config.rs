@@ -1,0 +1,131 @@
+//! Server configuration: every knob is a flag with an environment fallback, so the same
+//! binary runs from a shell, a systemd unit or a container without a config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use clap::Args;
+
+/// How the server is configured. `aimate serve` flattens this into its own flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "AIMATE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory for the embedded SQLite database (used when no DATABASE_URL is given).
+    #[arg(long, env = "AIMATE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `postgres://…` for PostgreSQL, `sqlite://…` for a specific SQLite file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Connections the pool keeps open even when idle.
+    #[arg(long, env = "AIMATE_DB_POOL_MIN", default_value_t = 1)]
+    pub db_pool_min: u32,
+
+    /// Most connections the pool opens. SQLite has one writer, so a small pool (4–8) is
+    /// enough; for PostgreSQL keep instances × this under `max_connections`.
+    #[arg(long, env = "AIMATE_DB_POOL_MAX", default_value_t = 8)]
+    pub db_pool_max: u32,
+
+    /// How long a request waits for a pooled connection before it gets a 503.
+    #[arg(long, env = "AIMATE_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// Directory for the daily JSON log files `ai-mate-YYYY-MM-DD.log`.
+    #[arg(long, env = "AIMATE_LOG_DIR", default_value = "logs")]
+    pub log_dir: PathBuf,
+
+    /// Sustained requests per second allowed per API key (GCRA). 0 disables rate limiting.
+    #[arg(long, env = "AIMATE_RATE_LIMIT_PER_SECOND", default_value_t = 200)]
+    pub rate_limit_per_second: u32,
+
+    /// Requests an API key may burst above its sustained rate.
+    #[arg(long, env = "AIMATE_RATE_LIMIT_BURST", default_value_t = 400)]
+    pub rate_limit_burst: u32,
+
+    /// Browser origins allowed by CORS, comma separated (none by default).
+    #[arg(long, env = "AIMATE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<HeaderValue>,
+
+    /// Largest request body accepted, in bytes (the bulk endpoint has its own limit).
+    #[arg(long, env = "AIMATE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest body accepted by `POST /api/invoices/bulk`, in bytes (1000 invoices fit).
+    #[arg(long, env = "AIMATE_MAX_BULK_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_bulk_body_bytes: usize,
+
+    /// A request still running after this long is answered with a 503.
+    #[arg(long, env = "AIMATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// API requests in flight at once; beyond this the server sheds load with a fast 503
+    /// instead of queueing without bound.
+    #[arg(long, env = "AIMATE_MAX_INFLIGHT", default_value_t = 1024)]
+    pub max_inflight: usize,
+
+    /// Open client connections at once; further connections wait in the kernel backlog.
+    #[arg(long, env = "AIMATE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// A client must send its request headers within this time (slowloris guard).
+    #[arg(long, env = "AIMATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// After SIGTERM, readiness answers 503 for this long before the listener closes, so
+    /// load balancers stop sending traffic first.
+    #[arg(long, env = "AIMATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Longest wait for in-flight requests to finish on shutdown.
+    #[arg(long, env = "AIMATE_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Memory budget of the in-memory response cache, in MiB.
+    #[arg(long, env = "AIMATE_CACHE_MAX_MIB", default_value_t = 64)]
+    pub cache_max_mib: u64,
+
+    /// Bearer token for `/api/admin/*`. Admin endpoints are disabled when unset.
+    #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl ServerConfig {
+    /// The configuration a test or embedder starts from: every flag at its default,
+    /// the database in `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        // Parsing an empty argv gives exactly the defaults `aimate serve` documents
+        // (plus any environment overrides), so the two can never drift apart.
+        let mut config = Wrapper::parse_from(["aimate"]).config;
+        config.data_dir = data_dir.into();
+        config
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn parse_origin(text: &str) -> Result<HeaderValue, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{text}` is not an origin: it must start with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "`{text}` is not an origin: expected scheme://host[:port] with no path"
+        ));
+    }
+    HeaderValue::from_str(text).map_err(|_| format!("`{text}` is not a valid origin"))
+}

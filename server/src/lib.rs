@@ -1,0 +1,38 @@
+//! aimate-server: the AI Mate reference API (invoices, jobs, a dashboard, user
+//! preferences) as a real service: axum on hyper, sqlx on SQLite or PostgreSQL, an
+//! in-memory response cache, per-key rate limiting, load shedding, Prometheus metrics
+//! and JSON logs.
+//!
+//! It knows nothing about load tests or chaos: the harness reaches it over HTTP only.
+//! Embed it with [`AppState::new`] + [`app`], or run it with [`run`].
+
+mod app;
+pub mod auth;
+pub mod cache;
+pub mod config;
+mod dashboard;
+pub mod db;
+pub mod error;
+mod invoices;
+mod jobs;
+pub mod logging;
+pub mod metrics;
+mod observe;
+pub mod openapi;
+mod ops;
+mod overload;
+mod pagination;
+mod preferences;
+pub mod ratelimit;
+mod respond;
+mod run;
+pub mod serve;
+pub mod state;
+pub mod tenants;
+mod time;
+mod validate;
+
+pub use app::{app, routes};
+pub use config::ServerConfig;
+pub use run::{RunError, open_database, run, run_until};
+pub use state::AppState;

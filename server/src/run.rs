@@ -1,0 +1,122 @@
+//! Running the server as a process: open the database, bind, serve until SIGTERM or
+//! SIGINT, then shut down in order.
+//!
+//! ```text
+//! signal ─▶ readiness 503 ─▶ (shutdown_delay) ─▶ close listener ─▶ drain in-flight
+//!        ─▶ close pool ─▶ return (the caller drops the log guard: logs flush)
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::db::{Db, DbError, PoolSettings, redact_url};
+use crate::serve::{Drain, ServeOptions, serve};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Opens the configured database (PostgreSQL by URL, else SQLite in `data_dir`) and
+/// migrates it.
+pub async fn open_database(config: &ServerConfig) -> Result<Db, DbError> {
+    let settings = PoolSettings {
+        min_connections: config.db_pool_min.min(config.db_pool_max),
+        max_connections: config.db_pool_max.max(1),
+        acquire_timeout: config.db_acquire_timeout,
+    };
+    match &config.database_url {
+        Some(url) => Db::connect(url, &settings).await,
+        None => Db::connect_data_dir(&config.data_dir, &settings).await,
+    }
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: ServerConfig) -> Result<(), RunError> {
+    run_until(config, shutdown_signal(), |_| {}).await
+}
+
+/// Runs until `shutdown` resolves. `on_listening` gets the bound address (useful with
+/// port 0).
+pub async fn run_until(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    let db = open_database(&config).await?;
+    let database = match &config.database_url {
+        Some(url) => redact_url(url),
+        None => config.data_dir.join("aimate.db").display().to_string(),
+    };
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let options = ServeOptions {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        drain_timeout: config.drain_timeout,
+    };
+    let shutdown_delay = config.shutdown_delay;
+    let state = AppState::new(db.clone(), config)?;
+    let lifecycle = state.lifecycle.clone();
+    let router = crate::app(state);
+    tracing::info!(%addr, backend = db.backend.name(), %database, "listening");
+    on_listening(addr);
+
+    let stop_accepting = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: readiness now answers 503");
+        lifecycle.start_draining();
+        tokio::time::sleep(shutdown_delay).await;
+    };
+    let drain = serve(listener, router, options, stop_accepting).await;
+    if drain == Drain::TimedOut {
+        tracing::warn!("drain timeout reached; remaining connections were closed");
+    }
+    db.pool.close().await;
+    tracing::info!(drained = (drain == Drain::Complete), "shutdown complete");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,99 @@
+//! The accept loop: hyper-util's auto (HTTP/1.1 + h2c) connection builder, because
+//! `axum::serve` has no header-read timeout (slowloris), no connection cap and an
+//! unbounded graceful drain.
+//!
+//! ```text
+//! shutdown signal ─▶ stop accepting ─▶ ask every connection to finish its request
+//!                                     ─▶ wait up to `drain_timeout` ─▶ return
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// What the drain achieved, for the shutdown log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished its in-flight request.
+    Complete,
+    /// The drain timeout passed with connections still open; they were dropped.
+    TimedOut,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let connection_slots = Arc::new(Semaphore::new(options.max_connections));
+    tokio::pin!(shutdown);
+
+    loop {
+        // Waiting for a slot before accepting leaves excess connections in the kernel
+        // backlog instead of accepting sockets we cannot serve.
+        let slot = tokio::select! {
+            slot = connection_slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small JSON responses: send them now rather than wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => Drain::Complete,
+        () = tokio::time::sleep(options.drain_timeout) => Drain::TimedOut,
+    }
+}

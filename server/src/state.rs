@@ -1,0 +1,75 @@
+//! The state every handler shares: cheap to clone (pools and `Arc`s).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::auth::AuthCache;
+use crate::cache::{Cache, MemoryCache};
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::ratelimit::{LocalRateLimiter, RateLimiter};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub cache: Arc<dyn Cache>,
+    /// `None` when rate limiting is disabled.
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+    pub auth: Arc<AuthCache>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ServerConfig>,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// Whether the server is draining: readiness answers 503 from the first shutdown signal.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl AppState {
+    /// Builds the state on an open database. The local limiter's key map is pruned by a
+    /// background task for as long as the limiter lives.
+    pub fn new(db: Db, config: ServerConfig) -> prometheus::Result<Self> {
+        let metrics = Arc::new(Metrics::new()?);
+        let cache = Arc::new(MemoryCache::new(
+            config.cache_max_mib * 1024 * 1024,
+            metrics.clone(),
+        ));
+        let limiter = LocalRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
+            .map(Arc::new);
+        if let Some(limiter) = &limiter {
+            let weak = Arc::downgrade(limiter);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(limiter) => limiter.forget_idle_keys(),
+                        None => break,
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            db,
+            cache,
+            limiter: limiter.map(|l| l as Arc<dyn RateLimiter>),
+            auth: Arc::new(AuthCache::new(metrics.clone())),
+            metrics,
+            config: Arc::new(config),
+            lifecycle: Arc::new(Lifecycle::default()),
+        })
+    }
+}

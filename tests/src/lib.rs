@@ -1,0 +1,1 @@
+//! aimate-tests: end-to-end tests that run the real `aimate` binary as a process.
