@@ -1,0 +1,16 @@
+//! The server over real HTTP: each test starts it on an ephemeral port and talks to it
+//! with reqwest. Every test runs on SQLite; the same tests run on PostgreSQL when
+//! `TEST_DATABASE_URL` is set (each in a schema of its own), and say so when skipped.
+
+mod common;
+
+mod auth; // API keys, admin endpoint, tenant isolation
+mod bad_input; // every kind of bad request gets the right 4xx and a JSON error
+mod cache; // TTL cache hits and invalidation on writes
+mod dashboard; // totals and counts
+mod invoices; // CRUD, filters, pagination, bulk all-or-nothing
+mod jobs; // CRUD, filters, date ranges
+mod limits; // rate limiting, load shedding, pool exhaustion, CORS
+mod ops; // liveness, readiness, metrics, request ids, OpenAPI
+mod preferences; // per-user settings
+mod shutdown; // graceful drain
