@@ -11,6 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
@@ -36,15 +37,20 @@ pub fn app(state: AppState) -> Router {
         }
     };
     let config = state.config.clone();
+    // One `layer` call with the whole stack: axum boxes every route once per call.
+    let outer = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // No allowed origins, no CORS layer: its `Vary` and expose headers would only
+        // add bytes to every response.
+        .option_layer((!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins)))
+        .layer(from_fn_with_state(state.metrics.clone(), observe::observe))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(Extension(doc));
     router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(doc))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(from_fn_with_state(state.metrics.clone(), observe::observe))
-        .layer(cors(&config.cors_origins))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(outer)
         .with_state(state)
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -53,9 +53,19 @@ pub fn generate_api_key() -> String {
     format!("amk_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// SHA-256 of a secret, as stored in `tenant.api_key_hash` (lowercase hex).
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// The bearer token of a request, if it has a well-formed one.
@@ -80,7 +90,8 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
 
 /// Key-hash → tenant lookups, including misses (so a flood of bad keys is cheap too).
 pub struct AuthCache {
-    lookups: moka::future::Cache<String, Option<Tenant>>,
+    /// Keyed by the raw digest: no hex string is built on a cache hit.
+    lookups: moka::future::Cache<[u8; 32], Option<Tenant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -95,14 +106,14 @@ impl AuthCache {
     }
 
     async fn tenant_for(&self, db: &Db, api_key: &str) -> Result<Option<Tenant>, AppError> {
-        let hash = hash_secret(api_key);
+        let digest: [u8; 32] = Sha256::digest(api_key.as_bytes()).into();
         let entry = self
             .lookups
-            .entry(hash.clone())
+            .entry(digest)
             .or_try_insert_with(async {
                 let id: Option<i64> =
                     sqlx::query_scalar("SELECT tenant_id FROM tenant WHERE api_key_hash = $1")
-                        .bind(&hash)
+                        .bind(to_hex(&digest))
                         .fetch_optional(&db.pool)
                         .await?;
                 Ok::<_, AppError>(id.map(|id| Tenant { id }))
@@ -165,15 +176,19 @@ fn ceil_secs(duration: Duration) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
-    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
     let reset = if decision.reset_after.is_zero() {
         0
     } else {
         ceil_secs(decision.reset_after)
     };
-    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
 }
 
 #[cfg(test)]

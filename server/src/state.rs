@@ -1,4 +1,5 @@
-//! The state every handler shares: cheap to clone (pools and `Arc`s).
+//! The state every handler shares. One `Arc` around it all: axum clones the state for
+//! every extractor of every request, so a clone is one atomic increment.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,17 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: Db,
     pub cache: Arc<dyn Cache>,
     /// `None` when rate limiting is disabled.
@@ -62,7 +73,7 @@ impl AppState {
                 }
             });
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             db,
             cache,
             limiter: limiter.map(|l| l as Arc<dyn RateLimiter>),
@@ -70,6 +81,6 @@ impl AppState {
             metrics,
             config: Arc::new(config),
             lifecycle: Arc::new(Lifecycle::default()),
-        })
+        })))
     }
 }

@@ -4,43 +4,108 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::common::{ADMIN_TOKEN, Backend, TestServer, error_code, json_of};
 
-backend_tests!(api_keys_are_required, admin_endpoint_guards, tenants_cannot_see_each_other);
+backend_tests!(
+    api_keys_are_required,
+    admin_endpoint_guards,
+    tenants_cannot_see_each_other
+);
 
 async fn api_keys_are_required(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
-    let (status, body) = json_of(srv.client.get(srv.url("/api/invoices")).send().await.unwrap()).await;
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let (status, body) = json_of(
+        srv.client
+            .get(srv.url("/api/invoices"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));
-    for path in ["/api/invoices", "/api/jobs", "/api/dashboard", "/api/users/u1/preferences"] {
+    for path in [
+        "/api/invoices",
+        "/api/jobs",
+        "/api/dashboard",
+        "/api/users/u1/preferences",
+    ] {
         let (status, body) = srv.get(path, "amk_not-a-real-key").await;
         assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{path}");
     }
-    let response = srv.client.get(srv.url("/api/invoices")).header("authorization", "Basic abc").send().await.unwrap();
+    let response = srv
+        .client
+        .get(srv.url("/api/invoices"))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     // Health and metrics need no key.
-    for path in ["/health", "/api/health", "/api/metrics", "/api/openapi.json"] {
-        assert_eq!(srv.client.get(srv.url(path)).send().await.unwrap().status(), 200, "{path}");
+    for path in [
+        "/health",
+        "/api/health",
+        "/api/metrics",
+        "/api/openapi.json",
+    ] {
+        assert_eq!(
+            srv.client.get(srv.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
     }
     srv.stop().await.unwrap();
 }
 
 async fn admin_endpoint_guards(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |c| c.admin_token = None).await else { return };
+    let Some(srv) = TestServer::start(backend, |c| c.admin_token = None).await else {
+        return;
+    };
     let create = |token: &'static str| {
-        srv.client.post(srv.url("/api/admin/tenants")).bearer_auth(token).json(&json!({"name": "X"})).send()
+        srv.client
+            .post(srv.url("/api/admin/tenants"))
+            .bearer_auth(token)
+            .json(&json!({"name": "X"}))
+            .send()
     };
     let (status, body) = json_of(create(ADMIN_TOKEN).await.unwrap()).await;
-    assert_eq!((status, error_code(&body)), (403, "forbidden"), "disabled without AIMATE_ADMIN_TOKEN");
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden"),
+        "disabled without AIMATE_ADMIN_TOKEN"
+    );
     srv.stop().await.unwrap();
 
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
     let (status, body) = json_of(
-        srv.client.post(srv.url("/api/admin/tenants")).bearer_auth("wrong").json(&json!({"name": "X"})).send().await.unwrap(),
+        srv.client
+            .post(srv.url("/api/admin/tenants"))
+            .bearer_auth("wrong")
+            .json(&json!({"name": "X"}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));
-    let (status, body) = srv.send(Method::POST, "/api/admin/tenants", ADMIN_TOKEN, json!({"name": ""})).await;
+    let (status, body) = srv
+        .send(
+            Method::POST,
+            "/api/admin/tenants",
+            ADMIN_TOKEN,
+            json!({"name": ""}),
+        )
+        .await;
     assert_eq!((status, error_code(&body)), (422, "validation_failed"));
-    let (status, body) = srv.send(Method::POST, "/api/admin/tenants", ADMIN_TOKEN, json!({"name": "Acme"})).await;
+    let (status, body) = srv
+        .send(
+            Method::POST,
+            "/api/admin/tenants",
+            ADMIN_TOKEN,
+            json!({"name": "Acme"}),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(body["name"], "Acme");
     assert!(body["id"].as_i64().is_some());
@@ -52,27 +117,72 @@ async fn admin_endpoint_guards(backend: Backend) {
 }
 
 async fn tenants_cannot_see_each_other(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
     let (alice, bob) = (srv.tenant("Alice").await, srv.tenant("Bob").await);
-    let invoice = srv.invoice(&alice, json!({"customer": "A", "amount_cents": 999, "status": "sent"})).await;
-    let (_, job) = srv.send(Method::POST, "/api/jobs", &alice, json!({"customer": "A", "title": "T", "scheduled_on": "2026-12-01"})).await;
+    let invoice = srv
+        .invoice(
+            &alice,
+            json!({"customer": "A", "amount_cents": 999, "status": "sent"}),
+        )
+        .await;
+    let (_, job) = srv
+        .send(
+            Method::POST,
+            "/api/jobs",
+            &alice,
+            json!({"customer": "A", "title": "T", "scheduled_on": "2026-12-01"}),
+        )
+        .await;
     srv.send(Method::PUT, "/api/users/u1/preferences", &alice, json!({"theme": "dark", "locale": "en-GB", "currency": "GBP", "notifications": {"email": false, "sms": true, "push": false}})).await;
     let invoice_path = format!("/api/invoices/{}", invoice["id"]);
     let job_path = format!("/api/jobs/{}", job["id"]);
 
     // Another tenant's ids answer 404, never 403, for every verb.
-    assert_eq!(error_code(&srv.get(&invoice_path, &bob).await.1), "not_found");
+    assert_eq!(
+        error_code(&srv.get(&invoice_path, &bob).await.1),
+        "not_found"
+    );
     assert_eq!(srv.get(&invoice_path, &bob).await.0, 404);
-    assert_eq!(srv.send(Method::PATCH, &invoice_path, &bob, json!({"amount_cents": 1})).await.0, 404);
-    assert_eq!(srv.request(Method::DELETE, &invoice_path, &bob).send().await.unwrap().status(), 404);
+    assert_eq!(
+        srv.send(
+            Method::PATCH,
+            &invoice_path,
+            &bob,
+            json!({"amount_cents": 1})
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        srv.request(Method::DELETE, &invoice_path, &bob)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     assert_eq!(srv.get(&job_path, &bob).await.0, 404);
-    assert_eq!(srv.send(Method::PATCH, &job_path, &bob, json!({"title": "mine"})).await.0, 404);
+    assert_eq!(
+        srv.send(Method::PATCH, &job_path, &bob, json!({"title": "mine"}))
+            .await
+            .0,
+        404
+    );
 
     // Lists, dashboard and preferences are per tenant.
     assert_eq!(srv.get("/api/invoices", &bob).await.1["items"], json!([]));
     assert_eq!(srv.get("/api/jobs", &bob).await.1["items"], json!([]));
-    assert_eq!(srv.get("/api/dashboard", &bob).await.1["outstanding"], json!([]));
-    assert_eq!(srv.get("/api/users/u1/preferences", &bob).await.1["theme"], "system");
+    assert_eq!(
+        srv.get("/api/dashboard", &bob).await.1["outstanding"],
+        json!([])
+    );
+    assert_eq!(
+        srv.get("/api/users/u1/preferences", &bob).await.1["theme"],
+        "system"
+    );
 
     // Alice's data is untouched by Bob's attempts.
     let (status, still) = srv.get(&invoice_path, &alice).await;

@@ -56,7 +56,9 @@ pub struct TestServer {
 }
 
 fn pg_base_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 impl TestServer {
@@ -75,15 +77,24 @@ impl TestServer {
             Backend::Sqlite => None,
             Backend::Postgres => {
                 let Some(base_url) = pg_base_url() else {
-                    eprintln!("skipped: TEST_DATABASE_URL is not set, so the PostgreSQL variant did not run");
+                    eprintln!(
+                        "skipped: TEST_DATABASE_URL is not set, so the PostgreSQL variant did not run"
+                    );
                     return None;
                 };
                 let name = format!("aimate_test_{}", uuid_like());
-                let mut conn = sqlx::PgConnection::connect(&base_url).await.expect("connect to TEST_DATABASE_URL");
-                sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.expect("create schema");
+                let mut conn = sqlx::PgConnection::connect(&base_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE SCHEMA {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create schema");
                 conn.close().await.ok();
                 let separator = if base_url.contains('?') { '&' } else { '?' };
-                config.database_url = Some(format!("{base_url}{separator}options=-c%20search_path%3D{name}"));
+                config.database_url = Some(format!(
+                    "{base_url}{separator}options=-c%20search_path%3D{name}"
+                ));
                 Some(PgSchema { base_url, name })
             }
         };
@@ -107,8 +118,20 @@ impl TestServer {
             Ok(Ok(addr)) => addr,
             _ => panic!("server did not start: {:?}", task.await),
         };
-        let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        Some(Self { addr, client, config, backend, shutdown: Some(shutdown_tx), task: Some(task), pg, _dir: dir })
+        let client = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Some(Self {
+            addr,
+            client,
+            config,
+            backend,
+            shutdown: Some(shutdown_tx),
+            task: Some(task),
+            pg,
+            _dir: dir,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -135,11 +158,24 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
-        json_of(self.request(Method::GET, path, key).send().await.expect("GET")).await
+        json_of(
+            self.request(Method::GET, path, key)
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     pub async fn send(&self, method: Method, path: &str, key: &str, body: Value) -> (u16, Value) {
-        json_of(self.request(method, path, key).json(&body).send().await.expect("request")).await
+        json_of(
+            self.request(method, path, key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     /// Creates an invoice and returns it.
@@ -150,7 +186,14 @@ impl TestServer {
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(self.url("/api/metrics")).send().await.expect("metrics").text().await.expect("text")
+        self.client
+            .get(self.url("/api/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// Sum of the samples of `name` whose labels contain every one of `labels`.
@@ -169,17 +212,27 @@ impl TestServer {
         match self.backend {
             Backend::Sqlite => {
                 let path = self.config.data_dir.join("aimate.db");
-                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .expect("open sqlite");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
                     .await
-                    .expect("open sqlite");
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("lock");
+                    .expect("lock");
                 WriteLock::Sqlite(conn)
             }
             Backend::Postgres => {
                 let url = self.config.database_url.clone().expect("pg url");
                 let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-                sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
-                sqlx::query("LOCK TABLE invoice IN EXCLUSIVE MODE").execute(&mut conn).await.expect("lock");
+                sqlx::query("BEGIN")
+                    .execute(&mut conn)
+                    .await
+                    .expect("begin");
+                sqlx::query("LOCK TABLE invoice IN EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock");
                 WriteLock::Postgres(conn)
             }
         }
@@ -202,12 +255,7 @@ impl TestServer {
             Some(task) => task.await.expect("server task panicked"),
             None => Ok(()),
         };
-        if let Some(pg) = self.pg.take() {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg.base_url).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", pg.name)).execute(&mut conn).await;
-                let _ = conn.close().await;
-            }
-        }
+        drop(self.pg.take());
         result
     }
 }
@@ -215,17 +263,29 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.begin_shutdown();
-        if let Some(pg) = self.pg.take() {
-            // Best effort for a test that panicked before `stop`: drop its schema.
-            let handle = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-                runtime.block_on(async {
-                    let mut conn = sqlx::PgConnection::connect(&pg.base_url).await.ok()?;
-                    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", pg.name)).execute(&mut conn).await.ok()
-                })
-            });
-            let _ = handle.join();
-        }
+    }
+}
+
+impl Drop for PgSchema {
+    /// Drops the schema, also for a test that panicked before `stop`. On its own thread
+    /// and runtime, because `Drop` cannot await.
+    fn drop(&mut self) {
+        let (base_url, name) = (self.base_url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&base_url).await.ok()?;
+                let dropped = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await;
+                conn.close().await.ok();
+                dropped.ok()
+            })
+        });
+        let _ = dropper.join();
     }
 }
 
@@ -238,11 +298,17 @@ impl WriteLock {
     pub async fn release(self) {
         match self {
             Self::Sqlite(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("unlock");
                 conn.close().await.ok();
             }
             Self::Postgres(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("unlock");
                 conn.close().await.ok();
             }
         }
@@ -252,14 +318,25 @@ impl WriteLock {
 pub async fn json_of(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, value)
 }
 
 /// Asserts the standard error body and returns its code.
 pub fn error_code(body: &Value) -> &str {
-    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"));
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
     code
 }
 
@@ -268,6 +345,13 @@ fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("{nanos:x}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{nanos:x}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -6,7 +6,12 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::common::{Backend, TestServer, error_code, json_of};
 
-backend_tests!(rate_limit_per_key, sheds_load_past_max_inflight, dry_pool_answers_503_fast_and_recovers, cors_allowlist);
+backend_tests!(
+    rate_limit_per_key,
+    sheds_load_past_max_inflight,
+    dry_pool_answers_503_fast_and_recovers,
+    cors_allowlist
+);
 
 async fn rate_limit_per_key(backend: Backend) {
     let Some(srv) = TestServer::start(backend, |c| {
@@ -19,14 +24,29 @@ async fn rate_limit_per_key(backend: Backend) {
     };
     let (key, other) = (srv.tenant("A").await, srv.tenant("B").await);
     for expected_remaining in ["2", "1", "0"] {
-        let response = srv.request(Method::GET, "/api/dashboard", &key).send().await.unwrap();
+        let response = srv
+            .request(Method::GET, "/api/dashboard", &key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["ratelimit-limit"], "3");
-        assert_eq!(response.headers()["ratelimit-remaining"], expected_remaining);
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            expected_remaining
+        );
     }
-    let response = srv.request(Method::GET, "/api/dashboard", &key).send().await.unwrap();
+    let response = srv
+        .request(Method::GET, "/api/dashboard", &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry_after), "retry-after {retry_after}");
     assert_eq!(response.headers()["ratelimit-remaining"], "0");
     let (_, body) = json_of(response).await;
@@ -41,28 +61,52 @@ async fn rate_limit_per_key(backend: Backend) {
 }
 
 async fn sheds_load_past_max_inflight(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |c| c.max_inflight = 1).await else { return };
+    let Some(srv) = TestServer::start(backend, |c| c.max_inflight = 1).await else {
+        return;
+    };
     let key = srv.tenant("A").await;
     assert_eq!(srv.get("/api/dashboard", &key).await.0, 200);
     let lock = srv.hold_write_lock().await;
     // This write waits behind the lock and holds the only in-flight slot.
     let stuck = tokio::spawn({
-        let request = srv.request(Method::POST, "/api/invoices", &key).json(&json!({"customer": "A", "amount_cents": 1}));
+        let request = srv
+            .request(Method::POST, "/api/invoices", &key)
+            .json(&json!({"customer": "A", "amount_cents": 1}));
         async move { request.send().await.map(|r| r.status().as_u16()) }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
-    let response = srv.request(Method::GET, "/api/dashboard", &key).send().await.unwrap();
+    let response = srv
+        .request(Method::GET, "/api/dashboard", &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
-    assert!(started.elapsed() < Duration::from_millis(500), "shedding must be fast: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "shedding must be fast: {:?}",
+        started.elapsed()
+    );
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(error_code(&json_of(response).await.1), "overloaded");
     // Probes are never shed.
-    assert_eq!(srv.client.get(srv.url("/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        srv.client
+            .get(srv.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     lock.release().await;
-    assert_eq!(stuck.await.unwrap().unwrap(), 201, "the queued write completes once the lock is gone");
+    assert_eq!(
+        stuck.await.unwrap().unwrap(),
+        201,
+        "the queued write completes once the lock is gone"
+    );
     assert!(srv.metric("http_server_shed_requests_total", &[]).await >= 1.0);
     assert_eq!(srv.get("/api/dashboard", &key).await.0, 200);
     srv.stop().await.unwrap();
@@ -79,11 +123,15 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
         return;
     };
     let key = srv.tenant("A").await;
-    let invoice = srv.invoice(&key, json!({"customer": "A", "amount_cents": 5})).await;
+    let invoice = srv
+        .invoice(&key, json!({"customer": "A", "amount_cents": 5}))
+        .await;
     let path = format!("/api/invoices/{}", invoice["id"]);
     let lock = srv.hold_write_lock().await;
     let stuck = tokio::spawn({
-        let request = srv.request(Method::POST, "/api/invoices", &key).json(&json!({"customer": "B", "amount_cents": 1}));
+        let request = srv
+            .request(Method::POST, "/api/invoices", &key)
+            .json(&json!({"customer": "B", "amount_cents": 1}));
         async move { request.send().await.map(|r| r.status().as_u16()) }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -91,41 +139,87 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
     let started = Instant::now();
     let (status, body) = srv.get(&path, &key).await;
     assert_eq!((status, error_code(&body)), (503, "db_pool_exhausted"));
-    assert!(started.elapsed() < Duration::from_secs(2), "answered within the acquire timeout: {:?}", started.elapsed());
-    let (status, health) = json_of(srv.client.get(srv.url("/api/health")).send().await.unwrap()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered within the acquire timeout: {:?}",
+        started.elapsed()
+    );
+    let (status, health) =
+        json_of(srv.client.get(srv.url("/api/health")).send().await.unwrap()).await;
     assert_eq!(status, 503);
     assert_eq!(health["database"]["status"], "down");
-    assert!(health["database"]["error"].as_str().unwrap().contains("pool exhausted"), "{health}");
+    assert!(
+        health["database"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pool exhausted"),
+        "{health}"
+    );
 
     lock.release().await;
     assert_eq!(stuck.await.unwrap().unwrap(), 201);
     // Recovered without a restart.
     assert_eq!(srv.get(&path, &key).await.0, 200);
-    assert_eq!(srv.client.get(srv.url("/api/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        srv.client
+            .get(srv.url("/api/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     srv.stop().await.unwrap();
 }
 
 async fn cors_allowlist(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |c| c.cors_origins = vec!["https://app.example.com".parse().unwrap()]).await
+    let Some(srv) = TestServer::start(backend, |c| {
+        c.cors_origins = vec!["https://app.example.com".parse().unwrap()]
+    })
+    .await
     else {
         return;
     };
     let key = srv.tenant("A").await;
-    let allowed = srv.request(Method::GET, "/api/dashboard", &key).header("origin", "https://app.example.com").send().await.unwrap();
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
-    let denied = srv.request(Method::GET, "/api/dashboard", &key).header("origin", "https://evil.example").send().await.unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    let allowed = srv
+        .request(Method::GET, "/api/dashboard", &key)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let denied = srv
+        .request(Method::GET, "/api/dashboard", &key)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     let preflight = srv
         .client
         .request(Method::OPTIONS, srv.url("/api/invoices"))
         .header("origin", "https://app.example.com")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .unwrap();
     assert!(preflight.status().is_success(), "{}", preflight.status());
-    let methods = preflight.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
+    let methods = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(methods.contains("POST"), "{methods}");
     srv.stop().await.unwrap();
 }

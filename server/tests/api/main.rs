@@ -2,6 +2,9 @@
 //! with reqwest. Every test runs on SQLite; the same tests run on PostgreSQL when
 //! `TEST_DATABASE_URL` is set (each in a schema of its own), and say so when skipped.
 
+// A test that cannot set up should fail loudly, right where it failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 mod auth; // API keys, admin endpoint, tenant isolation

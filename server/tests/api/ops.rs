@@ -6,18 +6,30 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::common::{Backend, TestServer, json_of};
 
-backend_tests!(liveness_and_readiness, metrics_use_documented_names_and_route_templates, request_ids, openapi_matches_the_routes);
+backend_tests!(
+    liveness_and_readiness,
+    metrics_use_documented_names_and_route_templates,
+    request_ids,
+    openapi_matches_the_routes
+);
 
 async fn liveness_and_readiness(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
     let (status, live) = json_of(srv.client.get(srv.url("/health")).send().await.unwrap()).await;
     assert_eq!((status, live), (200, json!({"status": "ok"})));
-    let (status, ready) = json_of(srv.client.get(srv.url("/api/health")).send().await.unwrap()).await;
+    let (status, ready) =
+        json_of(srv.client.get(srv.url("/api/health")).send().await.unwrap()).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["draining"], false);
     assert_eq!(ready["database"]["status"], "up");
-    let backend_name = if backend == Backend::Sqlite { "sqlite" } else { "postgres" };
+    let backend_name = if backend == Backend::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     assert_eq!(ready["database"]["backend"], backend_name);
     assert!(ready["database"]["connections_max"].as_u64().unwrap() >= 1);
     assert_eq!(ready["cache"]["status"], "up");
@@ -25,16 +37,31 @@ async fn liveness_and_readiness(backend: Backend) {
 }
 
 async fn metrics_use_documented_names_and_route_templates(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
     let key = srv.tenant("A").await;
-    let invoice = srv.invoice(&key, json!({"customer": "A", "amount_cents": 1})).await;
-    srv.get(&format!("/api/invoices/{}", invoice["id"]), &key).await;
+    let invoice = srv
+        .invoice(&key, json!({"customer": "A", "amount_cents": 1}))
+        .await;
+    srv.get(&format!("/api/invoices/{}", invoice["id"]), &key)
+        .await;
     srv.get("/api/invoices/987654", &key).await;
     srv.get("/api/dashboard", &key).await;
     srv.get("/no/such/path/12345", &key).await;
 
-    let response = srv.client.get(srv.url("/api/metrics")).send().await.unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let response = srv
+        .client
+        .get(srv.url("/api/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = response.text().await.unwrap();
     for name in [
         "http_server_request_duration_seconds_bucket",
@@ -52,24 +79,50 @@ async fn metrics_use_documented_names_and_route_templates(backend: Backend) {
     ] {
         assert!(text.contains(name), "missing {name}");
     }
-    let durations: Vec<&str> = text.lines().filter(|l| l.starts_with("http_server_request_duration_seconds_count")).collect();
+    let durations: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+        .collect();
     let has = |route: &str, status: &str| {
-        durations.iter().any(|l| l.contains(&format!("http_route=\"{route}\"")) && l.contains(&format!("http_response_status_code=\"{status}\"")))
+        durations.iter().any(|l| {
+            l.contains(&format!("http_route=\"{route}\""))
+                && l.contains(&format!("http_response_status_code=\"{status}\""))
+        })
     };
     assert!(has("/api/invoices/{id}", "200"), "{durations:#?}");
     assert!(has("/api/invoices/{id}", "404"));
     assert!(has("unmatched", "404"));
-    assert!(durations.iter().all(|l| !l.contains("987654") && !l.contains("12345")), "raw paths leaked into labels");
-    assert!(durations.iter().any(|l| l.contains("http_request_method=\"POST\"")));
+    assert!(
+        durations
+            .iter()
+            .all(|l| !l.contains("987654") && !l.contains("12345")),
+        "raw paths leaked into labels"
+    );
+    assert!(
+        durations
+            .iter()
+            .any(|l| l.contains("http_request_method=\"POST\""))
+    );
     srv.stop().await.unwrap();
 }
 
 async fn request_ids(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
-    let given = srv.client.get(srv.url("/health")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let given = srv
+        .client
+        .get(srv.url("/health"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(given.headers()["x-request-id"], "trace-me-42");
     let generated = srv.client.get(srv.url("/health")).send().await.unwrap();
-    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(id.len(), 36, "a UUID is generated: {id}");
     let again = srv.client.get(srv.url("/health")).send().await.unwrap();
     assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), id);
@@ -99,9 +152,18 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
 ];
 
 async fn openapi_matches_the_routes(backend: Backend) {
-    let Some(srv) = TestServer::start(backend, |_| {}).await else { return };
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
     let key = srv.tenant("A").await;
-    let (status, doc) = json_of(srv.client.get(srv.url("/api/openapi.json")).send().await.unwrap()).await;
+    let (status, doc) = json_of(
+        srv.client
+            .get(srv.url("/api/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
 
@@ -113,33 +175,85 @@ async fn openapi_matches_the_routes(backend: Backend) {
             }
         }
     }
-    let expected: BTreeSet<(String, String)> =
-        EXPECTED_ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
-    assert_eq!(documented, expected, "the document lists exactly the API's routes");
+    let expected: BTreeSet<(String, String)> = EXPECTED_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "the document lists exactly the API's routes"
+    );
 
     // Every documented route is served: the router knows it (no route_not_found, no 405).
     for (method, path) in &documented {
         let concrete = path.replace("{id}", "1").replace("{user_id}", "u1");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let (status, body) = json_of(srv.request(method.clone(), &concrete, &key).json(&json!({})).send().await.unwrap()).await;
+        let (status, body) = json_of(
+            srv.request(method.clone(), &concrete, &key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         let code = body["error"]["code"].as_str().unwrap_or_default();
-        assert!(status != 405 && code != "route_not_found", "{method} {concrete}: {status} {body}");
+        assert!(
+            status != 405 && code != "route_not_found",
+            "{method} {concrete}: {status} {body}"
+        );
     }
     // And routes outside the document are not served.
-    for (method, path) in [(Method::DELETE, "/api/jobs/1"), (Method::DELETE, "/api/dashboard"), (Method::GET, "/api/tenants")] {
-        let status = srv.request(method.clone(), path, &key).send().await.unwrap().status().as_u16();
-        assert!(status == 404 || status == 405, "{method} {path} answered {status}");
+    for (method, path) in [
+        (Method::DELETE, "/api/jobs/1"),
+        (Method::DELETE, "/api/dashboard"),
+        (Method::GET, "/api/tenants"),
+    ] {
+        let status = srv
+            .request(method.clone(), path, &key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(
+            status == 404 || status == 405,
+            "{method} {path} answered {status}"
+        );
     }
 
     // Every schema a route refers to is defined, with its real fields.
     let schemas = &doc["components"]["schemas"];
-    for name in ["Invoice", "NewInvoice", "InvoicePatch", "Job", "NewJob", "Dashboard", "Preferences", "ErrorResponse"] {
+    for name in [
+        "Invoice",
+        "NewInvoice",
+        "InvoicePatch",
+        "Job",
+        "NewJob",
+        "Dashboard",
+        "Preferences",
+        "ErrorResponse",
+    ] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
-    let invoice_fields: BTreeSet<&str> = schemas["Invoice"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let invoice = srv.invoice(&key, json!({"customer": "A", "amount_cents": 1})).await;
-    let actual: BTreeSet<&str> = invoice.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(invoice_fields, actual, "the Invoice schema matches a real invoice");
+    let invoice_fields: BTreeSet<&str> = schemas["Invoice"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let invoice = srv
+        .invoice(&key, json!({"customer": "A", "amount_cents": 1}))
+        .await;
+    let actual: BTreeSet<&str> = invoice
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        invoice_fields, actual,
+        "the Invoice schema matches a real invoice"
+    );
     let refs = collect_refs(&doc);
     for reference in refs {
         let name = reference.trim_start_matches("#/components/schemas/");
@@ -152,7 +266,13 @@ fn collect_refs(value: &Value) -> Vec<String> {
     match value {
         Value::Object(map) => map
             .iter()
-            .flat_map(|(k, v)| if k == "$ref" { v.as_str().map(str::to_owned).into_iter().collect() } else { collect_refs(v) })
+            .flat_map(|(k, v)| {
+                if k == "$ref" {
+                    v.as_str().map(str::to_owned).into_iter().collect()
+                } else {
+                    collect_refs(v)
+                }
+            })
             .collect(),
         Value::Array(items) => items.iter().flat_map(collect_refs).collect(),
         _ => Vec::new(),

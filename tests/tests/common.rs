@@ -1,0 +1,76 @@
+//! Helpers: the built binary, a temp working directory, free ports, waiting for HTTP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn aimate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aimate-e2e"))
+}
+
+/// A command for `aimate` running in `dir`, with no inherited AIMATE_*/DATABASE_URL.
+pub fn aimate(dir: &Path) -> Command {
+    let mut command = Command::new(aimate_bin());
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AIMATE_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    command.env("AIMATE_LOG", "info");
+    command
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().expect("run aimate")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `url` until it answers 200 or `timeout` passes.
+pub fn wait_ready(url: &str, child: &mut Child, timeout: Duration) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("aimate exited early with {status}");
+        }
+        if client.get(url).send().is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} not ready after {timeout:?}");
+}
+
+/// Waits for the child to exit, killing it after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}

@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use crate::common::{aimate, free_port, run, send_signal, wait_exit, wait_ready};
+
+#[test]
+fn sigterm_drains_and_flushes_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = aimate(dir.path())
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--shutdown-delay",
+            "300ms",
+        ])
+        .env("AIMATE_ADMIN_TOKEN", "secret-admin-token")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        &format!("{base}/api/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    let client = reqwest::blocking::Client::new();
+    let tenant: serde_json::Value = client
+        .post(format!("{base}/api/admin/tenants"))
+        .bearer_auth("secret-admin-token")
+        .json(&serde_json::json!({"name": "Acme"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let key = tenant["api_key"].as_str().unwrap().to_owned();
+    let response = client
+        .get(format!("{base}/api/dashboard"))
+        .bearer_auth(&key)
+        .header("x-request-id", "e2e-req-1")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    send_signal(&server, "TERM");
+    let status = wait_exit(&mut server, Duration::from_secs(15)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+
+    // One JSON object per line, on stdout and in logs/ai-mate-YYYY-MM-DD.log.
+    let stdout = std::io::read_to_string(server.stdout.take().unwrap()).unwrap();
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1);
+    let name = logs[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("ai-mate-")
+            && name.ends_with(".log")
+            && name.len() == "ai-mate-2026-11-28.log".len(),
+        "{name}"
+    );
+    let file = std::fs::read_to_string(&logs[0]).unwrap();
+    for text in [&stdout, &file] {
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        }
+        assert!(
+            text.contains("\"request_id\":\"e2e-req-1\""),
+            "request id logged"
+        );
+        assert!(text.contains("shutdown complete"), "last line flushed");
+        // No secrets in logs.
+        assert!(
+            !text.contains(&key) && !text.contains("secret-admin-token"),
+            "secret leaked into logs"
+        );
+    }
+}
+
+#[test]
+fn usage_and_config_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(aimate(dir.path()).args(["serve", "--db-acquire-timeout", "soon"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--db-acquire-timeout"));
+    let output = run(aimate(dir.path()).args(["serve", "--cors-origins", "example.com"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not an origin"));
+    let output = run(aimate(dir.path()).args(["frobnicate"]));
+    assert_eq!(output.status.code(), Some(2));
+
+    // A port already taken: a one-line error, exit 2.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run(aimate(dir.path()).args(["serve", "--bind", &addr]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `aimate` binary, run as a process.
+
+// A test that cannot set up should fail loudly, right where it failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common; // temp dirs, free ports, spawning and waiting on `aimate`
+mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
+mod tenant; // `aimate tenant create`: the key on stdout, usable at once
