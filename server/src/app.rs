@@ -1,76 +1,87 @@
-//! The router: every route, in one place, with its layers.
+//! The application: every route, in one place, and what wraps them.
 //!
 //! ```text
-//! request ─▶ set x-request-id ─▶ CORS ─▶ observe (metrics, access log) ─▶ route
-//!   tenant routes: shed/timeout ─▶ auth + rate limit ─▶ handler
-//!   admin routes:  shed/timeout ─▶ handler (checks the admin token)
-//!   ops routes:    handler (never shed, never rate limited)
+//! request ─▶ set x-request-id ─▶ CORS (when origins are configured) ─▶ body limit
+//!         ─▶ edge (route template, admission for API routes, timeout, metrics, access log)
+//!         ─▶ router
+//!              tenant routes: auth + rate limit ─▶ handler
+//!              admin routes:  handler (checks the admin token)
+//!              ops routes:    handler (never shed, never rate limited)
 //! ```
 
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, Method, Request, header};
 use axum::middleware::from_fn_with_state;
-use axum::{Extension, Router};
-use tower::ServiceBuilder;
+use axum::response::Response;
+use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::edge::{Edge, EdgeSettings};
 use crate::error::AppError;
-use crate::openapi::{ApiDoc, OpenApiJson};
+use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{
-    auth, dashboard, invoices, jobs, observe, openapi, ops, overload, preferences, tenants,
-};
+use crate::{auth, dashboard, invoices, jobs, openapi, ops, preferences, tenants};
 
-/// The full API as a `Router`, ready to serve (or to call with `oneshot` in tests).
-pub fn app(state: AppState) -> Router {
+/// The whole application as one service, ready to serve.
+pub fn app(
+    state: AppState,
+) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future = impl Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let (router, doc) = routes(&state).split_for_parts();
-    let doc = match doc.to_json() {
-        Ok(json) => OpenApiJson(json.into()),
-        // The document is built from our own static annotations; should it ever fail
-        // to serialize, the route answers 500 rather than the server refusing to start.
-        Err(error) => {
-            tracing::error!(%error, "cannot render the OpenAPI document");
-            OpenApiJson(bytes::Bytes::new())
-        }
-    };
+    let templates: Vec<String> = doc.paths.paths.keys().cloned().collect();
+    match doc.to_json() {
+        Ok(json) => state.set_openapi(json.into()),
+        // Built from our own static annotations; should it ever fail to serialize, its
+        // route answers 404 rather than the server refusing to start.
+        Err(error) => tracing::error!(%error, "cannot render the OpenAPI document"),
+    }
     let config = state.config.clone();
-    // One `layer` call with the whole stack: axum boxes every route once per call.
-    let outer = ServiceBuilder::new()
+    let metrics = state.metrics.clone();
+    let router: Router = router
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    let settings = EdgeSettings {
+        max_inflight: config.max_inflight,
+        request_timeout: config.request_timeout,
+    };
+    let edge = Edge::new(
+        router,
+        templates.iter().map(String::as_str),
+        settings,
+        metrics,
+    );
+    ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         // No allowed origins, no CORS layer: its `Vary` and expose headers would only
         // add bytes to every response.
         .option_layer((!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins)))
-        .layer(from_fn_with_state(state.metrics.clone(), observe::observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(Extension(doc));
-    router
-        .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(outer)
-        .with_state(state)
+        .service(edge)
 }
 
-/// All routes with their OpenAPI description, before the outer layers.
+/// All routes with their OpenAPI description.
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
-    let config = &state.config;
     let tenant_api = OpenApiRouter::new()
-        .merge(invoices::router(config.max_bulk_body_bytes))
+        .merge(invoices::router(state.config.max_bulk_body_bytes))
         .merge(jobs::router())
         .merge(dashboard::router())
         .merge(preferences::router())
         .route_layer(from_fn_with_state(state.clone(), auth::require_tenant));
-    let api = overload::protect(
-        tenant_api.merge(tenants::router()),
-        state,
-        config.max_inflight,
-        config.request_timeout,
-    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(api)
+        .merge(tenant_api)
+        .merge(tenants::router())
         .merge(ops::router())
         .merge(openapi::router())
 }

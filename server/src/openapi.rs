@@ -2,8 +2,8 @@
 //! annotations and types the router is built from (utoipa-axum), so they cannot drift;
 //! a test also checks every documented route against the running server.
 
-use axum::Extension;
-use axum::response::Response;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::AppError;
 use crate::respond::json_response;
 use crate::state::AppState;
 
@@ -52,11 +53,6 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The rendered document, handed to its route as an extension once the router (and so
-/// the document) is complete.
-#[derive(Clone)]
-pub struct OpenApiJson(pub bytes::Bytes);
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_openapi))
 }
@@ -68,6 +64,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object))
 )]
-async fn get_openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
-    json_response(doc.0)
+async fn get_openapi(State(state): State<AppState>) -> Response {
+    match state.openapi() {
+        Some(doc) => json_response(doc),
+        None => AppError::NotFound("OpenAPI document").into_response(),
+    }
 }

@@ -11,13 +11,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::{Service, ServiceExt};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -36,12 +42,18 @@ pub enum Drain {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
-) -> Drain {
+) -> Drain
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    // hyper hands us its own body type; the app takes axum's.
+    let app = app.map_request(|request: Request<Incoming>| request.map(Body::new));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -1,7 +1,9 @@
 //! The state every handler shares. One `Arc` around it all: axum clones the state for
 //! every extractor of every request, so a clone is one atomic increment.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::AuthCache;
@@ -31,6 +33,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
     pub lifecycle: Arc<Lifecycle>,
+    /// The rendered OpenAPI document, set once the router (and so the document) exists.
+    openapi: OnceLock<Bytes>,
 }
 
 /// Whether the server is draining: readiness answers 503 from the first shutdown signal.
@@ -81,6 +85,17 @@ impl AppState {
             metrics,
             config: Arc::new(config),
             lifecycle: Arc::new(Lifecycle::default()),
+            openapi: OnceLock::new(),
         })))
+    }
+}
+
+impl Shared {
+    pub fn set_openapi(&self, json: Bytes) {
+        let _ = self.openapi.set(json);
+    }
+
+    pub fn openapi(&self) -> Option<Bytes> {
+        self.openapi.get().cloned()
     }
 }

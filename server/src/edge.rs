@@ -1,0 +1,215 @@
+//! The edge: one service wrapped around the whole router that every request passes
+//! once, doing what would otherwise take several per-route layers.
+//!
+//! ```text
+//! request ─▶ route template (matchit over the documented routes; "unmatched" if none)
+//!         ─▶ API route? admission: a free in-flight slot or a fast 503 (load shedding),
+//!                       then the request timeout (503 when it fires)
+//!         ─▶ router ─▶ latency histogram, in-flight gauge, one JSON access-log line
+//! ```
+//!
+//! Why not axum's `Router::layer` + `MatchedPath` + tower's `LoadShed`/`ConcurrencyLimit`/
+//! `Timeout`: axum applies a layer to every route separately, boxing each route once per
+//! layer, and `from_fn` clones and boxes again per request. Measured on a cached read:
+//! this edge made the server about 15% cheaper per request (scripts/bench-server.sh).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tower::Service;
+
+use crate::error::{AppError, InternalErrorDetail};
+use crate::metrics::Metrics;
+
+/// Label for requests that matched no route, so scans of random paths cannot grow the
+/// label set without bound.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Routes that are never shed nor timed out: probes and scrapers must work while the
+/// API is saturated.
+const OPERATIONS_ROUTES: &[&str] = &[
+    "/health",
+    "/api/health",
+    "/api/metrics",
+    "/api/openapi.json",
+];
+
+#[derive(Debug, Clone)]
+struct RouteInfo {
+    template: Arc<str>,
+    admitted: bool,
+}
+
+pub struct EdgeSettings {
+    pub max_inflight: usize,
+    pub request_timeout: Duration,
+}
+
+struct Shared {
+    routes: matchit::Router<RouteInfo>,
+    slots: Semaphore,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Wraps `inner` (the router) in the edge.
+#[derive(Clone)]
+pub struct Edge<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Edge<S> {
+    /// `templates` are the router's route templates (`/api/invoices/{id}`), taken from
+    /// the OpenAPI document that is generated from the same route table.
+    pub fn new<'a>(
+        inner: S,
+        templates: impl IntoIterator<Item = &'a str>,
+        settings: EdgeSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut routes = matchit::Router::new();
+        for template in templates {
+            let info = RouteInfo {
+                template: template.into(),
+                admitted: !OPERATIONS_ROUTES.contains(&template),
+            };
+            if let Err(error) = routes.insert(template, info) {
+                // Only a malformed or conflicting template fails; such a route is then
+                // labelled "unmatched" rather than taking the server down.
+                tracing::error!(%error, template, "route template rejected by the edge");
+            }
+        }
+        let slots = Semaphore::new(settings.max_inflight.clamp(1, Semaphore::MAX_PERMITS));
+        let shared = Shared {
+            routes,
+            slots,
+            timeout: settings.request_timeout,
+            metrics,
+        };
+        Self {
+            inner,
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+/// Decrements the in-flight gauge even if the request future is dropped mid-way.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.metrics.active_requests.dec();
+    }
+}
+
+impl<S> Service<Request<Body>> for Edge<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        // Take the service that was polled ready, leave a fresh clone behind.
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let route = shared
+                .routes
+                .at(request.uri().path())
+                .ok()
+                .map(|m| m.value.clone());
+            let method = request.method().clone();
+            let request_id = request.headers().get("x-request-id").cloned();
+            shared.metrics.active_requests.inc();
+            let in_flight = InFlight(shared.clone());
+
+            let response = match &route {
+                Some(info) if info.admitted => match shared.slots.try_acquire() {
+                    Ok(_slot) => {
+                        match tokio::time::timeout(shared.timeout, inner.call(request)).await {
+                            Ok(Ok(response)) => response,
+                            Err(_elapsed) => AppError::unavailable(
+                                "request_timeout",
+                                "the request took too long and was cancelled",
+                            )
+                            .into_response(),
+                        }
+                    }
+                    Err(_) => {
+                        shared.metrics.shed_requests.inc();
+                        AppError::unavailable(
+                            "overloaded",
+                            "the server is at capacity; retry shortly",
+                        )
+                        .into_response()
+                    }
+                },
+                _ => match inner.call(request).await {
+                    Ok(response) => response,
+                },
+            };
+            drop(in_flight);
+
+            let elapsed = started.elapsed();
+            let template = route
+                .as_ref()
+                .map_or(UNMATCHED_ROUTE, |info| &info.template);
+            let status = response.status();
+            shared
+                .metrics
+                .request_duration
+                .with_label_values(&[method.as_str(), template, status.as_str()])
+                .observe(elapsed.as_secs_f64());
+            log_access(
+                &method,
+                template,
+                status.as_u16(),
+                elapsed,
+                request_id.as_ref(),
+                &response,
+            );
+            Ok(response)
+        })
+    }
+}
+
+fn log_access(
+    method: &axum::http::Method,
+    route: &str,
+    status: u16,
+    elapsed: Duration,
+    request_id: Option<&axum::http::HeaderValue>,
+    response: &Response,
+) {
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match response.extensions().get::<InternalErrorDetail>() {
+        Some(InternalErrorDetail(detail)) => {
+            tracing::error!(target: "access", %method, route, status, latency_ms, request_id, error = %detail, "request failed");
+        }
+        None if status >= 500 => {
+            tracing::warn!(target: "access", %method, route, status, latency_ms, request_id, "request");
+        }
+        None => {
+            tracing::info!(target: "access", %method, route, status, latency_ms, request_id, "request")
+        }
+    }
+}
