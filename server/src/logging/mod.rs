@@ -11,6 +11,8 @@
 //! (a futex wake and a context switch per access-log line; scripts/bench-server.sh).
 //! Its rolling file names (`prefix.DATE.suffix`) do not fit the guide's either.
 
+mod json;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -205,8 +207,7 @@ pub fn init(log_dir: &Path) -> io::Result<LogGuard> {
         .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
+                .event_format(json::JsonLines)
                 .with_writer(writer),
         )
         .try_init()

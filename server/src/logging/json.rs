@@ -1,0 +1,184 @@
+//! A JSON-lines event formatter: one object per event with `timestamp`, `level`,
+//! `target`, `message` and the event's fields at the top level.
+//!
+//! tracing-subscriber's own JSON formatter goes through serde with an `io::Write` to
+//! `fmt::Write` adaptor that re-validates UTF-8 on each of the ~70 small writes of an
+//! access-log line; under load that was a fifth of the server's instructions (callgrind).
+//! This writes straight into the line buffer.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        write!(
+            writer,
+            "{{\"timestamp\":\"{now}\",\"level\":\"{}\",\"target\":",
+            metadata.level()
+        )?;
+        write_json_str(&mut writer, metadata.target())?;
+        let mut fields = FieldWriter {
+            out: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str("}\n")
+    }
+}
+
+struct FieldWriter<'w, W: Write> {
+    out: &'w mut W,
+    result: fmt::Result,
+}
+
+impl<W: Write> FieldWriter<'_, W> {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = (|| {
+                self.out.write_char(',')?;
+                write_json_str(self.out, field.name())?;
+                self.out.write_char(':')?;
+                value(self.out)
+            })();
+        }
+    }
+}
+
+impl<W: Write> Visit for FieldWriter<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |out| write_json_str(out, value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity.
+        self.field(field, |out| {
+            if value.is_finite() {
+                write!(out, "{value}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |out| write_json_str(out, &format!("{value:?}")));
+    }
+}
+
+/// Writes `text` as a JSON string literal.
+fn write_json_str(out: &mut impl Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c < ' ' => {
+                out.write_str(&text[start..i])?;
+                write!(out, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+                continue;
+            }
+            _ => continue,
+        };
+        out.write_str(&text[start..i])?;
+        out.write_str(escaped)?;
+        start = i + c.len_utf8();
+    }
+    out.write_str(&text[start..])?;
+    out.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn escapes_like_json() {
+        let mut out = String::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let parsed: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_are_one_json_object_per_line() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "access", method = "GET", status = 200u16, latency_ms = 1.5, ok = true, odd = ?("x\"y"), "request");
+            tracing::warn!(count = -3i64, "second \"line\"");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["target"], "access");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["message"], "request");
+        assert_eq!(
+            (lines[0]["status"].as_u64(), lines[0]["latency_ms"].as_f64()),
+            (Some(200), Some(1.5))
+        );
+        assert_eq!(lines[0]["ok"], true);
+        assert_eq!(lines[0]["odd"], "\"x\\\"y\"");
+        assert_eq!(lines[1]["count"], -3);
+        assert_eq!(lines[1]["message"], "second \"line\"");
+        assert!(lines[1]["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}
