@@ -96,28 +96,28 @@ impl<W: Write> Visit for FieldWriter<'_, W> {
     }
 }
 
-/// Writes `text` as a JSON string literal.
+/// Writes `text` as a JSON string literal. Scans bytes: every character that needs an
+/// escape is ASCII, so runs of anything else are copied whole.
 fn write_json_str(out: &mut impl Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     let mut start = 0;
-    for (i, c) in text.char_indices() {
-        let escaped = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if c < ' ' => {
-                out.write_str(&text[start..i])?;
-                write!(out, "\\u{:04x}", u32::from(c))?;
-                start = i + c.len_utf8();
-                continue;
-            }
+    for (i, byte) in text.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
             _ => continue,
         };
         out.write_str(&text[start..i])?;
-        out.write_str(escaped)?;
-        start = i + c.len_utf8();
+        if escaped.is_empty() {
+            write!(out, "\\u{byte:04x}")?;
+        } else {
+            out.write_str(escaped)?;
+        }
+        start = i + 1;
     }
     out.write_str(&text[start..])?;
     out.write_char('"')
