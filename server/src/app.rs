@@ -1,8 +1,9 @@
 //! The application: every route, in one place, and what wraps them.
 //!
 //! ```text
-//! request ─▶ set x-request-id ─▶ CORS (when origins are configured) ─▶ body limit
-//!         ─▶ edge (route template, admission for API routes, timeout, metrics, access log)
+//! request ─▶ CORS (when origins are configured) ─▶ body limit
+//!         ─▶ edge (request id, route template, admission for API routes, timeout,
+//!                  metrics, access log)
 //!         ─▶ router
 //!              tenant routes: auth + rate limit ─▶ handler
 //!              admin routes:  handler (checks the admin token)
@@ -19,7 +20,6 @@ use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -62,8 +62,6 @@ pub fn app(
         metrics,
     );
     ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
         // No allowed origins, no CORS layer: its `Vary` and expose headers would only
         // add bytes to every response.
         .option_layer((!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins)))

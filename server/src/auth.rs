@@ -91,7 +91,7 @@ pub fn secrets_match(given: &str, expected: &str) -> bool {
 /// Key-hash → tenant lookups, including misses (so a flood of bad keys is cheap too).
 pub struct AuthCache {
     /// Keyed by the raw digest: no hex string is built on a cache hit.
-    lookups: moka::future::Cache<[u8; 32], Option<Tenant>>,
+    lookups: moka::future::Cache<[u8; 32], Option<Tenant>, foldhash::fast::RandomState>,
     metrics: Arc<Metrics>,
 }
 
@@ -101,7 +101,7 @@ impl AuthCache {
             .max_capacity(100_000)
             // A deleted key keeps working for at most this long.
             .time_to_live(Duration::from_secs(60))
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self { lookups, metrics }
     }
 

@@ -88,8 +88,8 @@ impl Expiry<String, Entry> for PerKindTtl {
 
 /// In-process L1 cache.
 pub struct MemoryCache {
-    entries: moka::future::Cache<String, Entry>,
-    generations: moka::future::Cache<String, u64>,
+    entries: moka::future::Cache<String, Entry, foldhash::fast::RandomState>,
+    generations: moka::future::Cache<String, u64, foldhash::fast::RandomState>,
     next_generation: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -102,12 +102,12 @@ impl MemoryCache {
                 u32::try_from(key.len() + value.body.len()).unwrap_or(u32::MAX)
             })
             .expire_after(PerKindTtl)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         // A generation must outlive every entry keyed by it: the longest TTL is 15 min.
         let generations = moka::future::Cache::builder()
             .max_capacity(1_000_000)
             .time_to_idle(Duration::from_secs(30 * 60))
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             entries,
             generations,

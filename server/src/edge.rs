@@ -2,7 +2,8 @@
 //! once, doing what would otherwise take several per-route layers.
 //!
 //! ```text
-//! request ─▶ route template (matchit over the documented routes; "unmatched" if none)
+//! request ─▶ request id (the client's `x-request-id`, or a new one; echoed back)
+//!         ─▶ route template (matchit over the documented routes; "unmatched" if none)
 //!         ─▶ API route? admission: a free in-flight slot or a fast 503 (load shedding),
 //!                       then the request timeout (503 when it fires)
 //!         ─▶ router ─▶ latency histogram, in-flight gauge, one JSON access-log line
@@ -19,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
@@ -40,6 +41,24 @@ const OPERATIONS_ROUTES: &[&str] = &[
     "/api/metrics",
     "/api/openapi.json",
 ];
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest client-supplied request id we keep; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The client's request id when it is sane, else a fresh UUID v4.
+fn request_id(request: &Request<Body>) -> HeaderValue {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
+        })
+}
 
 #[derive(Debug, Clone)]
 struct RouteInfo {
@@ -137,7 +156,7 @@ where
                 .ok()
                 .map(|m| m.value.clone());
             let method = request.method().clone();
-            let request_id = request.headers().get("x-request-id").cloned();
+            let request_id = request_id(&request);
             shared.metrics.active_requests.inc();
             let in_flight = InFlight(shared.clone());
 
@@ -183,9 +202,11 @@ where
                 template,
                 status.as_u16(),
                 elapsed,
-                request_id.as_ref(),
+                &request_id,
                 &response,
             );
+            let mut response = response;
+            response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         })
     }
@@ -196,11 +217,11 @@ fn log_access(
     route: &str,
     status: u16,
     elapsed: Duration,
-    request_id: Option<&axum::http::HeaderValue>,
+    request_id: &HeaderValue,
     response: &Response,
 ) {
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let request_id = request_id.to_str().unwrap_or_default();
     match response.extensions().get::<InternalErrorDetail>() {
         Some(InternalErrorDetail(detail)) => {
             tracing::error!(target: "access", %method, route, status, latency_ms, request_id, error = %detail, "request failed");

@@ -126,6 +126,34 @@ async fn request_ids(backend: Backend) {
     assert_eq!(id.len(), 36, "a UUID is generated: {id}");
     let again = srv.client.get(srv.url("/health")).send().await.unwrap();
     assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), id);
+    // An absurdly long client id is replaced, not echoed into logs and responses.
+    let long = "x".repeat(500);
+    let replaced = srv
+        .client
+        .get(srv.url("/health"))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.headers()["x-request-id"].to_str().unwrap().len(),
+        36
+    );
+    // Error responses carry it too.
+    let missing = srv
+        .client
+        .get(srv.url("/nope"))
+        .header("x-request-id", "err-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            missing.status().as_u16(),
+            missing.headers()["x-request-id"].to_str().unwrap()
+        ),
+        (404, "err-7")
+    );
     srv.stop().await.unwrap();
 }
 
