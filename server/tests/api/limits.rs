@@ -7,6 +7,8 @@ use crate::backend_tests;
 use crate::common::{Backend, TestServer, error_code, json_of};
 
 backend_tests!(
+    slow_requests_time_out_with_503,
+    slow_headers_are_cut_off,
     rate_limit_per_key,
     sheds_load_past_max_inflight,
     dry_pool_answers_503_fast_and_recovers,
@@ -221,5 +223,87 @@ async fn cors_allowlist(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(methods.contains("POST"), "{methods}");
+    srv.stop().await.unwrap();
+}
+
+async fn slow_requests_time_out_with_503(backend: Backend) {
+    let Some(srv) =
+        TestServer::start(backend, |c| c.request_timeout = Duration::from_millis(400)).await
+    else {
+        return;
+    };
+    let key = srv.tenant("A").await;
+    let lock = srv.hold_write_lock().await;
+    let started = Instant::now();
+    let (status, body) = srv
+        .send(
+            Method::POST,
+            "/api/invoices",
+            &key,
+            json!({"customer": "A", "amount_cents": 1}),
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!((status, error_code(&body)), (503, "request_timeout"));
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    lock.release().await;
+    // The cancelled write left nothing behind, and the server serves on.
+    let (_, list) = srv.get("/api/invoices", &key).await;
+    assert_eq!(list["items"], json!([]));
+    assert_eq!(
+        srv.send(
+            Method::POST,
+            "/api/invoices",
+            &key,
+            json!({"customer": "A", "amount_cents": 1})
+        )
+        .await
+        .0,
+        201
+    );
+    srv.stop().await.unwrap();
+}
+
+async fn slow_headers_are_cut_off(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(srv) = TestServer::start(backend, |c| {
+        c.header_read_timeout = Duration::from_millis(300)
+    })
+    .await
+    else {
+        return;
+    };
+    // A slowloris client: half a request line, then silence.
+    let mut stream = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buffer)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a header-less connection open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Well-behaved clients are unaffected.
+    assert_eq!(
+        srv.client
+            .get(srv.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     srv.stop().await.unwrap();
 }
