@@ -1,0 +1,232 @@
+//! `RunRecord`: what one load run measured. Every measuring tool writes one, every
+//! judging tool reads one; the JSON is versioned (`schema_version`) and its histograms
+//! are lossless, so records of the same plan from several machines merge exactly.
+//!
+//! ```text
+//! RunRecord ─ run (target, times, generator, config)
+//!           ├ stages[] ─ steady window, target vs achieved rate, validity
+//!           │          ├ routes{"GET /api/invoices"} ─ corrected + service histograms, outcomes
+//!           │          └ timeline[] ─ one point per second: sent, outcomes, latency histogram
+//!           ├ server[] ─ scraped /api/metrics samples, one per second
+//!           └ events[] ─ chaos and lifecycle events on the same clock
+//! ```
+//!
+//! Times are milliseconds since `run.started_at` unless a name says otherwise.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::{HistogramError, LatencyHistogram};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub run: RunMeta,
+    pub stages: Vec<StageRecord>,
+    /// Server-side samples scraped from the target's `/api/metrics`.
+    #[serde(default)]
+    pub server: Vec<ServerSample>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// Set when a guard stopped the run early.
+    #[serde(default)]
+    pub aborted: Option<Abort>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub target: String,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    /// One entry per load-generator machine (several after a merge).
+    pub generators: Vec<GeneratorInfo>,
+    /// The plan and options the run was started with, as given.
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratorInfo {
+    pub host: String,
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// Share of its CPU budget the generator used (1.0 = all cores busy).
+    pub cpu_utilization: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// As given on the command line: "100", "1k", "10k".
+    pub name: String,
+    pub target_rps: f64,
+    /// Warm-up start: the stage's first intended send.
+    pub started_ms: u64,
+    /// The graded window (after warm-up).
+    pub steady_start_ms: u64,
+    pub steady_end_ms: u64,
+    /// Requests whose intended send time fell in the steady window.
+    pub sent: u64,
+    pub achieved_rps: f64,
+    /// Per route label (`GET /api/invoices/{id}`), steady window only.
+    pub routes: BTreeMap<String, RouteRecord>,
+    /// One point per second of the whole stage, warm-up included (`in_steady` marks which).
+    pub timeline: Vec<SecondRecord>,
+    pub validity: Validity,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteRecord {
+    /// From the intended send time: coordinated-omission corrected.
+    pub latency_us: LatencyHistogram,
+    /// From the actual send time: what the server took.
+    pub service_us: LatencyHistogram,
+    /// Outcome counts: an HTTP status ("200", "503"), "timeout" or "connect_error".
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SecondRecord {
+    /// Start of this second since the run started.
+    pub t_ms: u64,
+    pub in_steady: bool,
+    pub sent: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub latency_us: LatencyHistogram,
+}
+
+/// Whether a stage's numbers can be graded at all: the run is judged before the service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Validity {
+    pub valid: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerSample {
+    pub t_ms: u64,
+    /// Counters are cumulative as scraped; graders take differences.
+    pub requests_total: Option<f64>,
+    pub cache_hits_total: Option<f64>,
+    pub cache_misses_total: Option<f64>,
+    pub db_connections_used: Option<f64>,
+    pub db_connections_max: Option<f64>,
+    pub resident_memory_bytes: Option<f64>,
+    pub active_requests: Option<f64>,
+    /// Cumulative server latency histogram: upper bound (seconds) → count.
+    #[serde(default)]
+    pub latency_buckets: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub t_ms: u64,
+    /// `stage_start`, `fault_start`, `fault_stop`, `kill`, `restart`, `ready`, `abort`, …
+    pub kind: String,
+    pub detail: String,
+    /// For spans (a fault): when it ended.
+    #[serde(default)]
+    pub end_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Abort {
+    pub t_ms: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("no records to merge")]
+    Empty,
+    #[error("record {index} has schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    Version { index: usize, found: u32 },
+    #[error("records ran different plans: stage {stage} is `{a}` in one and `{b}` in another")]
+    DifferentPlans { stage: usize, a: String, b: String },
+    #[error("records ran different plans: {a} stages against {b}")]
+    StageCount { a: usize, b: usize },
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
+}
+
+impl RunRecord {
+    /// Merges records of the same plan run from several machines against one target:
+    /// counts and histograms add, rates add, timelines add second by second.
+    pub fn merge(records: &[RunRecord]) -> Result<RunRecord, MergeError> {
+        let (first, rest) = records.split_first().ok_or(MergeError::Empty)?;
+        for (index, record) in records.iter().enumerate() {
+            if record.schema_version != SCHEMA_VERSION {
+                return Err(MergeError::Version { index, found: record.schema_version });
+            }
+        }
+        let mut merged = first.clone();
+        for other in rest {
+            if other.stages.len() != merged.stages.len() {
+                return Err(MergeError::StageCount { a: merged.stages.len(), b: other.stages.len() });
+            }
+            for (index, (mine, theirs)) in merged.stages.iter_mut().zip(&other.stages).enumerate() {
+                if mine.name != theirs.name {
+                    return Err(MergeError::DifferentPlans { stage: index, a: mine.name.clone(), b: theirs.name.clone() });
+                }
+                mine.merge(theirs)?;
+            }
+            merged.run.generators.extend(other.run.generators.iter().cloned());
+            merged.run.started_at = merged.run.started_at.clone().min(other.run.started_at.clone());
+            merged.run.finished_at = merged.run.finished_at.clone().max(other.run.finished_at.clone());
+            merged.events.extend(other.events.iter().cloned());
+            if merged.aborted.is_none() {
+                merged.aborted.clone_from(&other.aborted);
+            }
+        }
+        merged.events.sort_by_key(|event| event.t_ms);
+        Ok(merged)
+    }
+}
+
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (key, count) in from {
+        *into.entry(key.clone()).or_default() += count;
+    }
+}
+
+impl StageRecord {
+    fn merge(&mut self, other: &StageRecord) -> Result<(), MergeError> {
+        self.target_rps += other.target_rps;
+        self.sent += other.sent;
+        self.achieved_rps += other.achieved_rps;
+        for (route, theirs) in &other.routes {
+            let mine = self.routes.entry(route.clone()).or_default();
+            mine.latency_us.add(&theirs.latency_us)?;
+            mine.service_us.add(&theirs.service_us)?;
+            add_counts(&mut mine.outcomes, &theirs.outcomes);
+        }
+        for (index, theirs) in other.timeline.iter().enumerate() {
+            match self.timeline.get_mut(index) {
+                Some(mine) => {
+                    mine.sent += theirs.sent;
+                    add_counts(&mut mine.outcomes, &theirs.outcomes);
+                    mine.latency_us.add(&theirs.latency_us)?;
+                }
+                None => self.timeline.push(theirs.clone()),
+            }
+        }
+        self.validity.valid &= other.validity.valid;
+        for reason in &other.validity.reasons {
+            if !self.validity.reasons.contains(reason) {
+                self.validity.reasons.push(reason.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// All routes' corrected latencies in one histogram.
+    pub fn all_routes_latency(&self) -> Result<LatencyHistogram, HistogramError> {
+        let mut all = LatencyHistogram::new();
+        for route in self.routes.values() {
+            all.add(&route.latency_us)?;
+        }
+        Ok(all)
+    }
+}
