@@ -8,7 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::de::Error as _;
-use serde::{Deserialize, Deserializer as SerdeDeserializer, Serialize, Serializer as SerdeSerializer};
+use serde::{
+    Deserialize, Deserializer as SerdeDeserializer, Serialize, Serializer as SerdeSerializer,
+};
 
 /// Highest latency recorded exactly: 10 minutes. Longer samples are clamped to it
 /// (and counted as such by the caller) rather than dropped.
@@ -106,13 +108,17 @@ impl Serialize for LatencyHistogram {
 impl<'de> Deserialize<'de> for LatencyHistogram {
     fn deserialize<D: SerdeDeserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bytes = STANDARD.decode(text.as_bytes()).map_err(|e| D::Error::custom(format!("histogram is not base64: {e}")))?;
+        let bytes = STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| D::Error::custom(format!("histogram is not base64: {e}")))?;
         let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| D::Error::custom(format!("histogram does not decode: {e:?}")))?;
         // Re-home into our bounds so that any two decoded histograms add exactly.
         let mut ours = Self::new();
-        ours.0.add(&histogram).map_err(|e| D::Error::custom(format!("histogram out of range: {e:?}")))?;
+        ours.0
+            .add(&histogram)
+            .map_err(|e| D::Error::custom(format!("histogram out of range: {e:?}")))?;
         Ok(ours)
     }
 }
@@ -136,10 +142,18 @@ mod tests {
 
     #[test]
     fn merge_equals_recording_everything_in_one() {
-        let (mut a, mut b, mut all) = (LatencyHistogram::new(), LatencyHistogram::new(), LatencyHistogram::new());
+        let (mut a, mut b, mut all) = (
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+        );
         for i in 0..10_000u64 {
             let micros = 100 + (i * 7919) % 50_000;
-            if i % 3 == 0 { a.record(micros) } else { b.record(micros) }
+            if i % 3 == 0 {
+                a.record(micros)
+            } else {
+                b.record(micros)
+            }
             all.record(micros);
         }
         a.add(&b).unwrap();

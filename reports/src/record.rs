@@ -158,23 +158,44 @@ impl RunRecord {
         let (first, rest) = records.split_first().ok_or(MergeError::Empty)?;
         for (index, record) in records.iter().enumerate() {
             if record.schema_version != SCHEMA_VERSION {
-                return Err(MergeError::Version { index, found: record.schema_version });
+                return Err(MergeError::Version {
+                    index,
+                    found: record.schema_version,
+                });
             }
         }
         let mut merged = first.clone();
         for other in rest {
             if other.stages.len() != merged.stages.len() {
-                return Err(MergeError::StageCount { a: merged.stages.len(), b: other.stages.len() });
+                return Err(MergeError::StageCount {
+                    a: merged.stages.len(),
+                    b: other.stages.len(),
+                });
             }
             for (index, (mine, theirs)) in merged.stages.iter_mut().zip(&other.stages).enumerate() {
                 if mine.name != theirs.name {
-                    return Err(MergeError::DifferentPlans { stage: index, a: mine.name.clone(), b: theirs.name.clone() });
+                    return Err(MergeError::DifferentPlans {
+                        stage: index,
+                        a: mine.name.clone(),
+                        b: theirs.name.clone(),
+                    });
                 }
                 mine.merge(theirs)?;
             }
-            merged.run.generators.extend(other.run.generators.iter().cloned());
-            merged.run.started_at = merged.run.started_at.clone().min(other.run.started_at.clone());
-            merged.run.finished_at = merged.run.finished_at.clone().max(other.run.finished_at.clone());
+            merged
+                .run
+                .generators
+                .extend(other.run.generators.iter().cloned());
+            merged.run.started_at = merged
+                .run
+                .started_at
+                .clone()
+                .min(other.run.started_at.clone());
+            merged.run.finished_at = merged
+                .run
+                .finished_at
+                .clone()
+                .max(other.run.finished_at.clone());
             merged.events.extend(other.events.iter().cloned());
             if merged.aborted.is_none() {
                 merged.aborted.clone_from(&other.aborted);

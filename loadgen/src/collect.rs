@@ -1,0 +1,291 @@
+//! The collector: the one owner of the histograms. Users send a [`RequestRecord`] per
+//! request over a channel; the collector files it under its stage, route and second,
+//! then turns everything into `StageRecord`s and judges whether each stage's numbers
+//! can be graded at all.
+//!
+//! ```text
+//! user ─┐
+//! user ─┼─ RequestRecord ─▶ Collector::push ─▶ per stage: routes (steady window only),
+//! user ─┘                                      timeline (one point per second)
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aimate_reports::record::{RouteRecord, SecondRecord, StageRecord, Validity};
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Status(u16),
+    Timeout,
+    ConnectError,
+    OtherError,
+}
+
+impl Outcome {
+    pub fn label(self) -> String {
+        match self {
+            Self::Status(code) => code.to_string(),
+            Self::Timeout => "timeout".into(),
+            Self::ConnectError => "connect_error".into(),
+            Self::OtherError => "other_error".into(),
+        }
+    }
+
+    /// An error for the error-rate SLO: 5xx, 429 and transport failures. Other 4xx are
+    /// the client's doing (and the scenarios send some on purpose).
+    pub fn is_error(self) -> bool {
+        match self {
+            Self::Status(code) => code >= 500 || code == 429,
+            _ => true,
+        }
+    }
+}
+
+/// One request, stamped on the run's clock (time since the run started).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestRecord {
+    pub stage: usize,
+    /// Route label: method and template, e.g. `GET /api/invoices/{id}`.
+    pub route: &'static str,
+    /// When the schedule wanted it sent.
+    pub intended: Duration,
+    /// When it was actually sent.
+    pub started: Duration,
+    /// When the response headers arrived (or the request failed).
+    pub finished: Duration,
+    pub outcome: Outcome,
+}
+
+/// A stage's place on the run clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageWindow {
+    pub name: String,
+    pub target_rps: f64,
+    pub start: Duration,
+    pub steady_start: Duration,
+    pub steady_end: Duration,
+}
+
+/// Samples below this make a P95 too coarse to grade: 200 leaves 10 above it.
+pub const MIN_SAMPLES: u64 = 200;
+/// A stage that delivered under this share of its target rate is not graded.
+pub const MIN_RATE_SHARE: f64 = 0.95;
+/// Generator CPU utilization (1.0 = all cores) above which it measured itself.
+pub const MAX_GENERATOR_CPU: f64 = 0.95;
+
+struct StageData {
+    window: StageWindow,
+    routes: BTreeMap<&'static str, RouteRecord>,
+    seconds: BTreeMap<u64, SecondRecord>,
+    sent_in_steady: u64,
+}
+
+pub struct Collector {
+    stages: Vec<StageData>,
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Collector {
+    pub fn new(windows: Vec<StageWindow>) -> Self {
+        let stages = windows
+            .into_iter()
+            .map(|window| StageData {
+                window,
+                routes: BTreeMap::new(),
+                seconds: BTreeMap::new(),
+                sent_in_steady: 0,
+            })
+            .collect();
+        Self { stages }
+    }
+
+    pub fn push(&mut self, record: RequestRecord) {
+        let Some(stage) = self.stages.get_mut(record.stage) else {
+            return;
+        };
+        let corrected = micros(record.finished.saturating_sub(record.intended));
+        let service = micros(record.finished.saturating_sub(record.started));
+        let outcome = record.outcome.label();
+
+        let second = record.intended.as_secs();
+        let in_steady = record.intended >= stage.window.steady_start
+            && record.intended < stage.window.steady_end;
+        let point = stage.seconds.entry(second).or_insert_with(|| SecondRecord {
+            t_ms: second * 1000,
+            in_steady,
+            ..SecondRecord::default()
+        });
+        point.sent += 1;
+        *point.outcomes.entry(outcome.clone()).or_default() += 1;
+        point.latency_us.record(corrected);
+
+        if in_steady {
+            let route = stage.routes.entry(record.route).or_default();
+            route.latency_us.record(corrected);
+            route.service_us.record(service);
+            *route.outcomes.entry(outcome).or_default() += 1;
+        }
+        if record.started >= stage.window.steady_start && record.started < stage.window.steady_end {
+            stage.sent_in_steady += 1;
+        }
+    }
+
+    /// The stages as records, each judged gradable or not. `generator_cpu` is the
+    /// generator's CPU utilization during each stage (1.0 = all cores), if known.
+    pub fn finish(self, generator_cpu: &[Option<f64>]) -> Vec<StageRecord> {
+        self.stages
+            .into_iter()
+            .enumerate()
+            .map(|(index, stage)| {
+                let window = &stage.window;
+                let steady = window
+                    .steady_end
+                    .saturating_sub(window.steady_start)
+                    .as_secs_f64();
+                let achieved_rps = if steady > 0.0 {
+                    stage.sent_in_steady as f64 / steady
+                } else {
+                    0.0
+                };
+                let samples: u64 = stage.routes.values().map(|r| r.latency_us.count()).sum();
+                let mut reasons = Vec::new();
+                if achieved_rps < window.target_rps * MIN_RATE_SHARE {
+                    reasons.push(format!(
+                        "achieved {achieved_rps:.1} req/s, under {:.0}% of the {:.0} req/s target",
+                        MIN_RATE_SHARE * 100.0,
+                        window.target_rps
+                    ));
+                }
+                if samples < MIN_SAMPLES {
+                    reasons.push(format!(
+                        "{samples} samples in the steady window; at least {MIN_SAMPLES} are needed"
+                    ));
+                }
+                if let Some(Some(cpu)) = generator_cpu.get(index)
+                    && *cpu > MAX_GENERATOR_CPU
+                {
+                    reasons.push(format!(
+                        "the load generator used {:.0}% of its CPU: it measured its own queueing",
+                        cpu * 100.0
+                    ));
+                }
+                StageRecord {
+                    name: window.name.clone(),
+                    target_rps: window.target_rps,
+                    started_ms: millis(window.start),
+                    steady_start_ms: millis(window.steady_start),
+                    steady_end_ms: millis(window.steady_end),
+                    sent: stage.sent_in_steady,
+                    achieved_rps,
+                    routes: stage
+                        .routes
+                        .into_iter()
+                        .map(|(route, record)| (route.to_owned(), record))
+                        .collect(),
+                    timeline: stage.seconds.into_values().collect(),
+                    validity: Validity {
+                        valid: reasons.is_empty(),
+                        reasons,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> StageWindow {
+        StageWindow {
+            name: "100".into(),
+            target_rps: 100.0,
+            start: Duration::ZERO,
+            steady_start: Duration::from_secs(1),
+            steady_end: Duration::from_secs(4),
+        }
+    }
+
+    fn record(intended_ms: u64, service_ms: u64, lag_ms: u64, outcome: Outcome) -> RequestRecord {
+        let intended = Duration::from_millis(intended_ms);
+        let started = intended + Duration::from_millis(lag_ms);
+        RequestRecord {
+            stage: 0,
+            route: "GET /api/dashboard",
+            intended,
+            started,
+            finished: started + Duration::from_millis(service_ms),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn corrected_latency_counts_from_the_intended_time() {
+        let mut collector = Collector::new(vec![window()]);
+        // 300 requests at 100/s from t=1s: all in the steady window. Every tenth was
+        // sent 40 ms late because the generator was held up.
+        for i in 0..300 {
+            let lag = if i % 10 == 0 { 40 } else { 0 };
+            collector.push(record(1000 + i * 10, 2, lag, Outcome::Status(200)));
+        }
+        let stages = collector.finish(&[Some(0.2)]);
+        let stage = &stages[0];
+        let route = &stage.routes["GET /api/dashboard"];
+        assert_eq!(route.latency_us.count(), 300);
+        assert!(route.service_us.quantile_micros(1.0).unwrap() < 2_100);
+        assert!(
+            route.latency_us.quantile_micros(1.0).unwrap() >= 41_000,
+            "lag shows in corrected latency"
+        );
+        assert_eq!(route.outcomes["200"], 300);
+        assert!(
+            (stage.achieved_rps - 100.0).abs() < 1.0,
+            "{}",
+            stage.achieved_rps
+        );
+        assert!(stage.validity.valid, "{:?}", stage.validity);
+        assert_eq!(stage.timeline.iter().filter(|p| p.in_steady).count(), 3);
+    }
+
+    #[test]
+    fn warmup_is_timelined_but_not_graded() {
+        let mut collector = Collector::new(vec![window()]);
+        collector.push(record(500, 1, 0, Outcome::Status(200)));
+        let stages = collector.finish(&[None]);
+        assert!(stages[0].routes.is_empty());
+        assert_eq!(stages[0].timeline.len(), 1);
+        assert!(!stages[0].timeline[0].in_steady);
+    }
+
+    #[test]
+    fn a_stage_is_invalid_when_the_run_cannot_be_trusted() {
+        let mut collector = Collector::new(vec![window()]);
+        for i in 0..150 {
+            collector.push(record(1000 + i * 20, 1, 0, Outcome::Timeout));
+        }
+        let stage = &collector.finish(&[Some(0.99)])[0];
+        assert!(!stage.validity.valid);
+        let reasons = stage.validity.reasons.join("; ");
+        assert!(reasons.contains("under 95%"), "{reasons}");
+        assert!(reasons.contains("150 samples"), "{reasons}");
+        assert!(reasons.contains("CPU"), "{reasons}");
+        assert_eq!(stage.routes["GET /api/dashboard"].outcomes["timeout"], 150);
+    }
+
+    #[test]
+    fn error_kinds() {
+        assert!(Outcome::Status(503).is_error() && Outcome::Status(429).is_error());
+        assert!(!Outcome::Status(404).is_error() && !Outcome::Status(201).is_error());
+        assert!(Outcome::Timeout.is_error() && Outcome::ConnectError.is_error());
+    }
+}
