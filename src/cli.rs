@@ -23,6 +23,54 @@ pub enum Command {
     /// Manage tenants (businesses) and their API keys.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON).
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Base URL of the AI Mate API under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Request rates of the ladder's stages, in order (`k` = thousand).
+    #[arg(long, default_value = "100,1k,10k")]
+    pub stages: String,
+    /// Warm-up before each stage's graded window (not graded).
+    #[arg(long, default_value = "5s")]
+    pub warmup: String,
+    /// Graded (steady) window of each stage.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Where to write the RunRecord.
+    #[arg(long, default_value = "run.json")]
+    pub out: PathBuf,
+    /// API key of the tenant to load (else a tenant is created with --admin-token).
+    #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Admin token of the target, to create a tenant for the run.
+    #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Invoices the tenant should have before the run (seeded through the API).
+    #[arg(long, default_value_t = 500)]
+    pub seed_invoices: u64,
+    /// Jobs the tenant should have before the run.
+    #[arg(long, default_value_t = 100)]
+    pub seed_jobs: u64,
+    /// Most concurrent users (requests in flight) per stage.
+    #[arg(long, default_value_t = 2000)]
+    pub max_users: usize,
+    /// Response time the user count is sized for: rate × this are kept available.
+    #[arg(long, default_value = "100ms")]
+    pub latency_budget: String,
+    /// A request without response headers after this long counts as a timeout.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Abort when more than this percentage of a second's requests fail…
+    #[arg(long, default_value_t = 5.0)]
+    pub abort_error_rate: f64,
+    /// …for this many seconds in a row.
+    #[arg(long, default_value = "10s")]
+    pub abort_after: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,9 +25,39 @@ pub fn main() -> ExitCode {
     };
     match commands::dispatch(cli) {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("aimate: error: {error:#}");
-            ExitCode::from(2)
+        Err(failure) => {
+            eprintln!("aimate: error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A command that failed, with the exit code its kind of failure gets.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+/// Usage or configuration errors: the default for anything a command reports.
+pub const EXIT_USAGE: u8 = 2;
+/// The run could not be graded: target unreachable, harness failure, invalid run.
+pub const EXIT_UNGRADABLE: u8 = 3;
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+}
+
+impl Failure {
+    pub fn ungradable(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_UNGRADABLE,
+            error: error.into(),
         }
     }
 }

@@ -96,16 +96,21 @@ fn millis(duration: Duration) -> u64 {
 
 impl Collector {
     pub fn new(windows: Vec<StageWindow>) -> Self {
-        let stages = windows
-            .into_iter()
-            .map(|window| StageData {
-                window,
-                routes: BTreeMap::new(),
-                seconds: BTreeMap::new(),
-                sent_in_steady: 0,
-            })
-            .collect();
-        Self { stages }
+        let mut collector = Self { stages: Vec::new() };
+        for window in windows {
+            collector.add_stage(window);
+        }
+        collector
+    }
+
+    /// Opens the next stage; its records carry its index.
+    pub fn add_stage(&mut self, window: StageWindow) {
+        self.stages.push(StageData {
+            window,
+            routes: BTreeMap::new(),
+            seconds: BTreeMap::new(),
+            sent_in_steady: 0,
+        });
     }
 
     pub fn push(&mut self, record: RequestRecord) {

@@ -3,10 +3,16 @@
 //! intended send time, and writes a `RunRecord` (aimate-reports). It talks to the
 //! server over HTTP only.
 //!
-//! Built so far: the plan ([`plan`]) and the schedule ([`schedule`]); the goose runner,
-//! collector, scraper and CLI follow in the load generator issue.
+//! Entry point: [`run`] with [`LoadOptions`].
 
+pub mod api;
 pub mod collect;
 pub mod plan;
+pub mod procstat;
+mod run;
+pub mod runner;
 pub mod scenarios;
 pub mod schedule;
+pub mod scrape;
+
+pub use run::{AbortGuard, Credentials, LoadError, LoadOptions, run};

@@ -1,18 +1,21 @@
 //! One module per command; `dispatch` is the only entry.
 
+mod load;
 mod serve;
 mod tenant;
 
 use std::process::ExitCode;
 
+use crate::Failure;
 use crate::cli::{Cli, Command, TenantCommand};
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Serve(config) => serve::run(*config),
+        Command::Serve(config) => Ok(serve::run(*config)?),
         Command::Tenant(TenantCommand::Create { name, database }) => {
-            tenant::create(&name, &database)
+            Ok(tenant::create(&name, &database)?)
         }
+        Command::Load(args) => load::run(&args),
     }
 }
 

@@ -1,0 +1,294 @@
+//! A whole run: check the target, get a key, seed, then each stage of the ladder on
+//! goose while a collector files every request and a scraper samples the server.
+//!
+//! ```text
+//! probe ─ key ─ seed ─┬─ stage 1 ─ stage 2 ─ … (goose users → records channel)
+//!                     ├─ collector task (histograms, abort guard)
+//!                     └─ scraper task (/api/metrics every second)
+//!                                   ─▶ RunRecord
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use aimate_reports::SCHEMA_VERSION;
+use aimate_reports::record::{Abort, Event, GeneratorInfo, RunMeta, RunRecord, ServerSample};
+use tokio::sync::mpsc;
+
+use crate::api::{Api, ApiError};
+use crate::collect::{Collector, RequestRecord, StageWindow};
+use crate::plan::LoadPlan;
+use crate::procstat;
+use crate::runner::{StageContext, StageError, run_stage};
+use crate::scenarios::Mix;
+use crate::schedule::Schedule;
+use crate::scrape::sample_from_text;
+
+/// How the generator authenticates.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    ApiKey(String),
+    /// Creates a tenant of its own through the admin endpoint.
+    AdminToken(String),
+}
+
+/// Stops the run when errors dominate: more than `max_error_rate` of a second's
+/// requests failed, `for_seconds` seconds in a row.
+#[derive(Debug, Clone, Copy)]
+pub struct AbortGuard {
+    pub max_error_rate: f64,
+    pub for_seconds: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub target: String,
+    pub plan: LoadPlan,
+    pub credentials: Credentials,
+    pub seed_invoices: u64,
+    pub seed_jobs: u64,
+    /// Most goose users per stage (each holds one request in flight).
+    pub max_users: usize,
+    /// Latency the user count is sized for: rate × this many requests can be in flight.
+    pub latency_budget: Duration,
+    pub request_timeout: Duration,
+    pub guard: AbortGuard,
+    pub mix: Mix,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the collector task receives.
+pub enum Message {
+    /// A stage begins; its requests carry the index it gets.
+    Stage(StageWindow),
+    Request(RequestRecord),
+}
+
+/// Files records as they arrive and watches the error rate.
+async fn collect(
+    mut messages: mpsc::UnboundedReceiver<Message>,
+    mut collector: Collector,
+    guard: AbortGuard,
+    stop: Arc<AtomicBool>,
+) -> (Collector, Option<Abort>) {
+    let mut abort = None;
+    let (mut second, mut total, mut errors, mut bad_seconds) = (0u64, 0u64, 0u64, 0u32);
+    while let Some(message) = messages.recv().await {
+        let record = match message {
+            Message::Stage(window) => {
+                collector.add_stage(window);
+                continue;
+            }
+            Message::Request(record) => record,
+        };
+        let this_second = record.intended.as_secs();
+        if this_second != second {
+            let rate = if total > 0 {
+                errors as f64 / total as f64
+            } else {
+                0.0
+            };
+            bad_seconds = if total > 0 && rate > guard.max_error_rate {
+                bad_seconds + 1
+            } else {
+                0
+            };
+            if bad_seconds >= guard.for_seconds && abort.is_none() {
+                let reason = format!(
+                    "error rate above {:.1}% for {} s in a row (last second: {:.1}% of {total})",
+                    guard.max_error_rate * 100.0,
+                    guard.for_seconds,
+                    rate * 100.0
+                );
+                abort = Some(Abort {
+                    t_ms: this_second * 1000,
+                    reason: reason.clone(),
+                });
+                stop.store(true, Ordering::SeqCst);
+                goose::trigger_killswitch(&reason);
+            }
+            (second, total, errors) = (this_second, 0, 0);
+        }
+        total += 1;
+        errors += u64::from(record.outcome.is_error());
+        collector.push(record);
+    }
+    (collector, abort)
+}
+
+/// Runs the plan against the target and returns what it measured.
+pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
+    let api = Api::new(&options.target)?;
+    api.probe().await?;
+    let api_key = match &options.credentials {
+        Credentials::ApiKey(key) => key.clone(),
+        Credentials::AdminToken(token) => api.create_tenant(token, "aimate load generator").await?,
+    };
+    let invoice_ids = api
+        .seed(&api_key, options.seed_invoices, options.seed_jobs)
+        .await?;
+
+    let started_at = SystemTime::now();
+    let run_start = Instant::now();
+    let cpu_at_start = procstat::cpu_time();
+    let plan = &options.plan;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let collector = tokio::spawn(collect(
+        receiver,
+        Collector::new(Vec::new()),
+        options.guard,
+        stop.clone(),
+    ));
+    let scraping = Arc::new(AtomicBool::new(true));
+    let scraper = tokio::spawn({
+        let (api, scraping) = (api.clone(), scraping.clone());
+        async move {
+            let mut samples: Vec<ServerSample> = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while scraping.load(Ordering::SeqCst) {
+                tick.tick().await;
+                if let Ok(text) = api.metrics_text().await {
+                    samples.push(sample_from_text(&text, millis(run_start.elapsed())));
+                }
+            }
+            samples
+        }
+    });
+
+    let mut events = Vec::new();
+    let mut cpu_share = Vec::new();
+    for (index, stage) in plan.stages.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let users = Schedule::users_for(
+            stage.rate_per_second,
+            options.latency_budget,
+            options.max_users,
+        );
+        // Time for goose to build the users' HTTP clients before the first slot.
+        let startup = Duration::from_millis(500) + Duration::from_micros(1500 * users as u64);
+        let start = run_start.elapsed() + startup;
+        let window = StageWindow {
+            name: stage.name.clone(),
+            target_rps: stage.rate_per_second,
+            start,
+            steady_start: start + plan.warmup,
+            steady_end: start + plan.warmup + plan.duration,
+        };
+        let (stage_start, stage_end) = (run_start + window.start, run_start + window.steady_end);
+        events.push(Event {
+            t_ms: millis(window.start),
+            kind: "stage".into(),
+            detail: format!("{} req/s with {users} users", window.target_rps),
+            end_ms: Some(millis(window.steady_end)),
+        });
+        eprintln!(
+            "aimate load: stage {} ({} req/s, {users} users): warm-up {:?}, steady {:?}",
+            window.name, window.target_rps, plan.warmup, plan.duration
+        );
+        let _ = sender.send(Message::Stage(window.clone()));
+        let cpu_before = procstat::cpu_time();
+        let wall_before = Instant::now();
+        let ctx = StageContext {
+            stage: index,
+            run_start,
+            stage_start,
+            stage_end,
+            schedule: Schedule {
+                rate_per_second: window.target_rps,
+                users,
+            },
+            mix: options.mix.clone(),
+            api_key: api_key.clone(),
+            invoice_ids: invoice_ids.clone(),
+            records: sender.clone(),
+            stop: stop.clone(),
+        };
+        let run_time =
+            stage_end.saturating_duration_since(Instant::now()) + Duration::from_millis(500);
+        run_stage(ctx, &options.target, run_time, options.request_timeout).await?;
+        cpu_share.push(procstat::utilization(
+            cpu_before,
+            procstat::cpu_time(),
+            wall_before.elapsed(),
+        ));
+    }
+    drop(sender);
+    let (collector, aborted) = match collector.await {
+        Ok(result) => result,
+        Err(error) => {
+            return Err(StageError::Goose(format!("collector task failed: {error}")).into());
+        }
+    };
+    scraping.store(false, Ordering::SeqCst);
+    let server = scraper.await.unwrap_or_default();
+
+    let wall = run_start.elapsed();
+    let cpu_seconds = match (cpu_at_start, procstat::cpu_time()) {
+        (Some(before), Some(after)) => after.saturating_sub(before).as_secs_f64(),
+        _ => 0.0,
+    };
+    if let Some(abort) = &aborted {
+        events.push(Event {
+            t_ms: abort.t_ms,
+            kind: "abort".into(),
+            detail: abort.reason.clone(),
+            end_ms: None,
+        });
+    }
+    Ok(RunRecord {
+        schema_version: SCHEMA_VERSION,
+        run: RunMeta {
+            target: options.target.clone(),
+            started_at: rfc3339(started_at),
+            finished_at: rfc3339(SystemTime::now()),
+            generators: vec![GeneratorInfo {
+                host: hostname(),
+                cpu_seconds,
+                peak_rss_bytes: procstat::peak_rss_bytes().unwrap_or(0),
+                cpu_utilization: cpu_seconds
+                    / (wall.as_secs_f64() * procstat::cores() as f64).max(1e-9),
+            }],
+            config: serde_json::json!({
+                "stages": plan.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+                "warmup_s": plan.warmup.as_secs_f64(),
+                "duration_s": plan.duration.as_secs_f64(),
+                "max_users": options.max_users,
+                "latency_budget_ms": options.latency_budget.as_millis() as u64,
+                "request_timeout_s": options.request_timeout.as_secs_f64(),
+                "seed_invoices": options.seed_invoices,
+                "seed_jobs": options.seed_jobs,
+                "abort_error_rate": options.guard.max_error_rate,
+                "abort_after_s": options.guard.for_seconds,
+            }),
+        },
+        stages: collector.finish(&cpu_share),
+        server,
+        events,
+        aborted,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
+}

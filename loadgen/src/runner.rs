@@ -1,0 +1,183 @@
+//! One stage on goose: N users, each owning an even slice of the stage's schedule.
+//!
+//! ```text
+//! goose user u ─ loop: wait for its next intended time (schedule) ─ pick an action (mix)
+//!                      ─ send ─ RequestRecord{intended, started, finished, outcome} ─▶ channel
+//! ```
+//!
+//! goose supplies the users, their HTTP clients and the run's lifetime; the rate and
+//! every measurement are ours (its throttle is a ceiling in 10 ms bursts, its latency
+//! aggregates are rounded).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use goose::GooseAttack;
+use goose::config::GooseConfiguration;
+use goose::goose::{
+    GooseMethod, GooseRequest, GooseUser, Scenario, Transaction, TransactionResult,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::collect::{Outcome, RequestRecord};
+use crate::run::Message;
+use crate::scenarios::{Mix, plan_request};
+use crate::schedule::Schedule;
+
+/// Everything a stage's users share.
+pub struct StageContext {
+    pub stage: usize,
+    /// The run's clock: records are stamped relative to it.
+    pub run_start: Instant,
+    pub stage_start: Instant,
+    pub stage_end: Instant,
+    pub schedule: Schedule,
+    pub mix: Mix,
+    pub api_key: String,
+    pub invoice_ids: Vec<i64>,
+    pub records: UnboundedSender<Message>,
+    /// Set by the abort guard: users stop sending.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Per-user state kept in goose's session data.
+#[derive(Clone)]
+struct UserState {
+    next: u64,
+    random: u64,
+}
+
+/// How long an idle user (past the stage end, or stopped) naps between checks.
+const IDLE_NAP: Duration = Duration::from_millis(50);
+
+fn next_random(state: &mut u64) -> u64 {
+    // xorshift64*: plenty for picking actions, and deterministic per user.
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResult {
+    let index = user.weighted_users_index;
+    if user.get_session_data::<UserState>().is_none() {
+        user.set_session_data(UserState {
+            next: 0,
+            random: 0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1),
+        });
+    }
+    let (k, random) = match user.get_session_data_mut::<UserState>() {
+        Some(state) => {
+            let k = state.next;
+            state.next += 1;
+            (k, next_random(&mut state.random))
+        }
+        None => return Ok(()),
+    };
+    let intended = ctx.stage_start + ctx.schedule.send_offset(index, k);
+    if intended >= ctx.stage_end || ctx.stop.load(Ordering::Relaxed) {
+        // This user's slice is done; idle until goose ends the stage.
+        tokio::time::sleep(IDLE_NAP).await;
+        return Ok(());
+    }
+    tokio::time::sleep_until(intended.into()).await;
+
+    let action = ctx.mix.pick(random);
+    let planned = plan_request(action, random >> 16, &ctx.invoice_ids);
+    let method = match planned.method {
+        "POST" => GooseMethod::Post,
+        "PUT" => GooseMethod::Put,
+        "PATCH" => GooseMethod::Patch,
+        "DELETE" => GooseMethod::Delete,
+        _ => GooseMethod::Get,
+    };
+    let mut builder = user
+        .get_request_builder(&method, &planned.path)?
+        .bearer_auth(&ctx.api_key);
+    if let Some(body) = &planned.body {
+        builder = builder.json(body);
+    }
+    let request = GooseRequest::builder()
+        .method(method)
+        .path(planned.path.as_str())
+        .name(action.route())
+        .set_request_builder(builder)
+        .build();
+
+    let started = Instant::now();
+    let response = user.request(request).await;
+    let finished = Instant::now();
+    let outcome = match &response {
+        Ok(goose_response) => match &goose_response.response {
+            Ok(http) => Outcome::Status(http.status().as_u16()),
+            Err(error) if error.is_timeout() => Outcome::Timeout,
+            Err(error) if error.is_connect() => Outcome::ConnectError,
+            Err(_) => Outcome::OtherError,
+        },
+        Err(_) => Outcome::OtherError,
+    };
+    let since_start = |at: Instant| at.saturating_duration_since(ctx.run_start);
+    // The collector outlives every user; a closed channel only means the run is over.
+    let _ = ctx.records.send(Message::Request(RequestRecord {
+        stage: ctx.stage,
+        route: action.route(),
+        intended: since_start(intended),
+        started: since_start(started),
+        finished: since_start(finished),
+        outcome,
+    }));
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("goose could not run the stage: {0}")]
+    Goose(String),
+}
+
+/// Runs one stage to its end. `run_time` covers start-up, warm-up and steady window.
+pub async fn run_stage(
+    ctx: StageContext,
+    target: &str,
+    run_time: Duration,
+    request_timeout: Duration,
+) -> Result<(), StageError> {
+    let users = ctx.schedule.users;
+    // All users up within a quarter second: the stage start leaves them that long.
+    let increase_rate = (users * 4).max(1);
+    let seconds = run_time.as_secs_f64().ceil().max(1.0);
+    let args: Vec<String> = vec![
+        "--host".into(),
+        target.into(),
+        "--users".into(),
+        users.to_string(),
+        "--increase-rate".into(),
+        increase_rate.to_string(),
+        "--run-time".into(),
+        format!("{seconds:.0}s"),
+        "--timeout".into(),
+        format!("{:.3}", request_timeout.as_secs_f64()),
+        "--no-telnet".into(),
+        "--no-print-metrics".into(),
+        "--no-error-summary".into(),
+        "--quiet".into(),
+    ];
+    let config = GooseConfiguration::parse_args_default(&args)
+        .map_err(|e| StageError::Goose(format!("{e:?}")))?;
+    let ctx = Arc::new(ctx);
+    let transaction = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+        let ctx = ctx.clone();
+        Box::pin(async move { send_next(&ctx, user).await })
+    }))
+    .set_name("scheduled request");
+    GooseAttack::initialize_with_config(config)
+        .map_err(|e| StageError::Goose(format!("{e:?}")))?
+        .register_scenario(Scenario::new("open model").register_transaction(transaction))
+        .execute()
+        .await
+        .map_err(|e| StageError::Goose(format!("{e:?}")))?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `aimate load`: run the ladder against a target and write the RunRecord atomically
+//! (a temp file renamed into place), so a failed run leaves no partial JSON behind.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use aimate_loadgen::api::ApiError;
+use aimate_loadgen::plan::{LoadPlan, parse_duration};
+use aimate_loadgen::scenarios::Mix;
+use aimate_loadgen::{AbortGuard, Credentials, LoadError, LoadOptions};
+use anyhow::{Context, anyhow};
+
+use crate::Failure;
+use crate::cli::LoadArgs;
+
+fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
+    let plan = LoadPlan::parse(&args.stages, &args.warmup, &args.duration)?;
+    let credentials = match (&args.api_key, &args.admin_token) {
+        (Some(key), _) => Credentials::ApiKey(key.clone()),
+        (None, Some(token)) => Credentials::AdminToken(token.clone()),
+        (None, None) => {
+            return Err(
+                anyhow!("give --api-key KEY, or --admin-token TOKEN to create a tenant").into(),
+            );
+        }
+    };
+    if !(0.0..=100.0).contains(&args.abort_error_rate) {
+        return Err(anyhow!("--abort-error-rate is a percentage between 0 and 100").into());
+    }
+    let abort_after = parse_duration(&args.abort_after)?;
+    Ok(LoadOptions {
+        target: args.target.clone(),
+        plan,
+        credentials,
+        seed_invoices: args.seed_invoices,
+        seed_jobs: args.seed_jobs,
+        max_users: args.max_users.max(1),
+        latency_budget: parse_duration(&args.latency_budget)?,
+        request_timeout: parse_duration(&args.timeout)?,
+        guard: AbortGuard {
+            max_error_rate: args.abort_error_rate / 100.0,
+            for_seconds: u32::try_from(abort_after.as_secs())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        },
+        mix: Mix::standard(),
+    })
+}
+
+/// A sibling temp file of `out`, created now so an unwritable path fails before the run.
+fn temp_path(out: &Path) -> Result<std::path::PathBuf, Failure> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| anyhow!("--out {} is not a file path", out.display()))?;
+    let temp = out.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&temp, b"").with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(temp)
+}
+
+pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
+    let options = options(args)?;
+    let temp = temp_path(&args.out)?;
+    let outcome = super::runtime()?.block_on(aimate_loadgen::run(options));
+    let record = match outcome {
+        Ok(record) => record,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(match error {
+                LoadError::Api(ApiError::BadApiKey | ApiError::BadAdminToken(_)) => error.into(),
+                other => Failure::ungradable(other),
+            });
+        }
+    };
+    let json = serde_json::to_vec_pretty(&record).context("cannot serialize the run record")?;
+    std::fs::write(&temp, json)
+        .and_then(|()| std::fs::rename(&temp, &args.out))
+        .with_context(|| format!("cannot write {}", args.out.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })?;
+    for stage in &record.stages {
+        let p95 = stage
+            .all_routes_latency()
+            .ok()
+            .and_then(|h| h.quantile_micros(0.95));
+        eprintln!(
+            "  stage {:>5}: target {:>8.0} req/s, achieved {:>9.1} req/s, P95 {:>9} ms, {}",
+            stage.name,
+            stage.target_rps,
+            stage.achieved_rps,
+            p95.map_or("-".into(), |us| format!("{:.2}", us as f64 / 1000.0)),
+            if stage.validity.valid {
+                "valid".to_owned()
+            } else {
+                format!("INVALID: {}", stage.validity.reasons.join("; "))
+            }
+        );
+    }
+    if let Some(abort) = &record.aborted {
+        eprintln!("  aborted: {}", abort.reason);
+    }
+    eprintln!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
