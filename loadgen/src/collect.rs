@@ -121,12 +121,16 @@ impl Collector {
         let service = micros(record.finished.saturating_sub(record.started));
         let outcome = record.outcome.label();
 
-        let second = record.intended.as_secs();
+        // Timeline seconds count from the stage start, so a whole-second warm-up puts
+        // the steady window on second boundaries.
+        let second = record.intended.saturating_sub(stage.window.start).as_secs();
+        let second_start = stage.window.start + Duration::from_secs(second);
         let in_steady = record.intended >= stage.window.steady_start
             && record.intended < stage.window.steady_end;
         let point = stage.seconds.entry(second).or_insert_with(|| SecondRecord {
-            t_ms: second * 1000,
-            in_steady,
+            t_ms: millis(second_start),
+            in_steady: second_start >= stage.window.steady_start
+                && second_start < stage.window.steady_end,
             ..SecondRecord::default()
         });
         point.sent += 1;

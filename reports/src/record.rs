@@ -89,8 +89,9 @@ pub struct RouteRecord {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SecondRecord {
-    /// Start of this second since the run started.
+    /// Start of this second since the run started. Seconds count from the stage start.
     pub t_ms: u64,
+    /// Whether this second starts inside the steady window.
     pub in_steady: bool,
     pub sent: u64,
     pub outcomes: BTreeMap<String, u64>,
