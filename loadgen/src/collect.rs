@@ -292,6 +292,25 @@ mod tests {
     }
 
     #[test]
+    fn error_kinds_agree_with_the_report_rule() {
+        for outcome in [
+            Outcome::Status(200),
+            Outcome::Status(404),
+            Outcome::Status(429),
+            Outcome::Status(503),
+            Outcome::Timeout,
+            Outcome::ConnectError,
+            Outcome::OtherError,
+        ] {
+            assert_eq!(
+                outcome.is_error(),
+                aimate_reports::record::outcome_is_error(&outcome.label()),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[test]
     fn error_kinds() {
         assert!(Outcome::Status(503).is_error() && Outcome::Status(429).is_error());
         assert!(!Outcome::Status(404).is_error() && !Outcome::Status(201).is_error());

@@ -87,6 +87,14 @@ pub struct RouteRecord {
     pub outcomes: BTreeMap<String, u64>,
 }
 
+/// Whether an outcome label counts against the error-rate SLO: 5xx, 429, and every
+/// transport failure (`timeout`, `connect_error`, …). Other 4xx are the client's doing.
+pub fn outcome_is_error(label: &str) -> bool {
+    label
+        .parse::<u16>()
+        .map_or(true, |code| code >= 500 || code == 429)
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SecondRecord {
     /// Start of this second since the run started. Seconds count from the stage start.

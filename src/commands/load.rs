@@ -83,26 +83,54 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
             let _ = std::fs::remove_file(&temp);
         })?;
     for stage in &record.stages {
-        let p95 = stage
-            .all_routes_latency()
-            .ok()
-            .and_then(|h| h.quantile_micros(0.95));
-        eprintln!(
-            "  stage {:>5}: target {:>8.0} req/s, achieved {:>9.1} req/s, P95 {:>9} ms, {}",
-            stage.name,
-            stage.target_rps,
-            stage.achieved_rps,
-            p95.map_or("-".into(), |us| format!("{:.2}", us as f64 / 1000.0)),
-            if stage.validity.valid {
-                "valid".to_owned()
-            } else {
-                format!("INVALID: {}", stage.validity.reasons.join("; "))
-            }
-        );
+        print_stage(stage);
     }
     if let Some(abort) = &record.aborted {
         eprintln!("  aborted: {}", abort.reason);
     }
     eprintln!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn percentiles(histogram: &aimate_reports::LatencyHistogram) -> String {
+    let ms = |q: f64| {
+        histogram
+            .quantile_micros(q)
+            .map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0))
+    };
+    format!("P50 {} / P95 {} / P99 {} ms", ms(0.5), ms(0.95), ms(0.99))
+}
+
+/// One stage's figures, from its histograms (never from goose's aggregates).
+fn print_stage(stage: &aimate_reports::record::StageRecord) {
+    let mut corrected = aimate_reports::LatencyHistogram::new();
+    let mut service = aimate_reports::LatencyHistogram::new();
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for route in stage.routes.values() {
+        let _ = corrected.add(&route.latency_us);
+        let _ = service.add(&route.service_us);
+        for (outcome, count) in &route.outcomes {
+            requests += count;
+            if aimate_reports::record::outcome_is_error(outcome) {
+                errors += count;
+            }
+        }
+    }
+    let validity = if stage.validity.valid {
+        "valid".to_owned()
+    } else {
+        format!("INVALID: {}", stage.validity.reasons.join("; "))
+    };
+    eprintln!(
+        "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {requests} requests, {errors} errors; {validity}",
+        stage.name, stage.target_rps, stage.achieved_rps
+    );
+    eprintln!(
+        "    latency from intended send (corrected): {}",
+        percentiles(&corrected)
+    );
+    eprintln!(
+        "    service time (uncorrected):             {}",
+        percentiles(&service)
+    );
 }

@@ -1,0 +1,140 @@
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::{aimate, free_port, run, send_signal, wait_exit, wait_ready};
+
+#[test]
+fn load_writes_a_record_and_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+
+    // Unreachable target: exit 3, one line, no JSON left behind.
+    let closed = free_port();
+    let output = run(aimate(dir.path())
+        .args([
+            "load",
+            "--target",
+            &format!("http://127.0.0.1:{closed}"),
+            "--api-key",
+            "k",
+            "--stages",
+            "100",
+            "--duration",
+            "1s",
+            "--out",
+        ])
+        .arg(&out));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach"));
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+            .count(),
+        0
+    );
+
+    // Usage errors: exit 2 before anything runs.
+    for args in [
+        vec!["--stages", "fast"],
+        vec!["--duration", "soon"],
+        vec!["--stages", "100", "--out", "/nonexistent-dir/run.json"],
+    ] {
+        let output = run(aimate(dir.path())
+            .args(["load", "--api-key", "k"])
+            .args(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .lines()
+                .count(),
+            1,
+            "{args:?}"
+        );
+    }
+
+    // A real run against a real server.
+    let port = free_port();
+    let mut server = aimate(dir.path())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+        .env("AIMATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/api/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    let output = run(aimate(dir.path())
+        .args([
+            "load",
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--stages",
+            "100",
+            "--warmup",
+            "1s",
+            "--duration",
+            "2s",
+            "--seed-invoices",
+            "50",
+            "--out",
+        ])
+        .arg(&out)
+        .env("AIMATE_ADMIN_TOKEN", "e2e-admin"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("latency from intended send"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(record["schema_version"], 1);
+    assert_eq!(record["stages"][0]["name"], "100");
+    let achieved = record["stages"][0]["achieved_rps"].as_f64().unwrap();
+    assert!((99.0..=101.0).contains(&achieved), "{achieved}");
+
+    // A wrong key: exit 2, and the previous record is left untouched.
+    let before = std::fs::read(&out).unwrap();
+    let output = run(aimate(dir.path())
+        .args([
+            "load",
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--api-key",
+            "amk_wrong",
+            "--stages",
+            "100",
+            "--duration",
+            "1s",
+            "--out",
+        ])
+        .arg(&out));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("API key was refused"));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+
+    send_signal(&server, "TERM");
+    assert!(wait_exit(&mut server, Duration::from_secs(15)).is_some_and(|s| s.success()));
+}
