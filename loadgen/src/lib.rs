@@ -9,6 +9,7 @@ pub mod api;
 pub mod collect;
 pub mod plan;
 pub mod procstat;
+mod progress;
 mod run;
 pub mod runner;
 pub mod scenarios;

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use aimate_reports::SCHEMA_VERSION;
 use aimate_reports::record::{Abort, Event, GeneratorInfo, RunMeta, RunRecord, ServerSample};
+use aimate_reports::{LatencyHistogram, SCHEMA_VERSION};
 use tokio::sync::mpsc;
 
 use crate::api::{Api, ApiError};
 use crate::collect::{Collector, RequestRecord, StageWindow};
 use crate::plan::LoadPlan;
 use crate::procstat;
+use crate::progress::Progress;
 use crate::runner::{StageContext, StageError, run_stage};
 use crate::scenarios::Mix;
 use crate::schedule::Schedule;
@@ -55,6 +56,8 @@ pub struct LoadOptions {
     pub request_timeout: Duration,
     pub guard: AbortGuard,
     pub mix: Mix,
+    /// Draw the live status line (only ever drawn on a terminal).
+    pub progress: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,12 +89,16 @@ async fn collect(
     mut collector: Collector,
     guard: AbortGuard,
     stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> (Collector, Option<Abort>) {
     let mut abort = None;
     let (mut second, mut total, mut errors, mut bad_seconds) = (0u64, 0u64, 0u64, 0u32);
+    let (mut stage_name, mut stage_rate, mut errors_so_far) = (String::new(), 0.0, 0u64);
+    let mut second_latency = LatencyHistogram::new();
     while let Some(message) = messages.recv().await {
         let record = match message {
             Message::Stage(window) => {
+                (stage_name, stage_rate) = (window.name.clone(), window.target_rps);
                 collector.add_stage(window);
                 continue;
             }
@@ -99,6 +106,14 @@ async fn collect(
         };
         let this_second = record.intended.as_secs();
         if this_second != second {
+            progress.second(
+                &stage_name,
+                stage_rate,
+                total,
+                &second_latency,
+                errors_so_far,
+            );
+            second_latency = LatencyHistogram::new();
             let rate = if total > 0 {
                 errors as f64 / total as f64
             } else {
@@ -126,7 +141,13 @@ async fn collect(
             (second, total, errors) = (this_second, 0, 0);
         }
         total += 1;
-        errors += u64::from(record.outcome.is_error());
+        let is_error = u64::from(record.outcome.is_error());
+        errors += is_error;
+        errors_so_far += is_error;
+        second_latency.record(
+            u64::try_from(record.finished.saturating_sub(record.intended).as_micros())
+                .unwrap_or(u64::MAX),
+        );
         collector.push(record);
     }
     (collector, abort)
@@ -151,11 +172,13 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (sender, receiver) = mpsc::unbounded_channel();
+    let progress = Arc::new(Progress::new(options.progress));
     let collector = tokio::spawn(collect(
         receiver,
         Collector::new(Vec::new()),
         options.guard,
         stop.clone(),
+        progress.clone(),
     ));
     let scraping = Arc::new(AtomicBool::new(true));
     let scraper = tokio::spawn({
@@ -201,10 +224,10 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             detail: format!("{} req/s with {users} users", window.target_rps),
             end_ms: Some(millis(window.steady_end)),
         });
-        eprintln!(
+        progress.println(&format!(
             "aimate load: stage {} ({} req/s, {users} users): warm-up {:?}, steady {:?}",
             window.name, window.target_rps, plan.warmup, plan.duration
-        );
+        ));
         let _ = sender.send(Message::Stage(window.clone()));
         let cpu_before = procstat::cpu_time();
         let wall_before = Instant::now();
@@ -239,6 +262,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             return Err(StageError::Goose(format!("collector task failed: {error}")).into());
         }
     };
+    progress.finish();
     scraping.store(false, Ordering::SeqCst);
     let server = scraper.await.unwrap_or_default();
 

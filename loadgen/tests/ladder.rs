@@ -74,6 +74,7 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
             for_seconds: 10,
         },
         mix: Mix::standard(),
+        progress: false,
     }
 }
 

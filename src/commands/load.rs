@@ -44,6 +44,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
                 .max(1),
         },
         mix: Mix::standard(),
+        progress: true,
     })
 }
 
