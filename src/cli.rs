@@ -56,6 +56,11 @@ pub struct LoadArgs {
     /// Jobs the tenant should have before the run.
     #[arg(long, default_value_t = 100)]
     pub seed_jobs: u64,
+    /// Traffic mix as NAME=WEIGHT pairs (actions: dashboard, list_invoices, list_jobs,
+    /// get_preferences, get_invoice, create_invoice, create_job, bulk_invoices).
+    /// Default: a realistic mix, mostly reads.
+    #[arg(long)]
+    pub weights: Option<String>,
     /// Most concurrent users (requests in flight) per stage.
     #[arg(long, default_value_t = 2000)]
     pub max_users: usize,

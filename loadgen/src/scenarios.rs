@@ -43,6 +43,20 @@ impl Action {
         }
     }
 
+    /// The name used in `--weights`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dashboard => "dashboard",
+            Self::ListInvoices => "list_invoices",
+            Self::ListJobs => "list_jobs",
+            Self::GetPreferences => "get_preferences",
+            Self::GetInvoice => "get_invoice",
+            Self::CreateInvoice => "create_invoice",
+            Self::CreateJob => "create_job",
+            Self::BulkInvoices => "bulk_invoices",
+        }
+    }
+
     /// Default weight out of 1000.
     pub fn default_weight(self) -> u32 {
         match self {
@@ -97,6 +111,34 @@ impl Mix {
             cumulative: vec![(1, Action::Dashboard)],
             total: 1,
         })
+    }
+
+    /// Parses `dashboard=250,get_invoice=100`: the listed actions with these weights,
+    /// every other action left out.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut weights = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not NAME=WEIGHT"))?;
+            let action = Action::ALL
+                .into_iter()
+                .find(|a| a.name() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                    format!(
+                        "unknown action `{}`; known: {}",
+                        name.trim(),
+                        names.join(", ")
+                    )
+                })?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not a whole-number weight", weight.trim()))?;
+            weights.push((action, weight));
+        }
+        Self::new(&weights).ok_or_else(|| "the weights add up to zero".to_owned())
     }
 
     pub fn pick(&self, random: u64) -> Action {
@@ -190,6 +232,23 @@ mod tests {
         let mix = Mix::new(&[(Action::Dashboard, 0), (Action::ListJobs, 5)]).unwrap();
         assert!((0..100).all(|i| mix.pick(i) == Action::ListJobs));
         assert!(Mix::new(&[(Action::Dashboard, 0)]).is_none());
+    }
+
+    #[test]
+    fn weights_parse_from_the_command_line() {
+        let mix = Mix::parse("dashboard=3, get_invoice=1").unwrap();
+        let dashboards = (0..4000u64)
+            .filter(|i| mix.pick(*i) == Action::Dashboard)
+            .count();
+        assert_eq!(dashboards, 3000);
+        assert!(
+            Mix::parse("dashbord=1")
+                .unwrap_err()
+                .contains("known: dashboard")
+        );
+        assert!(Mix::parse("dashboard").is_err());
+        assert!(Mix::parse("dashboard=-1").is_err());
+        assert!(Mix::parse("dashboard=0").is_err());
     }
 
     #[test]

@@ -43,7 +43,10 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
                 .unwrap_or(u32::MAX)
                 .max(1),
         },
-        mix: Mix::standard(),
+        mix: match &args.weights {
+            Some(spec) => Mix::parse(spec).map_err(|e| anyhow!("--weights: {e}"))?,
+            None => Mix::standard(),
+        },
         progress: true,
     })
 }
