@@ -24,7 +24,7 @@ pub enum Command {
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON).
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
 }
 
 #[derive(Debug, Args)]
