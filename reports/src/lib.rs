@@ -7,8 +7,10 @@
 //!
 //! This crate knows nothing about how measurements are taken.
 
+pub mod expr;
 pub mod histogram;
 pub mod record;
+pub mod spec;
 
 pub use histogram::LatencyHistogram;
 pub use record::{RunRecord, SCHEMA_VERSION};

@@ -1,0 +1,215 @@
+//! The objective language, in the spirit of k6 thresholds: `METRIC OP THRESHOLD`.
+//!
+//! ```text
+//! p(95) < 100ms          percentile of latency from the intended send time
+//! rate(errors) < 1%      share of requests that failed (5xx, 429, transport errors)
+//! ratio(cache_hits) > 80%         server: response-cache hits / lookups
+//! ratio(db_connections) < 80%     server: pool connections in use / pool max (peak)
+//! ratio(memory) < 85%             server: resident memory / the spec's memory limit (peak)
+//! ```
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// Latency percentile, 0–100 exclusive of 100.
+    Percentile(f64),
+    ErrorRate,
+    CacheHitRatio,
+    DbConnectionRatio,
+    MemoryRatio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    pub metric: Metric,
+    pub op: Op,
+    /// Microseconds for percentiles, a fraction (0–1) for rates and ratios.
+    pub threshold: f64,
+    /// As written, for reports.
+    pub text: String,
+}
+
+impl Op {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Self::Lt => value < threshold,
+            Self::Le => value <= threshold,
+            Self::Gt => value > threshold,
+            Self::Ge => value >= threshold,
+        }
+    }
+
+    pub fn is_upper_bound(self) -> bool {
+        matches!(self, Self::Lt | Self::Le)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Lt => "<",
+            Self::Le => "<=",
+            Self::Gt => ">",
+            Self::Ge => ">=",
+        })
+    }
+}
+
+impl Metric {
+    pub fn is_latency(self) -> bool {
+        matches!(self, Self::Percentile(_))
+    }
+
+    /// Samples needed for the value to mean something: ten beyond a percentile.
+    pub fn min_samples(self) -> u64 {
+        match self {
+            Self::Percentile(p) => (10.0 / (1.0 - p / 100.0)).ceil() as u64,
+            Self::ErrorRate => 100,
+            _ => 1,
+        }
+    }
+}
+
+fn parse_metric(text: &str) -> Result<Metric, String> {
+    let text = text.trim();
+    if let Some(inner) = text.strip_prefix("p(").and_then(|t| t.strip_suffix(')')) {
+        let p: f64 = inner
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{inner}` is not a percentile"))?;
+        if !(p > 0.0 && p < 100.0) {
+            return Err(format!("percentile {p} is outside (0, 100)"));
+        }
+        return Ok(Metric::Percentile(p));
+    }
+    match text {
+        "rate(errors)" => Ok(Metric::ErrorRate),
+        "ratio(cache_hits)" => Ok(Metric::CacheHitRatio),
+        "ratio(db_connections)" => Ok(Metric::DbConnectionRatio),
+        "ratio(memory)" => Ok(Metric::MemoryRatio),
+        other => Err(format!(
+            "unknown metric `{other}` (known: p(N), rate(errors), ratio(cache_hits), ratio(db_connections), ratio(memory))"
+        )),
+    }
+}
+
+/// A duration in microseconds: `250us`, `100ms`, `2s`, `1.5s`.
+pub fn parse_duration_micros(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1_000.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        return Err(format!("`{text}` needs a unit: us, ms or s"));
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    Ok(value * scale)
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let number = text
+        .strip_suffix('%')
+        .ok_or_else(|| format!("`{text}` needs a %"))?;
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("`{text}` is outside 0–100%"));
+    }
+    Ok(value / 100.0)
+}
+
+/// Parses one objective.
+pub fn parse(text: &str) -> Result<Objective, String> {
+    let (at, op, width) = ["<=", ">=", "<", ">"]
+        .iter()
+        .find_map(|sym| text.find(sym).map(|at| (at, *sym, sym.len())))
+        .ok_or_else(|| format!("`{text}` has no comparison (<, <=, >, >=)"))?;
+    let op = match op {
+        "<=" => Op::Le,
+        ">=" => Op::Ge,
+        "<" => Op::Lt,
+        _ => Op::Gt,
+    };
+    let metric = parse_metric(&text[..at])?;
+    let threshold_text = &text[at + width..];
+    let threshold = if metric.is_latency() {
+        parse_duration_micros(threshold_text)?
+    } else {
+        parse_fraction(threshold_text)?
+    };
+    Ok(Objective {
+        metric,
+        op,
+        threshold,
+        text: text.trim().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_guide_objectives() {
+        let p95 = parse("p(95) < 100ms").unwrap();
+        assert_eq!(
+            (p95.metric, p95.op, p95.threshold),
+            (Metric::Percentile(95.0), Op::Lt, 100_000.0)
+        );
+        assert_eq!(parse("p(99)<=2s").unwrap().threshold, 2_000_000.0);
+        assert_eq!(
+            parse("p(99.9) < 250us").unwrap().metric,
+            Metric::Percentile(99.9)
+        );
+        assert_eq!(parse("rate(errors) < 1%").unwrap().threshold, 0.01);
+        let hits = parse("ratio(cache_hits) > 80%").unwrap();
+        assert_eq!(
+            (hits.metric, hits.op, hits.threshold),
+            (Metric::CacheHitRatio, Op::Gt, 0.8)
+        );
+        assert_eq!(parse("ratio(memory) >= 0%").unwrap().op, Op::Ge);
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        for (bad, says) in [
+            ("p(95) 100ms", "no comparison"),
+            ("p(95) < fast", "needs a unit"),
+            ("p(95) < 10xs", "not a duration"),
+            ("p(100) < 1s", "outside"),
+            ("q(95) < 1s", "unknown metric"),
+            ("rate(errors) < 1", "needs a %"),
+            ("rate(errors) < 150%", "outside"),
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn sample_floors() {
+        assert_eq!(Metric::Percentile(95.0).min_samples(), 200);
+        assert_eq!(Metric::Percentile(99.0).min_samples(), 1000);
+    }
+}
