@@ -1,0 +1,314 @@
+//! Grading: a pure function from what a run measured (`RunRecord`) and what it must meet
+//! (`SloSpec`) to a verdict per objective and scope.
+//!
+//! Each grade is PASS, FAIL or INVALID, with the measured value, the threshold, the
+//! margin and the sample count. A missing metric or too few samples is INVALID, never a
+//! silent pass; so is any objective on a stage the load generator itself judged invalid
+//! (target rate not reached, generator saturated).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::expr::{Metric, Objective};
+use crate::histogram::LatencyHistogram;
+use crate::record::{RunRecord, ServerSample, StageRecord, outcome_is_error};
+use crate::spec::SloSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Invalid,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Grade {
+    /// `run`, `stage 1k` or `route GET /api/invoices`.
+    pub scope: String,
+    pub objective: String,
+    pub verdict: Verdict,
+    /// In `unit`; `None` when it could not be measured.
+    pub value: Option<f64>,
+    pub threshold: f64,
+    /// `ms` for latencies, `%` for rates and ratios.
+    pub unit: &'static str,
+    /// Headroom as a fraction of the threshold: positive passes, negative fails by that much.
+    pub margin: Option<f64>,
+    pub samples: u64,
+    /// Why a grade is INVALID.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub grades: Vec<Grade>,
+}
+
+impl Report {
+    /// The CLI exit code (ARCHITECTURE.md): 0 all met, 1 an SLO failed, 3 not gradable.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Invalid => 3,
+        }
+    }
+
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.grades.iter().filter(|g| g.verdict == verdict).count()
+    }
+}
+
+/// What one scope measured.
+#[derive(Default)]
+struct Measured {
+    latency: LatencyHistogram,
+    requests: u64,
+    errors: u64,
+    server: Vec<ServerSample>,
+}
+
+impl Measured {
+    fn add_route(&mut self, latency: &LatencyHistogram, outcomes: &BTreeMap<String, u64>) {
+        let _ = self.latency.add(latency);
+        for (outcome, count) in outcomes {
+            self.requests += count;
+            if outcome_is_error(outcome) {
+                self.errors += count;
+            }
+        }
+    }
+
+    fn add_stage(&mut self, stage: &StageRecord, samples: &[ServerSample]) {
+        for route in stage.routes.values() {
+            self.add_route(&route.latency_us, &route.outcomes);
+        }
+        self.server.extend(
+            samples
+                .iter()
+                .filter(|s| s.t_ms >= stage.steady_start_ms && s.t_ms <= stage.steady_end_ms)
+                .cloned(),
+        );
+    }
+}
+
+/// (value, samples) or why there is none.
+type Measurement = Result<(f64, u64), String>;
+
+fn counter_delta(samples: &[ServerSample], field: fn(&ServerSample) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = samples.iter().filter_map(field).collect();
+    Some(values.last()? - values.first()?)
+}
+
+fn peak(samples: &[ServerSample], field: fn(&ServerSample) -> Option<f64>) -> Option<(f64, u64)> {
+    let values: Vec<f64> = samples.iter().filter_map(field).collect();
+    let max = values.iter().copied().fold(None, |acc: Option<f64>, v| {
+        Some(acc.map_or(v, |a| a.max(v)))
+    })?;
+    Some((max, values.len() as u64))
+}
+
+fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool) -> Measurement {
+    let no_server = || "no server samples in the window (was /api/metrics reachable?)".to_owned();
+    if per_route && !matches!(metric, Metric::Percentile(_) | Metric::ErrorRate) {
+        return Err("server-side ratios are not measured per route".into());
+    }
+    match metric {
+        Metric::Percentile(p) => {
+            let samples = measured.latency.count();
+            let value = measured
+                .latency
+                .quantile_micros(p / 100.0)
+                .ok_or("no requests measured")?;
+            Ok((value as f64, samples))
+        }
+        Metric::ErrorRate if measured.requests == 0 => Err("no requests measured".into()),
+        Metric::ErrorRate => Ok((
+            measured.errors as f64 / measured.requests as f64,
+            measured.requests,
+        )),
+        Metric::CacheHitRatio => {
+            let hits =
+                counter_delta(&measured.server, |s| s.cache_hits_total).ok_or_else(no_server)?;
+            let misses =
+                counter_delta(&measured.server, |s| s.cache_misses_total).ok_or_else(no_server)?;
+            let lookups = hits + misses;
+            if lookups <= 0.0 {
+                return Err("the server made no cache lookups in the window".into());
+            }
+            Ok((hits / lookups, lookups as u64))
+        }
+        Metric::DbConnectionRatio => {
+            let (used, samples) =
+                peak(&measured.server, |s| s.db_connections_used).ok_or_else(no_server)?;
+            let (max, _) =
+                peak(&measured.server, |s| s.db_connections_max).ok_or_else(no_server)?;
+            if max <= 0.0 {
+                return Err("the server reported no pool size".into());
+            }
+            Ok((used / max, samples))
+        }
+        Metric::MemoryRatio => {
+            let (rss, samples) =
+                peak(&measured.server, |s| s.resident_memory_bytes).ok_or_else(no_server)?;
+            let limit = spec
+                .memory_limit_bytes
+                .ok_or("no memory_limit in the spec")? as f64;
+            Ok((rss / limit, samples))
+        }
+    }
+}
+
+fn grade_one(
+    scope: &str,
+    objective: &Objective,
+    measurement: Measurement,
+    invalid_because: Option<&str>,
+) -> Grade {
+    let (unit, scale) = if objective.metric.is_latency() {
+        ("ms", 1e-3)
+    } else {
+        ("%", 100.0)
+    };
+    let threshold = objective.threshold * scale;
+    let base = Grade {
+        scope: scope.to_owned(),
+        objective: objective.text.clone(),
+        verdict: Verdict::Invalid,
+        value: None,
+        threshold,
+        unit,
+        margin: None,
+        samples: 0,
+        reason: None,
+    };
+    match measurement {
+        Err(reason) => Grade {
+            reason: Some(reason),
+            ..base
+        },
+        Ok((raw, samples)) => {
+            let value = raw * scale;
+            let margin = if objective.threshold == 0.0 {
+                None
+            } else if objective.op.is_upper_bound() {
+                Some((objective.threshold - raw) / objective.threshold)
+            } else {
+                Some((raw - objective.threshold) / objective.threshold)
+            };
+            let measured = Grade {
+                value: Some(value),
+                margin,
+                samples,
+                ..base
+            };
+            if let Some(reason) = invalid_because {
+                return Grade {
+                    reason: Some(reason.to_owned()),
+                    ..measured
+                };
+            }
+            if samples < objective.metric.min_samples() {
+                return Grade {
+                    reason: Some(format!(
+                        "{samples} samples; at least {} are needed",
+                        objective.metric.min_samples()
+                    )),
+                    ..measured
+                };
+            }
+            let verdict = if objective.op.holds(raw, objective.threshold) {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            };
+            Grade {
+                verdict,
+                ..measured
+            }
+        }
+    }
+}
+
+/// Grades `record` against `spec`.
+pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
+    let mut grades = Vec::new();
+    let valid: Vec<&StageRecord> = record.stages.iter().filter(|s| s.validity.valid).collect();
+    let run_invalid = if record.stages.is_empty() {
+        Some("the run has no stages".to_owned())
+    } else if valid.is_empty() {
+        Some("no stage of the run was valid".to_owned())
+    } else {
+        None
+    };
+
+    for stage_spec in &spec.stages {
+        let Some(stage) = record
+            .stages
+            .iter()
+            .find(|s| (s.target_rps - stage_spec.rate_per_second).abs() < 1e-6)
+        else {
+            continue;
+        };
+        let mut measured = Measured::default();
+        measured.add_stage(stage, &record.server);
+        let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
+        for objective in &stage_spec.objectives {
+            let measurement = measure(objective.metric, &measured, spec, false);
+            grades.push(grade_one(
+                &format!("stage {}", stage.name),
+                objective,
+                measurement,
+                invalid.as_deref(),
+            ));
+        }
+    }
+
+    let mut whole = Measured::default();
+    for stage in &valid {
+        whole.add_stage(stage, &record.server);
+    }
+    for objective in &spec.run {
+        grades.push(grade_one(
+            "run",
+            objective,
+            measure(objective.metric, &whole, spec, false),
+            run_invalid.as_deref(),
+        ));
+    }
+
+    let mut routes: BTreeMap<&str, Measured> = BTreeMap::new();
+    for stage in &valid {
+        for (name, route) in &stage.routes {
+            routes
+                .entry(name)
+                .or_default()
+                .add_route(&route.latency_us, &route.outcomes);
+        }
+    }
+    for (name, measured) in &routes {
+        for objective in &spec.route {
+            grades.push(grade_one(
+                &format!("route {name}"),
+                objective,
+                measure(objective.metric, measured, spec, true),
+                None,
+            ));
+        }
+    }
+
+    let verdict = if grades.iter().any(|g| g.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if grades.is_empty()
+        || grades.iter().any(|g| g.verdict == Verdict::Invalid)
+        || run_invalid.is_some()
+    {
+        Verdict::Invalid
+    } else {
+        Verdict::Pass
+    };
+    Report { verdict, grades }
+}
