@@ -25,6 +25,37 @@ pub enum Command {
     Tenant(TenantCommand),
     /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON).
     Load(Box<LoadArgs>),
+    /// Grade a RunRecord against slo.toml and write the reports (JSON, Markdown, JUnit).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    /// The RunRecord to grade.
+    #[arg(required = true)]
+    pub record: Option<PathBuf>,
+    /// The objectives.
+    #[arg(long, default_value = "slo.toml")]
+    pub slo: PathBuf,
+    /// Directory for report.json, report.md and junit.xml.
+    #[arg(long, default_value = "reports/out")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge RunRecords of the same plan from several load generators, exactly.
+    Merge {
+        /// The records to merge.
+        #[arg(required = true, num_args = 2..)]
+        records: Vec<PathBuf>,
+        /// Where to write the merged record.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,8 +2,9 @@
 //!
 //! - [`record::RunRecord`]: what a run measured (written by the load generator and the
 //!   chaos drills, merged across machines, read by graders and renderers).
-//! - SLO grading and the HTML, Markdown, JSON and JUnit renderers come with the reports
-//!   issue.
+//! - [`spec::SloSpec`]: what a run must meet (`slo.toml`, objectives in [`expr`]).
+//! - [`grade::grade`]: a pure function from the two to verdicts.
+//! - [`render`]: JSON, Markdown and JUnit output of a graded report.
 //!
 //! This crate knows nothing about how measurements are taken.
 
@@ -11,7 +12,9 @@ pub mod expr;
 pub mod grade;
 pub mod histogram;
 pub mod record;
+pub mod render;
 pub mod spec;
+pub mod summary;
 
 pub use histogram::LatencyHistogram;
 pub use record::{RunRecord, SCHEMA_VERSION};

@@ -255,3 +255,26 @@ fn too_few_samples_and_errors() {
     assert_eq!(errors.verdict, Verdict::Fail);
     assert!((errors.value.unwrap() - 3.0).abs() < 1e-9, "{errors:?}");
 }
+
+#[test]
+fn a_rare_route_is_invalid_on_its_own_line_only() {
+    let run = record(
+        vec![stage(
+            "100",
+            100.0,
+            vec![
+                ("GET /api/dashboard", route(3000, 5, 0)),
+                ("POST /api/invoices/bulk", route(8, 30, 0)),
+            ],
+        )],
+        healthy_server(),
+    );
+    let report = grade(&run, &spec());
+    let rare = report
+        .grades
+        .iter()
+        .find(|g| g.scope == "route POST /api/invoices/bulk")
+        .unwrap();
+    assert_eq!(rare.verdict, Verdict::Invalid);
+    assert_eq!(report.verdict, Verdict::Pass);
+}

@@ -96,45 +96,29 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn percentiles(histogram: &aimate_reports::LatencyHistogram) -> String {
-    let ms = |q: f64| {
-        histogram
-            .quantile_micros(q)
-            .map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0))
-    };
-    format!("P50 {} / P95 {} / P99 {} ms", ms(0.5), ms(0.95), ms(0.99))
-}
-
 /// One stage's figures, from its histograms (never from goose's aggregates).
 fn print_stage(stage: &aimate_reports::record::StageRecord) {
-    let mut corrected = aimate_reports::LatencyHistogram::new();
-    let mut service = aimate_reports::LatencyHistogram::new();
-    let (mut requests, mut errors) = (0u64, 0u64);
-    for route in stage.routes.values() {
-        let _ = corrected.add(&route.latency_us);
-        let _ = service.add(&route.service_us);
-        for (outcome, count) in &route.outcomes {
-            requests += count;
-            if aimate_reports::record::outcome_is_error(outcome) {
-                errors += count;
-            }
-        }
-    }
-    let validity = if stage.validity.valid {
+    use aimate_reports::summary::figure;
+    let s = aimate_reports::summary::stage_summary(stage);
+    let validity = if s.valid {
         "valid".to_owned()
     } else {
-        format!("INVALID: {}", stage.validity.reasons.join("; "))
+        format!("INVALID: {}", s.reasons.join("; "))
     };
     eprintln!(
-        "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {requests} requests, {errors} errors; {validity}",
-        stage.name, stage.target_rps, stage.achieved_rps
+        "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {} requests, {} errors; {validity}",
+        s.name, s.target_rps, s.achieved_rps, s.requests, s.errors
     );
     eprintln!(
-        "    latency from intended send (corrected): {}",
-        percentiles(&corrected)
+        "    latency from intended send (corrected): P50 {} / P95 {} / P99 {} ms",
+        figure(s.p50_ms),
+        figure(s.p95_ms),
+        figure(s.p99_ms)
     );
     eprintln!(
-        "    service time (uncorrected):             {}",
-        percentiles(&service)
+        "    service time (uncorrected):             P50 {} / P95 {} / P99 {} ms",
+        figure(s.service_p50_ms),
+        figure(s.service_p95_ms),
+        figure(s.service_p99_ms)
     );
 }

@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` is the only entry.
 
 mod load;
+mod report;
 mod serve;
 mod tenant;
 
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(tenant::create(&name, &database)?)
         }
         Command::Load(args) => load::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }
 

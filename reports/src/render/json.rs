@@ -1,0 +1,39 @@
+//! Machine-readable verdicts: overall verdict and exit code, stage figures, and every
+//! grade with value, threshold, margin and samples.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::grade::{Grade, Report, Verdict};
+use crate::record::RunRecord;
+use crate::summary::{StageSummary, summaries};
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    verdict: Verdict,
+    exit_code: u8,
+    target: &'a str,
+    started_at: &'a str,
+    finished_at: &'a str,
+    aborted: Option<&'a str>,
+    stages: Vec<StageSummary>,
+    grades: &'a [Grade],
+}
+
+pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    let json = JsonReport {
+        schema_version: 1,
+        verdict: report.verdict,
+        exit_code: report.exit_code(),
+        target: &record.run.target,
+        started_at: &record.run.started_at,
+        finished_at: &record.run.finished_at,
+        aborted: record.aborted.as_ref().map(|a| a.reason.as_str()),
+        stages: summaries(record),
+        grades: &report.grades,
+    };
+    serde_json::to_writer_pretty(&mut *out, &json).map_err(io::Error::other)?;
+    writeln!(out)
+}

@@ -1,0 +1,120 @@
+//! JUnit XML: one test case per objective and scope, so CI systems show SLO failures as
+//! test failures. FAIL is a `<failure>`, INVALID an `<error>` (the run could not judge it).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::grade::{Grade, Report, Verdict};
+use crate::record::RunRecord;
+use crate::summary::{figure, margin};
+
+/// Escapes text for XML attributes and content.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            // Characters XML 1.0 cannot carry at all.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => escaped.push(' '),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+fn message(grade: &Grade) -> String {
+    format!(
+        "measured {} {} against {} {:.2} {} (margin {}, {} samples)",
+        figure(grade.value),
+        grade.unit,
+        grade.objective,
+        grade.threshold,
+        grade.unit,
+        margin(grade.margin),
+        grade.samples
+    )
+}
+
+pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    let mut suites: BTreeMap<&str, Vec<&Grade>> = BTreeMap::new();
+    for grade in &report.grades {
+        suites.entry(grade.scope.as_str()).or_default().push(grade);
+    }
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<testsuites name="aimate SLOs" tests="{}" failures="{}" errors="{}">"#,
+        report.grades.len(),
+        report.count(Verdict::Fail),
+        report.count(Verdict::Invalid)
+    )?;
+    for (scope, grades) in &suites {
+        let failures = grades.iter().filter(|g| g.verdict == Verdict::Fail).count();
+        let errors = grades
+            .iter()
+            .filter(|g| g.verdict == Verdict::Invalid)
+            .count();
+        writeln!(
+            out,
+            r#"  <testsuite name="{}" tests="{}" failures="{failures}" errors="{errors}" timestamp="{}">"#,
+            escape(scope),
+            grades.len(),
+            escape(&record.run.started_at)
+        )?;
+        for grade in grades {
+            let open = format!(
+                r#"    <testcase classname="{}" name="{}""#,
+                escape(scope),
+                escape(&grade.objective)
+            );
+            match grade.verdict {
+                Verdict::Pass => writeln!(out, "{open}/>")?,
+                Verdict::Fail => {
+                    let text = message(grade);
+                    writeln!(out, "{open}>")?;
+                    writeln!(
+                        out,
+                        r#"      <failure message="{}" type="SLO">{}</failure>"#,
+                        escape(&text),
+                        escape(&text)
+                    )?;
+                    writeln!(out, "    </testcase>")?;
+                }
+                Verdict::Invalid => {
+                    let text = grade
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "not gradable".into());
+                    writeln!(out, "{open}>")?;
+                    writeln!(
+                        out,
+                        r#"      <error message="{}" type="INVALID">{}</error>"#,
+                        escape(&text),
+                        escape(&message(grade))
+                    )?;
+                    writeln!(out, "    </testcase>")?;
+                }
+            }
+        }
+        writeln!(out, "  </testsuite>")?;
+    }
+    writeln!(out, "</testsuites>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"p(95) < 1s & "x" 'y' >"#),
+            "p(95) &lt; 1s &amp; &quot;x&quot; &apos;y&apos; &gt;"
+        );
+        assert_eq!(escape("a\u{1}b"), "a b");
+    }
+}

@@ -1,0 +1,90 @@
+//! A Markdown summary for a CI job summary or a pull-request comment.
+
+use std::io::{self, Write};
+
+use crate::grade::{Report, Verdict};
+use crate::record::RunRecord;
+use crate::summary::{figure, margin, summaries};
+
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "**FAIL**",
+        Verdict::Invalid => "*INVALID*",
+    }
+}
+
+/// Pipes and newlines would break a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "## aimate SLO report: {}",
+        verdict_word(report.verdict)
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Target `{}`, {} → {}. {} passed, {} failed, {} invalid.",
+        record.run.target,
+        record.run.started_at,
+        record.run.finished_at,
+        report.count(Verdict::Pass),
+        report.count(Verdict::Fail),
+        report.count(Verdict::Invalid)
+    )?;
+    if let Some(abort) = &record.aborted {
+        writeln!(out, "\n**Aborted early:** {}", cell(&abort.reason))?;
+    }
+    writeln!(out, "\n### Stages\n")?;
+    writeln!(
+        out,
+        "| Stage | Target req/s | Achieved req/s | Requests | Errors | P50 ms | P95 ms | P99 ms | Valid |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    for s in summaries(record) {
+        let valid = if s.valid {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", cell(&s.reasons.join("; ")))
+        };
+        writeln!(
+            out,
+            "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {valid} |",
+            cell(&s.name),
+            s.target_rps,
+            s.achieved_rps,
+            s.requests,
+            s.errors,
+            figure(s.p50_ms),
+            figure(s.p95_ms),
+            figure(s.p99_ms)
+        )?;
+    }
+    writeln!(out, "\n### Objectives\n")?;
+    writeln!(
+        out,
+        "| Scope | Objective | Verdict | Value | Threshold | Margin | Samples | Note |"
+    )?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---:|---|")?;
+    for g in &report.grades {
+        writeln!(
+            out,
+            "| {} | `{}` | {} | {} {} | {:.2} {} | {} | {} | {} |",
+            cell(&g.scope),
+            cell(&g.objective),
+            verdict_word(g.verdict),
+            figure(g.value),
+            g.unit,
+            g.threshold,
+            g.unit,
+            margin(g.margin),
+            g.samples,
+            cell(g.reason.as_deref().unwrap_or(""))
+        )?;
+    }
+    Ok(())
+}

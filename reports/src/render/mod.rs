@@ -1,0 +1,6 @@
+//! Renderers: each turns a graded report (and the record it grades) into one format.
+//! They share no output types; each keeps its own.
+
+pub mod json;
+pub mod junit;
+pub mod markdown;

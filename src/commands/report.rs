@@ -1,0 +1,127 @@
+//! `aimate report RECORD`: grade a RunRecord and write every report format;
+//! `aimate report merge A B… -o OUT`: merge records from several generators.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aimate_reports::RunRecord;
+use aimate_reports::grade::{Report, Verdict, grade};
+use aimate_reports::render;
+use aimate_reports::spec::SloSpec;
+use aimate_reports::summary::{figure, margin};
+use anyhow::Context;
+
+use crate::Failure;
+use crate::cli::{ReportArgs, ReportCommand};
+
+pub fn read_record(path: &Path) -> anyhow::Result<RunRecord> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{} is not a RunRecord", path.display()))
+}
+
+/// Writes `path` through a temp file, so a reader never sees half a file.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = File::create(&temp).and_then(|file| {
+        let mut out = BufWriter::new(file);
+        write(&mut out)?;
+        out.flush()
+    });
+    let result = result.and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Grades `record` and writes the reports into `out_dir`. Returns the report.
+pub fn write_reports(
+    record: &RunRecord,
+    spec: &SloSpec,
+    out_dir: &Path,
+) -> anyhow::Result<(Report, Vec<PathBuf>)> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let report = grade(record, spec);
+    let files = [
+        (
+            "report.json",
+            render::json::render
+                as fn(&Report, &RunRecord, &mut BufWriter<File>) -> std::io::Result<()>,
+        ),
+        ("report.md", render::markdown::render),
+        ("junit.xml", render::junit::render),
+    ];
+    let mut written = Vec::new();
+    for (name, renderer) in files {
+        let path = out_dir.join(name);
+        write_atomically(&path, |out| renderer(&report, record, out))?;
+        written.push(path);
+    }
+    Ok((report, written))
+}
+
+/// The short verdict table printed at the end of a report or drill.
+pub fn print_verdicts(report: &Report) {
+    for g in &report.grades {
+        let verdict = match g.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Invalid => "INVALID",
+        };
+        let note = g
+            .reason
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
+        eprintln!(
+            "  {verdict:<7} {:<40} {:<28} {:>10} {:<2} margin {:>8}{note}",
+            g.scope,
+            g.objective,
+            figure(g.value),
+            g.unit,
+            margin(g.margin)
+        );
+    }
+    let overall = match report.verdict {
+        Verdict::Pass => "PASS: every objective met",
+        Verdict::Fail => "FAIL: an objective was missed",
+        Verdict::Invalid => "INVALID: the run could not be graded",
+    };
+    eprintln!("verdict: {overall}");
+}
+
+pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
+    if let Some(ReportCommand::Merge { records, out }) = &args.command {
+        let records = records
+            .iter()
+            .map(|path| read_record(path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let merged = RunRecord::merge(&records)?;
+        write_atomically(out, |w| {
+            serde_json::to_writer_pretty(&mut *w, &merged).map_err(std::io::Error::other)
+        })?;
+        eprintln!("merged {} records into {}", records.len(), out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = &args.record else {
+        return Err(anyhow::anyhow!("give the RunRecord to grade").into());
+    };
+    let spec = SloSpec::load(&args.slo)?;
+    let record = read_record(path)?;
+    let (report, files) = write_reports(&record, &spec, &args.out)?;
+    print_verdicts(&report);
+    for file in files {
+        eprintln!("wrote {}", file.display());
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
