@@ -27,6 +27,39 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Grade a RunRecord against slo.toml and write the reports (JSON, Markdown, JUnit).
     Report(ReportArgs),
+    /// The main job: start the server, run the 100 / 1k / 10k ladder, grade, report.
+    Drill(DrillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// A short ladder for CI (100 and 1k req/s, a few seconds each): under two minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Drill an already running deployment instead of starting a server.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Admin token of --target (to create the drill's tenant).
+    #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// API key of a tenant of --target, instead of an admin token.
+    #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Stage rates (default 100,1k,10k; with --quick 100,1k).
+    #[arg(long)]
+    pub stages: Option<String>,
+    /// Graded window of each stage (default 30s; with --quick 5s).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Warm-up of each stage (default 5s; with --quick 2s).
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// The objectives.
+    #[arg(long, default_value = "slo.toml")]
+    pub slo: PathBuf,
+    /// Parent directory of the run's report directory (named by its UTC start time).
+    #[arg(long, default_value = "reports/out")]
+    pub out_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

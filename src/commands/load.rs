@@ -97,7 +97,7 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
 }
 
 /// One stage's figures, from its histograms (never from goose's aggregates).
-fn print_stage(stage: &aimate_reports::record::StageRecord) {
+pub fn print_stage(stage: &aimate_reports::record::StageRecord) {
     use aimate_reports::summary::figure;
     let s = aimate_reports::summary::stage_summary(stage);
     let validity = if s.valid {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common; // temp dirs, free ports, spawning and waiting on `aimate`
+mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod load; // `aimate load`: a real run's record, exit codes, no partial files
 mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
 mod tenant; // `aimate tenant create`: the key on stdout, usable at once
