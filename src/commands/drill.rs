@@ -201,10 +201,8 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         progress: true,
     };
     let outcome = super::runtime()?.block_on(aimate_loadgen::run(options));
-    if let Some(server) = server.as_mut() {
-        if let Err(error) = server.stop() {
-            eprintln!("aimate drill: warning: {error:#}");
-        }
+    if let Some(Err(error)) = server.as_mut().map(ChildServer::stop) {
+        eprintln!("aimate drill: warning: {error:#}");
     }
     let record = outcome.map_err(Failure::ungradable)?;
     for stage in &record.stages {
