@@ -2,88 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+mod support;
 
-use aimate_reports::LatencyHistogram;
 use aimate_reports::grade::{Verdict, grade};
-use aimate_reports::record::{
-    GeneratorInfo, RouteRecord, RunMeta, RunRecord, SCHEMA_VERSION, ServerSample, StageRecord,
-    Validity,
-};
-use aimate_reports::spec::SloSpec;
-
-fn route(samples: u64, latency_ms: u64, errors: u64) -> RouteRecord {
-    let mut latency = LatencyHistogram::new();
-    latency.record_n(latency_ms * 1000, samples);
-    let mut outcomes = BTreeMap::new();
-    outcomes.insert("200".to_owned(), samples - errors);
-    if errors > 0 {
-        outcomes.insert("503".to_owned(), errors);
-    }
-    RouteRecord {
-        service_us: latency.clone(),
-        latency_us: latency,
-        outcomes,
-    }
-}
-
-fn stage(name: &str, rate: f64, routes: Vec<(&str, RouteRecord)>) -> StageRecord {
-    StageRecord {
-        name: name.into(),
-        target_rps: rate,
-        started_ms: 0,
-        steady_start_ms: 1_000,
-        steady_end_ms: 31_000,
-        sent: routes.iter().map(|(_, r)| r.latency_us.count()).sum(),
-        achieved_rps: rate,
-        routes: routes.into_iter().map(|(n, r)| (n.to_owned(), r)).collect(),
-        timeline: Vec::new(),
-        validity: Validity {
-            valid: true,
-            reasons: Vec::new(),
-        },
-    }
-}
-
-fn healthy_server() -> Vec<ServerSample> {
-    (0..31)
-        .map(|i| ServerSample {
-            t_ms: 1_000 + i * 1_000,
-            cache_hits_total: Some(90.0 * i as f64),
-            cache_misses_total: Some(10.0 * i as f64),
-            db_connections_used: Some(2.0),
-            db_connections_max: Some(8.0),
-            resident_memory_bytes: Some(100e6),
-            ..ServerSample::default()
-        })
-        .collect()
-}
-
-fn record(stages: Vec<StageRecord>, server: Vec<ServerSample>) -> RunRecord {
-    RunRecord {
-        schema_version: SCHEMA_VERSION,
-        run: RunMeta {
-            target: "http://127.0.0.1:8080".into(),
-            started_at: "2026-11-28T00:00:00Z".into(),
-            finished_at: "2026-11-28T00:01:00Z".into(),
-            generators: vec![GeneratorInfo {
-                host: "test".into(),
-                cpu_seconds: 1.0,
-                peak_rss_bytes: 1,
-                cpu_utilization: 0.1,
-            }],
-            config: serde_json::Value::Null,
-        },
-        stages,
-        server,
-        events: Vec::new(),
-        aborted: None,
-    }
-}
-
-fn spec() -> SloSpec {
-    SloSpec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo.toml")).unwrap()
-}
+use aimate_reports::record::Validity;
+use support::{healthy_server, record, route, spec, stage};
 
 #[test]
 fn a_healthy_run_passes_everything() {

@@ -215,6 +215,6 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     let (report, _) = write_reports(&record, &spec, &out_dir)?;
     print_verdicts(&report);
     eprintln!("reports: {}", out_dir.display());
-    eprintln!("summary: {}", out_dir.join("report.md").display());
+    eprintln!("open:    {}", out_dir.join("index.html").display());
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -61,7 +61,11 @@ pub fn write_reports(
         ("report.md", render::markdown::render),
         ("junit.xml", render::junit::render),
     ];
-    let mut written = Vec::new();
+    let index = out_dir.join("index.html");
+    write_atomically(&index, |out| {
+        render::html::render(&report, record, spec, out)
+    })?;
+    let mut written = vec![index];
     for (name, renderer) in files {
         let path = out_dir.join(name);
         write_atomically(&path, |out| renderer(&report, record, out))?;

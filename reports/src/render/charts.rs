@@ -1,0 +1,448 @@
+//! The HTML report's charts, drawn with plotters into SVG strings. Each chart is one
+//! function from the record to an SVG; none reads the network or the system's fonts.
+
+use std::sync::Once;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::record::{Event, RunRecord, outcome_is_error};
+
+const WIDTH: u32 = 960;
+const HEIGHT: u32 = 320;
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// plotters lays text out with real font metrics; DejaVu Sans comes with the binary.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+/// A line series: name and (x seconds, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed-looking (thin) as a reference, e.g. an SLO threshold.
+    pub reference: bool,
+}
+
+fn bounds(series: &[Series]) -> (f64, f64, f64) {
+    let points = series.iter().flat_map(|s| s.points.iter());
+    let (mut x_max, mut y_max, mut x_min) = (1.0_f64, 0.0_f64, f64::MAX);
+    for (x, y) in points {
+        x_max = x_max.max(*x);
+        x_min = x_min.min(*x);
+        y_max = y_max.max(*y);
+    }
+    (
+        if x_min == f64::MAX { 0.0 } else { x_min },
+        x_max,
+        if y_max <= 0.0 { 1.0 } else { y_max * 1.1 },
+    )
+}
+
+/// How a chart's axes read.
+pub struct Axes<'a> {
+    pub x: &'a str,
+    pub y: &'a str,
+    /// Latencies span decades: a log scale keeps a 3 ms line and a 500 ms SLO readable
+    /// on one chart.
+    pub log_y: bool,
+}
+
+const RUN_TIME: &str = "time since the run started (s)";
+
+/// A line chart, with event spans shaded behind the lines.
+pub fn line_chart(
+    title: &str,
+    axes: &Axes<'_>,
+    series: &[Series],
+    events: &[Event],
+) -> Result<String, String> {
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (x_min, x_max, y_max) = bounds(series);
+        let y_min = if axes.log_y {
+            let smallest = series
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .map(|(_, y)| *y)
+                .filter(|y| *y > 0.0)
+                .fold(f64::MAX, f64::min);
+            if smallest == f64::MAX {
+                0.01
+            } else {
+                smallest / 2.0
+            }
+        } else {
+            0.0
+        };
+        let builder = |root| {
+            let mut builder = ChartBuilder::on(root);
+            builder
+                .caption(title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(64);
+            builder
+        };
+        if axes.log_y {
+            let mut chart = builder(&root)
+                .build_cartesian_2d(x_min..x_max, (y_min..y_max).log_scale())
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(axes.x)
+                .y_desc(axes.y)
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            draw_content(&mut chart, series, events, (x_min, x_max), (y_min, y_max))?;
+        } else {
+            let mut chart = builder(&root)
+                .build_cartesian_2d(x_min..x_max, y_min..y_max)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc(axes.x)
+                .y_desc(axes.y)
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            draw_content(&mut chart, series, events, (x_min, x_max), (y_min, y_max))?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Event spans, lines and the legend, on either kind of y axis.
+fn draw_content<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    series: &[Series],
+    events: &[Event],
+    (x_min, x_max): (f64, f64),
+    (y_min, y_max): (f64, f64),
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    {
+        for event in events {
+            let start = event.t_ms as f64 / 1000.0;
+            let end = event
+                .end_ms
+                .map_or(start + (x_max - x_min) / 200.0, |e| e as f64 / 1000.0);
+            let shade = if event.kind == "stage" {
+                RGBColor(120, 120, 120).mix(0.08)
+            } else {
+                RGBColor(220, 0, 0).mix(0.15)
+            };
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(start, y_min), (end, y_max)],
+                    shade.filled(),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        for (index, line) in series.iter().enumerate() {
+            let color = if line.reference {
+                RGBColor(200, 0, 0)
+            } else {
+                PALETTE[index % PALETTE.len()]
+            };
+            let width = if line.reference { 1 } else { 2 };
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    color.stroke_width(width),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(line.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 12))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Latency percentiles per second, with each stage's P95 threshold drawn in.
+pub fn latency_over_time(
+    record: &RunRecord,
+    thresholds_ms: &[(String, f64)],
+) -> Result<String, String> {
+    let mut series = Vec::new();
+    for (q, name) in [(0.5, "P50"), (0.95, "P95"), (0.99, "P99")] {
+        let points = record
+            .stages
+            .iter()
+            .flat_map(|s| s.timeline.iter())
+            .filter_map(|p| {
+                Some((
+                    p.t_ms as f64 / 1000.0,
+                    p.latency_us.quantile_micros(q)? as f64 / 1000.0,
+                ))
+            })
+            .collect();
+        series.push(Series {
+            name: name.into(),
+            points,
+            reference: false,
+        });
+    }
+    for stage in &record.stages {
+        if let Some((_, threshold)) = thresholds_ms.iter().find(|(name, _)| *name == stage.name) {
+            let (from, to) = (
+                stage.started_ms as f64 / 1000.0,
+                stage.steady_end_ms as f64 / 1000.0,
+            );
+            series.push(Series {
+                name: format!("SLO P95 < {threshold} ms (stage {})", stage.name),
+                points: vec![(from, *threshold), (to, *threshold)],
+                reference: true,
+            });
+        }
+    }
+    let axes = Axes {
+        x: RUN_TIME,
+        y: "milliseconds (log scale)",
+        log_y: true,
+    };
+    line_chart(
+        "Latency from the intended send time, per second",
+        &axes,
+        &series,
+        &record.events,
+    )
+}
+
+/// Requests sent per second against each stage's target rate.
+pub fn rate_over_time(record: &RunRecord) -> Result<String, String> {
+    let achieved = record
+        .stages
+        .iter()
+        .flat_map(|s| s.timeline.iter())
+        .map(|p| (p.t_ms as f64 / 1000.0, p.sent as f64))
+        .collect();
+    let target = record
+        .stages
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.started_ms as f64 / 1000.0, s.target_rps),
+                (s.steady_end_ms as f64 / 1000.0, s.target_rps),
+            ]
+        })
+        .collect();
+    let series = [
+        Series {
+            name: "sent (per second)".into(),
+            points: achieved,
+            reference: false,
+        },
+        Series {
+            name: "target".into(),
+            points: target,
+            reference: true,
+        },
+    ];
+    let axes = Axes {
+        x: RUN_TIME,
+        y: "requests per second",
+        log_y: false,
+    };
+    line_chart(
+        "Target vs achieved request rate",
+        &axes,
+        &series,
+        &record.events,
+    )
+}
+
+/// Failed requests per second, one line per kind of failure.
+pub fn errors_over_time(record: &RunRecord) -> Result<String, String> {
+    let mut kinds: Vec<String> = record
+        .stages
+        .iter()
+        .flat_map(|s| s.timeline.iter())
+        .flat_map(|p| p.outcomes.keys())
+        .filter(|k| outcome_is_error(k))
+        .cloned()
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut series: Vec<Series> = kinds
+        .iter()
+        .map(|kind| Series {
+            name: kind.clone(),
+            points: record
+                .stages
+                .iter()
+                .flat_map(|s| s.timeline.iter())
+                .map(|p| {
+                    (
+                        p.t_ms as f64 / 1000.0,
+                        p.outcomes.get(kind).copied().unwrap_or(0) as f64,
+                    )
+                })
+                .collect(),
+            reference: false,
+        })
+        .collect();
+    if series.is_empty() {
+        let points = record
+            .stages
+            .iter()
+            .flat_map(|s| s.timeline.iter())
+            .map(|p| (p.t_ms as f64 / 1000.0, 0.0))
+            .collect();
+        series.push(Series {
+            name: "no errors".into(),
+            points,
+            reference: false,
+        });
+    }
+    let axes = Axes {
+        x: RUN_TIME,
+        y: "requests per second",
+        log_y: false,
+    };
+    line_chart("Errors per second by kind", &axes, &series, &record.events)
+}
+
+/// The server's own view: cache hit ratio, DB pool use and memory, as percentages.
+pub fn server_over_time(
+    record: &RunRecord,
+    memory_limit_bytes: Option<u64>,
+) -> Result<String, String> {
+    let mut hit_ratio = Vec::new();
+    for pair in record.server.windows(2) {
+        let hits = pair[1]
+            .cache_hits_total
+            .zip(pair[0].cache_hits_total)
+            .map(|(b, a)| b - a);
+        let misses = pair[1]
+            .cache_misses_total
+            .zip(pair[0].cache_misses_total)
+            .map(|(b, a)| b - a);
+        if let (Some(hits), Some(misses)) = (hits, misses)
+            && hits + misses > 0.0
+        {
+            hit_ratio.push((pair[1].t_ms as f64 / 1000.0, 100.0 * hits / (hits + misses)));
+        }
+    }
+    let pool = record
+        .server
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.t_ms as f64 / 1000.0,
+                100.0 * s.db_connections_used? / s.db_connections_max?.max(1.0),
+            ))
+        })
+        .collect();
+    let mut series = vec![
+        Series {
+            name: "cache hit ratio %".into(),
+            points: hit_ratio,
+            reference: false,
+        },
+        Series {
+            name: "DB pool in use %".into(),
+            points: pool,
+            reference: false,
+        },
+    ];
+    if let Some(limit) = memory_limit_bytes {
+        let memory = record
+            .server
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s.t_ms as f64 / 1000.0,
+                    100.0 * s.resident_memory_bytes? / limit as f64,
+                ))
+            })
+            .collect();
+        series.push(Series {
+            name: "memory % of limit".into(),
+            points: memory,
+            reference: false,
+        });
+    }
+    let axes = Axes {
+        x: RUN_TIME,
+        y: "percent",
+        log_y: false,
+    };
+    line_chart(
+        "Server: cache, database pool, memory",
+        &axes,
+        &series,
+        &record.events,
+    )
+}
+
+/// The latency distribution of each stage: latency against percentile, the percentile
+/// axis stretched (log of 1 / (1 − q)) so the tail is readable.
+pub fn distribution(record: &RunRecord) -> Result<String, String> {
+    const QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999];
+    let series: Vec<Series> = record
+        .stages
+        .iter()
+        .filter_map(|stage| {
+            let histogram = stage.all_routes_latency().ok()?;
+            let points = QUANTILES
+                .iter()
+                .filter_map(|q| {
+                    Some((
+                        (1.0 / (1.0 - q)).log10(),
+                        histogram.quantile_micros(*q)? as f64 / 1000.0,
+                    ))
+                })
+                .collect();
+            Some(Series {
+                name: format!("stage {}", stage.name),
+                points,
+                reference: false,
+            })
+        })
+        .collect();
+    let axes = Axes {
+        x: "percentile: log10(1 / (1 − q)); 0.3 = P50, 1 = P90, 2 = P99, 3 = P99.9",
+        y: "milliseconds (log scale)",
+        log_y: true,
+    };
+    line_chart(
+        "Latency distribution per stage (steady window)",
+        &axes,
+        &series,
+        &[],
+    )
+}

@@ -1,0 +1,138 @@
+//! Renderers on hand-built records: well-formed output, the charts present, nothing
+//! fetched from the network, counts that match the grades.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use aimate_reports::grade::{Verdict, grade};
+use aimate_reports::render;
+use support::{long_run, spec};
+
+fn rendered(renderer: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
+    let mut out = Vec::new();
+    renderer(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn html_is_self_contained_with_well_formed_charts() {
+    let record = long_run(&[("100", 100.0), ("1k", 1000.0)], 20);
+    let spec = spec();
+    let report = grade(&record, &spec);
+    let html = rendered(|out| render::html::render(&report, &record, &spec, out));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains(&format!(
+        "badge {}",
+        if report.verdict == Verdict::Pass {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    )));
+    // Every chart is an inline SVG that parses as XML.
+    let mut charts = 0;
+    let mut rest = html.as_str();
+    while let Some(start) = rest.find("<svg") {
+        let end = rest[start..].find("</svg>").unwrap() + start + "</svg>".len();
+        roxmltree::Document::parse(&rest[start..end]).unwrap();
+        charts += 1;
+        rest = &rest[end..];
+    }
+    assert_eq!(charts, 5, "latency, rate, errors, distribution, server");
+    assert!(html.contains("Latency from the intended send time"));
+    // Nothing to fetch: no scripts, no external styles, fonts or images.
+    let lower = html.to_lowercase();
+    assert!(!lower.contains("<script") && !lower.contains("<link") && !lower.contains("@import"));
+    for attribute in [
+        "src=\"http",
+        "href=\"http",
+        "src=http",
+        "href=http",
+        "url(http",
+    ] {
+        assert!(!lower.contains(attribute), "{attribute}");
+    }
+    // Event text is escaped.
+    assert!(html.contains("&lt;test &amp; &quot;quotes&quot;&gt;"));
+    assert_eq!(
+        html.matches("<tr><td").count(),
+        report.grades.len() + record.stages.len() + record.events.len()
+    );
+}
+
+#[test]
+fn junit_is_well_formed_and_counts_match() {
+    let mut record = long_run(&[("100", 100.0)], 10);
+    // Make one objective fail and one be invalid.
+    record.server.clear();
+    let report = grade(&record, &spec());
+    let xml = rendered(|out| render::junit::render(&report, &record, out));
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), report.grades.len());
+    assert_eq!(
+        root.attribute("tests").unwrap().parse::<usize>().unwrap(),
+        report.grades.len()
+    );
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    let errors = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("error"))
+        .count();
+    assert_eq!(failures, report.count(Verdict::Fail));
+    assert_eq!(errors, report.count(Verdict::Invalid));
+    assert!(errors >= 3, "server ratios without samples are errors");
+    assert!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("error"))
+            .any(|n| n
+                .attribute("message")
+                .unwrap()
+                .contains("no server samples"))
+    );
+}
+
+#[test]
+fn markdown_and_json_carry_every_grade() {
+    let record = long_run(&[("100", 100.0), ("1k", 1000.0)], 10);
+    let report = grade(&record, &spec());
+    let markdown = rendered(|out| render::markdown::render(&report, &record, out));
+    assert!(markdown.starts_with("## aimate SLO report: "));
+    assert_eq!(
+        markdown.matches("\n| ").count(),
+        2 + record.stages.len() + report.grades.len(),
+        "two headers and a row each"
+    );
+    let json = rendered(|out| render::json::render(&report, &record, out));
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["grades"].as_array().unwrap().len(),
+        report.grades.len()
+    );
+    assert_eq!(
+        value["exit_code"].as_u64().unwrap(),
+        u64::from(report.exit_code())
+    );
+    let first = &value["grades"][0];
+    for field in [
+        "scope",
+        "objective",
+        "verdict",
+        "value",
+        "threshold",
+        "unit",
+        "margin",
+        "samples",
+    ] {
+        assert!(first.get(field).is_some(), "{field}");
+    }
+}
