@@ -60,6 +60,8 @@ pub struct DrillArgs {
     /// Parent directory of the run's report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]
     pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -73,9 +75,22 @@ pub struct ReportArgs {
     /// The objectives.
     #[arg(long, default_value = "slo.toml")]
     pub slo: PathBuf,
-    /// Directory for report.json, report.md and junit.xml.
+    /// Directory for index.html, report.json, report.md and junit.xml.
     #[arg(long, default_value = "reports/out")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
+}
+
+/// Comparing a run with an earlier one.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// An earlier RunRecord: every graded figure is compared with its figure there.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Fail when a figure got worse than the baseline by more than this percentage.
+    #[arg(long, requires = "baseline")]
+    pub max_regression: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

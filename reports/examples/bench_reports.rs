@@ -23,24 +23,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         json.len() as f64 / 1e6,
         built.elapsed().as_secs_f64()
     );
-    let spec = SloSpec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo.toml"))?;
+    let spec =
+        SloSpec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo.toml"))?;
 
     let started = Instant::now();
     let parsed: aimate_reports::RunRecord = serde_json::from_slice(&json)?;
     let parse_s = started.elapsed().as_secs_f64();
     let report = grade(&parsed, &spec);
     let grade_s = started.elapsed().as_secs_f64() - parse_s;
-    let (mut html, mut md, mut junit, mut out_json) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut html, mut md, mut junit, mut out_json) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     render::html::render(&report, &parsed, &spec, &mut html)?;
     render::markdown::render(&report, &parsed, &mut md)?;
     render::junit::render(&report, &parsed, &mut junit)?;
     render::json::render(&report, &parsed, &mut out_json)?;
     let total_s = started.elapsed().as_secs_f64();
     println!("read record      : {parse_s:.3} s");
-    println!("grade            : {grade_s:.3} s ({} grades, verdict {:?})", report.grades.len(), report.verdict);
+    println!(
+        "grade            : {grade_s:.3} s ({} grades, verdict {:?})",
+        report.grades.len(),
+        report.verdict
+    );
     println!("render all       : {:.3} s", total_s - parse_s - grade_s);
     println!("total            : {total_s:.3} s (goal < 2 s)");
-    println!("index.html       : {:.2} MB (goal < 2 MB)", html.len() as f64 / 1e6);
-    println!("report.md / junit.xml / report.json: {} / {} / {} bytes", md.len(), junit.len(), out_json.len());
+    println!(
+        "index.html       : {:.2} MB (goal < 2 MB)",
+        html.len() as f64 / 1e6
+    );
+    println!(
+        "report.md / junit.xml / report.json: {} / {} / {} bytes",
+        md.len(),
+        junit.len(),
+        out_json.len()
+    );
     Ok(())
 }

@@ -45,6 +45,23 @@ pub struct Grade {
 pub struct Report {
     pub verdict: Verdict,
     pub grades: Vec<Grade>,
+    /// Each graded figure against the same figure of a baseline run, when one is given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<Comparison>,
+}
+
+/// One figure of this run against the baseline run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Comparison {
+    pub scope: String,
+    pub objective: String,
+    pub unit: &'static str,
+    pub baseline: f64,
+    pub current: f64,
+    /// Relative change in the bad direction: +0.25 = 25% worse, −0.1 = 10% better.
+    pub regression: f64,
+    /// Over the allowed regression: this fails the run.
+    pub failed: bool,
 }
 
 impl Report {
@@ -314,5 +331,47 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     } else {
         Verdict::Pass
     };
-    Report { verdict, grades }
+    Report {
+        verdict,
+        grades,
+        baseline: Vec::new(),
+    }
+}
+
+/// Compares every figure of `report` with the same scope and objective in `baseline`.
+/// With `max_regression` (a fraction, 0.1 = 10%), a figure that got worse by more than
+/// that fails the report.
+pub fn compare(report: &mut Report, baseline: &Report, max_regression: Option<f64>) {
+    for grade in &report.grades {
+        let Some(current) = grade.value else { continue };
+        let Some(old) = baseline
+            .grades
+            .iter()
+            .find(|g| g.scope == grade.scope && g.objective == grade.objective)
+            .and_then(|g| g.value)
+        else {
+            continue;
+        };
+        // Bad direction: up for "<" objectives (latency, errors, usage), down for ">".
+        let upper_bound = grade.objective.contains('<');
+        let change = if old == 0.0 {
+            if current == 0.0 { 0.0 } else { f64::INFINITY }
+        } else {
+            (current - old) / old.abs()
+        };
+        let regression = if upper_bound { change } else { -change };
+        let failed = max_regression.is_some_and(|limit| regression > limit);
+        report.baseline.push(Comparison {
+            scope: grade.scope.clone(),
+            objective: grade.objective.clone(),
+            unit: grade.unit,
+            baseline: old,
+            current,
+            regression,
+            failed,
+        });
+    }
+    if report.baseline.iter().any(|c| c.failed) {
+        report.verdict = Verdict::Fail;
+    }
 }

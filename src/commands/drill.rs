@@ -18,7 +18,7 @@ use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
 use super::load::print_stage;
-use super::report::{print_verdicts, write_atomically, write_reports};
+use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
 use crate::Failure;
 use crate::cli::DrillArgs;
 
@@ -144,6 +144,7 @@ fn timestamp_dir(parent: &Path) -> PathBuf {
 
 pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     let spec = SloSpec::load(&args.slo)?;
+    let baseline = Baseline::load(&args.baseline, &spec)?;
     let (stages, warmup, duration) = if args.quick {
         ("100,1k", "2s", "5s")
     } else {
@@ -212,7 +213,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     write_atomically(&record_path, |w| {
         serde_json::to_writer_pretty(&mut *w, &record).map_err(std::io::Error::other)
     })?;
-    let (report, _) = write_reports(&record, &spec, &out_dir)?;
+    let (report, _) = write_reports(&record, &spec, baseline.as_ref(), &out_dir)?;
     print_verdicts(&report);
     eprintln!("reports: {}", out_dir.display());
     eprintln!("open:    {}", out_dir.join("index.html").display());

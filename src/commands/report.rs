@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aimate_reports::RunRecord;
-use aimate_reports::grade::{Report, Verdict, grade};
+use aimate_reports::grade::{Report, Verdict, compare, grade};
 use aimate_reports::render;
 use aimate_reports::spec::SloSpec;
 use aimate_reports::summary::{figure, margin};
 use anyhow::Context;
 
 use crate::Failure;
-use crate::cli::{ReportArgs, ReportCommand};
+use crate::cli::{BaselineArgs, ReportArgs, ReportCommand};
 
 pub fn read_record(path: &Path) -> anyhow::Result<RunRecord> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -43,15 +43,44 @@ pub fn write_atomically(
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Grades `record` and writes the reports into `out_dir`. Returns the report.
+/// The baseline's grades and the allowed regression, read before any work is done.
+pub struct Baseline {
+    report: Report,
+    max_regression: Option<f64>,
+}
+
+impl Baseline {
+    pub fn load(args: &BaselineArgs, spec: &SloSpec) -> anyhow::Result<Option<Self>> {
+        let Some(path) = &args.baseline else {
+            return Ok(None);
+        };
+        if let Some(percent) = args.max_regression
+            && !(percent.is_finite() && percent >= 0.0)
+        {
+            anyhow::bail!("--max-regression is a percentage, 0 or more");
+        }
+        let record = read_record(path)?;
+        Ok(Some(Self {
+            report: grade(&record, spec),
+            max_regression: args.max_regression.map(|p| p / 100.0),
+        }))
+    }
+}
+
+/// Grades `record` (against `baseline` too, if any) and writes the reports into
+/// `out_dir`. Returns the report and the files written.
 pub fn write_reports(
     record: &RunRecord,
     spec: &SloSpec,
+    baseline: Option<&Baseline>,
     out_dir: &Path,
 ) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let report = grade(record, spec);
+    let mut report = grade(record, spec);
+    if let Some(baseline) = baseline {
+        compare(&mut report, &baseline.report, baseline.max_regression);
+    }
     let files = [
         (
             "report.json",
@@ -96,9 +125,23 @@ pub fn print_verdicts(report: &Report) {
             margin(g.margin)
         );
     }
+    for c in report.baseline.iter().filter(|c| c.failed) {
+        eprintln!(
+            "  REGRESSION {:<37} {:<28} {:.2} {} now, {:.2} {} before ({:+.1}%)",
+            c.scope,
+            c.objective,
+            c.current,
+            c.unit,
+            c.baseline,
+            c.unit,
+            c.regression * 100.0
+        );
+    }
     let overall = match report.verdict {
         Verdict::Pass => "PASS: every objective met",
-        Verdict::Fail => "FAIL: an objective was missed",
+        Verdict::Fail => {
+            "FAIL: an objective was missed (or a figure regressed past --max-regression)"
+        }
         Verdict::Invalid => "INVALID: the run could not be graded",
     };
     eprintln!("verdict: {overall}");
@@ -121,8 +164,9 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
         return Err(anyhow::anyhow!("give the RunRecord to grade").into());
     };
     let spec = SloSpec::load(&args.slo)?;
+    let baseline = Baseline::load(&args.baseline, &spec)?;
     let record = read_record(path)?;
-    let (report, files) = write_reports(&record, &spec, &args.out)?;
+    let (report, files) = write_reports(&record, &spec, baseline.as_ref(), &args.out)?;
     print_verdicts(&report);
     for file in files {
         eprintln!("wrote {}", file.display());

@@ -44,12 +44,13 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     for grade in &report.grades {
         suites.entry(grade.scope.as_str()).or_default().push(grade);
     }
+    let regressions = report.baseline.iter().filter(|c| c.failed).count();
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
         r#"<testsuites name="aimate SLOs" tests="{}" failures="{}" errors="{}">"#,
-        report.grades.len(),
-        report.count(Verdict::Fail),
+        report.grades.len() + report.baseline.len(),
+        report.count(Verdict::Fail) + regressions,
         report.count(Verdict::Invalid)
     )?;
     for (scope, grades) in &suites {
@@ -98,6 +99,41 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
                     )?;
                     writeln!(out, "    </testcase>")?;
                 }
+            }
+        }
+        writeln!(out, "  </testsuite>")?;
+    }
+    if !report.baseline.is_empty() {
+        writeln!(
+            out,
+            r#"  <testsuite name="baseline" tests="{}" failures="{regressions}" errors="0">"#,
+            report.baseline.len()
+        )?;
+        for c in &report.baseline {
+            let open = format!(
+                r#"    <testcase classname="baseline {}" name="{}""#,
+                escape(&c.scope),
+                escape(&c.objective)
+            );
+            if c.failed {
+                let text = format!(
+                    "{:.2} {} now against {:.2} {} in the baseline: {:+.1}% worse",
+                    c.current,
+                    c.unit,
+                    c.baseline,
+                    c.unit,
+                    c.regression * 100.0
+                );
+                writeln!(out, "{open}>")?;
+                writeln!(
+                    out,
+                    r#"      <failure message="{}" type="REGRESSION">{}</failure>"#,
+                    escape(&text),
+                    escape(&text)
+                )?;
+                writeln!(out, "    </testcase>")?;
+            } else {
+                writeln!(out, "{open}/>")?;
             }
         }
         writeln!(out, "  </testsuite>")?;

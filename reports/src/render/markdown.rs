@@ -86,5 +86,24 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             cell(g.reason.as_deref().unwrap_or(""))
         )?;
     }
+    if !report.baseline.is_empty() {
+        writeln!(out, "\n### Against the baseline\n")?;
+        writeln!(out, "| Scope | Objective | Baseline | Now | Worse by | |")?;
+        writeln!(out, "|---|---|---:|---:|---:|---|")?;
+        for c in &report.baseline {
+            writeln!(
+                out,
+                "| {} | `{}` | {:.2} {} | {:.2} {} | {:+.1}% | {} |",
+                cell(&c.scope),
+                cell(&c.objective),
+                c.baseline,
+                c.unit,
+                c.current,
+                c.unit,
+                c.regression * 100.0,
+                if c.failed { "**REGRESSION**" } else { "" }
+            )?;
+        }
+    }
     Ok(())
 }
