@@ -1,6 +1,6 @@
 //! Hand-built records for the grading and renderer tests.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 
