@@ -167,20 +167,36 @@ impl Collector {
                 };
                 let samples: u64 = stage.routes.values().map(|r| r.latency_us.count()).sum();
                 let mut reasons = Vec::new();
+                let cpu = generator_cpu.get(index).copied().flatten();
                 if achieved_rps < window.target_rps * MIN_RATE_SHARE {
-                    reasons.push(format!(
+                    let mut reason = format!(
                         "achieved {achieved_rps:.1} req/s, under {:.0}% of the {:.0} req/s target",
                         MIN_RATE_SHARE * 100.0,
                         window.target_rps
-                    ));
+                    );
+                    // Say which side held the rate back, when the numbers tell.
+                    let mut service = aimate_reports::LatencyHistogram::new();
+                    for route in stage.routes.values() {
+                        let _ = service.add(&route.service_us);
+                    }
+                    if let (Some(cpu), Some(p50)) = (cpu, service.quantile_micros(0.5))
+                        && cpu <= MAX_GENERATOR_CPU
+                    {
+                        reason.push_str(&format!(
+                            " (the generator was not CPU-bound ({:.0}%); its users were waiting on responses, service P50 {:.1} ms)",
+                            cpu * 100.0,
+                            p50 as f64 / 1000.0
+                        ));
+                    }
+                    reasons.push(reason);
                 }
                 if samples < MIN_SAMPLES {
                     reasons.push(format!(
                         "{samples} samples in the steady window; at least {MIN_SAMPLES} are needed"
                     ));
                 }
-                if let Some(Some(cpu)) = generator_cpu.get(index)
-                    && *cpu > MAX_GENERATOR_CPU
+                if let Some(cpu) = cpu
+                    && cpu > MAX_GENERATOR_CPU
                 {
                     reasons.push(format!(
                         "the load generator used {:.0}% of its CPU: it measured its own queueing",
