@@ -86,6 +86,21 @@ pub struct Collector {
     stages: Vec<StageData>,
 }
 
+/// The timeline point of the stage second that `at` falls in.
+fn second_of<'a>(
+    seconds: &'a mut BTreeMap<u64, SecondRecord>,
+    window: &StageWindow,
+    at: Duration,
+) -> &'a mut SecondRecord {
+    let second = at.saturating_sub(window.start).as_secs();
+    let start = window.start + Duration::from_secs(second);
+    seconds.entry(second).or_insert_with(|| SecondRecord {
+        t_ms: millis(start),
+        in_steady: start >= window.steady_start && start < window.steady_end,
+        ..SecondRecord::default()
+    })
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
@@ -123,19 +138,14 @@ impl Collector {
 
         // Timeline seconds count from the stage start, so a whole-second warm-up puts
         // the steady window on second boundaries.
-        let second = record.intended.saturating_sub(stage.window.start).as_secs();
-        let second_start = stage.window.start + Duration::from_secs(second);
-        let in_steady = record.intended >= stage.window.steady_start
-            && record.intended < stage.window.steady_end;
-        let point = stage.seconds.entry(second).or_insert_with(|| SecondRecord {
-            t_ms: millis(second_start),
-            in_steady: second_start >= stage.window.steady_start
-                && second_start < stage.window.steady_end,
-            ..SecondRecord::default()
-        });
+        let window = &stage.window;
+        let in_steady =
+            record.intended >= window.steady_start && record.intended < window.steady_end;
+        let point = second_of(&mut stage.seconds, window, record.intended);
         point.sent += 1;
         *point.outcomes.entry(outcome.clone()).or_default() += 1;
         point.latency_us.record(corrected);
+        second_of(&mut stage.seconds, window, record.started).started += 1;
 
         if in_steady {
             let route = stage.routes.entry(record.route).or_default();
@@ -280,6 +290,12 @@ mod tests {
         );
         assert!(stage.validity.valid, "{:?}", stage.validity);
         assert_eq!(stage.timeline.iter().filter(|p| p.in_steady).count(), 3);
+        // Every request was sent, some late: per second, actual sends follow the lag.
+        let (sent, started): (u64, u64) = stage
+            .timeline
+            .iter()
+            .fold((0, 0), |(a, b), p| (a + p.sent, b + p.started));
+        assert_eq!((sent, started), (300, 300));
     }
 
     #[test]

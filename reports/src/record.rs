@@ -101,7 +101,11 @@ pub struct SecondRecord {
     pub t_ms: u64,
     /// Whether this second starts inside the steady window.
     pub in_steady: bool,
+    /// Requests whose intended send time fell in this second (the schedule).
     pub sent: u64,
+    /// Requests actually sent in this second: below `sent` when the generator fell behind.
+    #[serde(default)]
+    pub started: u64,
     pub outcomes: BTreeMap<String, u64>,
     pub latency_us: LatencyHistogram,
 }
@@ -236,6 +240,7 @@ impl StageRecord {
             match self.timeline.get_mut(index) {
                 Some(mine) => {
                     mine.sent += theirs.sent;
+                    mine.started += theirs.started;
                     add_counts(&mut mine.outcomes, &theirs.outcomes);
                     mine.latency_us.add(&theirs.latency_us)?;
                 }
