@@ -22,6 +22,13 @@ fn html_is_self_contained_with_well_formed_charts() {
     let report = grade(&record, &spec);
     let html = rendered(|out| render::html::render(&report, &record, &spec, out));
     assert!(html.starts_with("<!DOCTYPE html>"));
+    // The whole page is well-formed (XHTML-compatible markup), not just its charts.
+    let page = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(page.root_element().tag_name().name(), "html");
     assert!(html.contains(&format!(
         "badge {}",
         if report.verdict == Verdict::Pass {
@@ -135,4 +142,25 @@ fn markdown_and_json_carry_every_grade() {
     ] {
         assert!(first.get(field).is_some(), "{field}");
     }
+}
+
+#[test]
+fn baseline_comparisons_show_in_every_format() {
+    use aimate_reports::grade::compare;
+    let fast = long_run(&[("100", 100.0)], 10);
+    let slow = long_run(&[("100", 100.0), ("1k", 1000.0)], 10);
+    let baseline = grade(&fast, &spec());
+    let mut report = grade(&slow, &spec());
+    compare(&mut report, &baseline, Some(0.0));
+    assert!(report.baseline.iter().any(|c| c.failed));
+    let spec = spec();
+    let html = rendered(|out| render::html::render(&report, &slow, &spec, out));
+    assert!(html.contains("Against the baseline") && html.contains("REGRESSION"));
+    let markdown = rendered(|out| render::markdown::render(&report, &slow, out));
+    assert!(markdown.contains("### Against the baseline"));
+    let xml = rendered(|out| render::junit::render(&report, &slow, out));
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert!(doc.descendants().any(|n| n.has_tag_name("failure") && n.attribute("type") == Some("REGRESSION")));
+    let json = rendered(|out| render::json::render(&report, &slow, out));
+    assert!(json.contains("\"baseline\""));
 }

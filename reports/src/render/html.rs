@@ -33,7 +33,7 @@ fn chart(out: &mut impl Write, svg: Result<String, String>) -> io::Result<()> {
         Ok(svg) => writeln!(out, "<figure>{svg}</figure>"),
         Err(error) => writeln!(
             out,
-            "<p class=note>chart unavailable: {}</p>",
+            "<p class=\"note\">chart unavailable: {}</p>",
             escape(&error)
         ),
     }
@@ -48,7 +48,7 @@ pub fn render(
     let verdict = word(report.verdict);
     writeln!(
         out,
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
     )?;
     writeln!(
         out,
@@ -71,7 +71,7 @@ pub fn render(
     if let Some(abort) = &record.aborted {
         writeln!(
             out,
-            "<p class=FAIL>Aborted early: {}</p>",
+            "<p class=\"FAIL\">Aborted early: {}</p>",
             escape(&abort.reason)
         )?;
     }
@@ -83,7 +83,7 @@ pub fn render(
     for g in &report.grades {
         writeln!(
             out,
-            "<tr><td>{}</td><td><code>{}</code></td><td class={v}>{v}</td><td class=n>{} {}</td><td class=n>{:.2} {}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{v}\">{v}</td><td class=\"n\">{} {}</td><td class=\"n\">{:.2} {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             escape(&g.scope),
             escape(&g.objective),
             figure(g.value),
@@ -98,6 +98,25 @@ pub fn render(
     }
     writeln!(out, "</table>")?;
 
+    if !report.baseline.is_empty() {
+        writeln!(out, "<h2>Against the baseline</h2><table><tr><th>Scope</th><th>Objective</th><th>Baseline</th><th>Now</th><th>Worse by</th><th></th></tr>")?;
+        for c in &report.baseline {
+            writeln!(
+                out,
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{:.2} {}</td><td class=\"n\">{:.2} {}</td><td class=\"n\">{:+.1}%</td><td class=\"{}\">{}</td></tr>",
+                escape(&c.scope),
+                escape(&c.objective),
+                c.baseline,
+                c.unit,
+                c.current,
+                c.unit,
+                c.regression * 100.0,
+                if c.failed { "FAIL" } else { "PASS" },
+                if c.failed { "REGRESSION" } else { "" }
+            )?;
+        }
+        writeln!(out, "</table>")?;
+    }
     writeln!(
         out,
         "<h2>Stages</h2><table><tr><th>Stage</th><th>Target req/s</th><th>Achieved req/s</th><th>Requests</th><th>Errors</th><th>P50 ms</th><th>P95 ms</th><th>P99 ms</th><th>Service P95 ms</th><th>Valid</th></tr>"
@@ -110,7 +129,7 @@ pub fn render(
         };
         writeln!(
             out,
-            "<tr><td>{}</td><td class=n>{:.0}</td><td class=n>{:.1}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{valid}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{:.0}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{valid}</td></tr>",
             escape(&s.name),
             s.target_rps,
             s.achieved_rps,
@@ -124,7 +143,7 @@ pub fn render(
     }
     writeln!(
         out,
-        "</table><p class=note>Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red).</p>"
+        "</table><p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red).</p>"
     )?;
 
     writeln!(out, "<h2>Charts</h2>")?;
@@ -155,7 +174,7 @@ pub fn render(
     for event in &record.events {
         writeln!(
             out,
-            "<tr><td class=n>{:.1}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             event.t_ms as f64 / 1000.0,
             event
                 .end_ms
@@ -180,7 +199,7 @@ pub fn render(
         .collect();
     writeln!(
         out,
-        "<p class=note>Load generators: {}.</p></body></html>",
+        "<p class=\"note\">Load generators: {}.</p></body></html>",
         generators.join(", ")
     )
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::grade::{Grade, Report, Verdict};
+use crate::grade::{Comparison, Grade, Report, Verdict};
 use crate::record::RunRecord;
 use crate::summary::{StageSummary, summaries};
 
@@ -20,6 +20,8 @@ struct JsonReport<'a> {
     aborted: Option<&'a str>,
     stages: Vec<StageSummary>,
     grades: &'a [Grade],
+    #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
+    baseline: &'a [Comparison],
 }
 
 pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
@@ -33,6 +35,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         aborted: record.aborted.as_ref().map(|a| a.reason.as_str()),
         stages: summaries(record),
         grades: &report.grades,
+        baseline: &report.baseline,
     };
     serde_json::to_writer_pretty(&mut *out, &json).map_err(io::Error::other)?;
     writeln!(out)
