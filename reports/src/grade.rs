@@ -297,6 +297,10 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         ));
     }
 
+    if !spec.phase.is_empty() {
+        grade_phases(record, spec, &mut grades);
+    }
+
     let mut routes: BTreeMap<&str, Measured> = BTreeMap::new();
     for stage in &valid {
         for (name, route) in &stage.routes {
@@ -335,6 +339,56 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         verdict,
         grades,
         baseline: Vec::new(),
+    }
+}
+
+/// Phases around each fault (an event with an end inside a stage's steady window):
+/// `baseline` before it, `fault` during it, `recovery` after it, each graded on the
+/// per-second timeline and the server samples of its span.
+fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
+    for stage in &record.stages {
+        let faults = record.events.iter().filter(|e| {
+            e.kind.starts_with("fault")
+                && e.end_ms.is_some()
+                && e.t_ms >= stage.steady_start_ms
+                && e.t_ms < stage.steady_end_ms
+        });
+        for fault in faults {
+            let end = fault.end_ms.unwrap_or(fault.t_ms).min(stage.steady_end_ms);
+            let spans = [
+                ("baseline", stage.steady_start_ms, fault.t_ms),
+                ("fault", fault.t_ms, end),
+                ("recovery", end, stage.steady_end_ms),
+            ];
+            for (phase, from, to) in spans {
+                let mut measured = Measured::default();
+                for point in stage
+                    .timeline
+                    .iter()
+                    .filter(|p| p.t_ms >= from && p.t_ms < to)
+                {
+                    measured.add_route(&point.latency_us, &point.outcomes);
+                }
+                measured.server.extend(
+                    record
+                        .server
+                        .iter()
+                        .filter(|s| s.t_ms >= from && s.t_ms < to)
+                        .cloned(),
+                );
+                let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
+                let scope = format!("phase {} {phase} ({})", stage.name, fault.detail);
+                for objective in &spec.phase {
+                    let measurement = measure(objective.metric, &measured, spec, false);
+                    grades.push(grade_one(
+                        &scope,
+                        objective,
+                        measurement,
+                        invalid.as_deref(),
+                    ));
+                }
+            }
+        }
     }
 }
 

@@ -24,6 +24,8 @@ pub struct SloSpec {
     pub run: Vec<Objective>,
     /// For every route on its own: one slow endpoint cannot hide behind a fast average.
     pub route: Vec<Objective>,
+    /// For each phase around a fault (baseline, fault, recovery) of a chaos drill.
+    pub phase: Vec<Objective>,
     /// What `ratio(memory)` divides by.
     pub memory_limit_bytes: Option<u64>,
 }
@@ -42,6 +44,7 @@ struct RawSpec {
     memory_limit: Option<Spanned<String>>,
     run: Option<RawScope>,
     route: Option<RawScope>,
+    phase: Option<RawScope>,
     #[serde(default)]
     stage: Vec<RawStage>,
 }
@@ -150,12 +153,19 @@ impl SloSpec {
                 .map(|s| objectives(&s.objectives))
                 .transpose()?
                 .unwrap_or_default(),
+            phase: raw
+                .phase
+                .as_ref()
+                .map(|s| objectives(&s.objectives))
+                .transpose()?
+                .unwrap_or_default(),
             memory_limit_bytes,
         };
         let uses_memory = spec
             .run
             .iter()
             .chain(&spec.route)
+            .chain(&spec.phase)
             .any(|o| o.metric == expr::Metric::MemoryRatio);
         if uses_memory && spec.memory_limit_bytes.is_none() {
             return Err(error(
@@ -236,6 +246,6 @@ objectives = ["p(95) < 500ms"]
         let spec = SloSpec::load(&path).unwrap();
         let rates: Vec<f64> = spec.stages.iter().map(|s| s.rate_per_second).collect();
         assert_eq!(rates, vec![100.0, 1000.0, 10_000.0]);
-        assert!(!spec.run.is_empty() && !spec.route.is_empty());
+        assert!(!spec.run.is_empty() && !spec.route.is_empty() && !spec.phase.is_empty());
     }
 }

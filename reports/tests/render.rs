@@ -25,7 +25,10 @@ fn html_is_self_contained_with_well_formed_charts() {
     // The whole page is well-formed (XHTML-compatible markup), not just its charts.
     let page = roxmltree::Document::parse_with_options(
         &html,
-        roxmltree::ParsingOptions { allow_dtd: true, ..roxmltree::ParsingOptions::default() },
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        },
     )
     .unwrap();
     assert_eq!(page.root_element().tag_name().name(), "html");
@@ -160,7 +163,10 @@ fn baseline_comparisons_show_in_every_format() {
     assert!(markdown.contains("### Against the baseline"));
     let xml = rendered(|out| render::junit::render(&report, &slow, out));
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    assert!(doc.descendants().any(|n| n.has_tag_name("failure") && n.attribute("type") == Some("REGRESSION")));
+    assert!(
+        doc.descendants()
+            .any(|n| n.has_tag_name("failure") && n.attribute("type") == Some("REGRESSION"))
+    );
     let json = rendered(|out| render::json::render(&report, &slow, out));
     assert!(json.contains("\"baseline\""));
 }

@@ -99,7 +99,10 @@ pub fn render(
     writeln!(out, "</table>")?;
 
     if !report.baseline.is_empty() {
-        writeln!(out, "<h2>Against the baseline</h2><table><tr><th>Scope</th><th>Objective</th><th>Baseline</th><th>Now</th><th>Worse by</th><th></th></tr>")?;
+        writeln!(
+            out,
+            "<h2>Against the baseline</h2><table><tr><th>Scope</th><th>Objective</th><th>Baseline</th><th>Now</th><th>Worse by</th><th></th></tr>"
+        )?;
         for c in &report.baseline {
             writeln!(
                 out,
