@@ -1,0 +1,188 @@
+//! Toxics: what the proxy does to the bytes of one direction of a connection. The
+//! names, attributes and units are Toxiproxy's, so its clients and habits carry over:
+//!
+//! ```json
+//! {"name": "slow_db", "type": "latency", "stream": "downstream", "toxicity": 1.0,
+//!  "attributes": {"latency": 100, "jitter": 10}}
+//! ```
+//!
+//! A closed set checked by `match`: no registry, no reflection.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way the bytes flow: `upstream` is client → server, `downstream` server → client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Upstream,
+    #[default]
+    Downstream,
+}
+
+/// The kinds of fault, with Toxiproxy's attributes (times in milliseconds, rates in KB/s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "attributes", rename_all = "snake_case")]
+pub enum ToxicKind {
+    /// Delays every chunk by `latency` ± `jitter` ms.
+    Latency {
+        #[serde(default)]
+        latency: u64,
+        #[serde(default)]
+        jitter: u64,
+    },
+    /// Limits throughput to `rate` KB/s.
+    Bandwidth {
+        #[serde(default)]
+        rate: u64,
+    },
+    /// Delays the close of the connection by `delay` ms.
+    SlowClose {
+        #[serde(default)]
+        delay: u64,
+    },
+    /// Stops all data; closes the connection after `timeout` ms (never when 0).
+    Timeout {
+        #[serde(default)]
+        timeout: u64,
+    },
+    /// Resets the connection (TCP RST) after `timeout` ms.
+    ResetPeer {
+        #[serde(default)]
+        timeout: u64,
+    },
+    /// Splits data into chunks of `average_size` ± `size_variation` bytes, `delay` µs apart.
+    Slicer {
+        #[serde(default)]
+        average_size: usize,
+        #[serde(default)]
+        size_variation: usize,
+        #[serde(default)]
+        delay: u64,
+    },
+    /// Closes the connection once `bytes` bytes have passed.
+    LimitData {
+        #[serde(default)]
+        bytes: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Toxic {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: ToxicKind,
+    #[serde(default)]
+    pub stream: Stream,
+    /// Probability (0–1) that a connection gets this toxic at all.
+    #[serde(default = "always")]
+    pub toxicity: f32,
+}
+
+fn always() -> f32 {
+    1.0
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ToxicError {
+    #[error("toxicity must be between 0 and 1 (got {0})")]
+    Toxicity(f32),
+    #[error("{0}")]
+    Attribute(String),
+}
+
+impl Toxic {
+    /// The default name Toxiproxy gives: `<type>_<stream>`.
+    pub fn default_name(kind: &ToxicKind, stream: Stream) -> String {
+        let kind = match kind {
+            ToxicKind::Latency { .. } => "latency",
+            ToxicKind::Bandwidth { .. } => "bandwidth",
+            ToxicKind::SlowClose { .. } => "slow_close",
+            ToxicKind::Timeout { .. } => "timeout",
+            ToxicKind::ResetPeer { .. } => "reset_peer",
+            ToxicKind::Slicer { .. } => "slicer",
+            ToxicKind::LimitData { .. } => "limit_data",
+        };
+        let stream = match stream {
+            Stream::Upstream => "upstream",
+            Stream::Downstream => "downstream",
+        };
+        format!("{kind}_{stream}")
+    }
+
+    pub fn validate(&self) -> Result<(), ToxicError> {
+        if !(0.0..=1.0).contains(&self.toxicity) || self.toxicity.is_nan() {
+            return Err(ToxicError::Toxicity(self.toxicity));
+        }
+        match &self.kind {
+            ToxicKind::Slicer {
+                average_size: 0, ..
+            } => Err(ToxicError::Attribute(
+                "slicer needs average_size > 0".into(),
+            )),
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                ..
+            } if size_variation >= average_size => Err(ToxicError::Attribute(
+                "slicer needs size_variation < average_size".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_toxiproxy_json() {
+        let toxic: Toxic = serde_json::from_str(
+            r#"{"name":"slow","type":"latency","stream":"upstream","toxicity":0.5,"attributes":{"latency":100,"jitter":10}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            toxic.kind,
+            ToxicKind::Latency {
+                latency: 100,
+                jitter: 10
+            }
+        );
+        assert_eq!((toxic.stream, toxic.toxicity), (Stream::Upstream, 0.5));
+        let back = serde_json::to_value(&toxic).unwrap();
+        assert_eq!(back["type"], "latency");
+        assert_eq!(back["attributes"]["latency"], 100);
+        // Defaults: downstream, toxicity 1.
+        let toxic: Toxic =
+            serde_json::from_str(r#"{"name":"t","type":"timeout","attributes":{"timeout":0}}"#)
+                .unwrap();
+        assert_eq!((toxic.stream, toxic.toxicity), (Stream::Downstream, 1.0));
+        assert!(
+            serde_json::from_str::<Toxic>(r#"{"name":"t","type":"explode","attributes":{}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let mut toxic = Toxic {
+            name: "x".into(),
+            kind: ToxicKind::Bandwidth { rate: 10 },
+            stream: Stream::Upstream,
+            toxicity: 1.5,
+        };
+        assert_eq!(toxic.validate(), Err(ToxicError::Toxicity(1.5)));
+        toxic.toxicity = 1.0;
+        assert!(toxic.validate().is_ok());
+        toxic.kind = ToxicKind::Slicer {
+            average_size: 10,
+            size_variation: 10,
+            delay: 0,
+        };
+        assert!(toxic.validate().is_err());
+        assert_eq!(
+            Toxic::default_name(&ToxicKind::ResetPeer { timeout: 0 }, Stream::Upstream),
+            "reset_peer_upstream"
+        );
+    }
+}
