@@ -29,6 +29,22 @@ pub enum Command {
     Report(ReportArgs),
     /// The main job: start the server, run the 100 / 1k / 10k ladder, grade, report.
     Drill(DrillArgs),
+    /// Fault injection.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Run the fault proxy's control API (Toxiproxy-compatible) until SIGTERM/SIGINT.
+    Proxy {
+        /// Address of the control API. Loopback only, unless a token is set.
+        #[arg(long, default_value = "127.0.0.1:8474")]
+        api: std::net::SocketAddr,
+        /// Bearer token every API call must carry.
+        #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! direction by [`link`]) with Toxiproxy's names and attributes. The control API,
 //! instance supervisor, connection exhaustion and experiments come with the chaos issue.
 
+pub mod api;
 pub mod link;
 pub mod proxy;
 pub mod toxic;

@@ -118,6 +118,21 @@ impl Proxy {
         }
     }
 
+    /// Replaces the toxic of the same name in place (keeping its position in the chain).
+    pub fn replace_toxic(&self, toxic: Toxic) -> Result<(), ProxyError> {
+        toxic.validate()?;
+        let mut toxics = self
+            .toxics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = toxics
+            .iter_mut()
+            .find(|t| t.name == toxic.name)
+            .ok_or_else(|| ProxyError::ToxicNotFound(toxic.name.clone()))?;
+        *slot = toxic;
+        Ok(())
+    }
+
     /// Removes every toxic (the proxy keeps running).
     pub fn clear_toxics(&self) {
         self.toxics

@@ -33,5 +33,5 @@ mod validate;
 
 pub use app::{app, routes};
 pub use config::ServerConfig;
-pub use run::{RunError, open_database, run, run_until};
+pub use run::{RunError, open_database, run, run_until, shutdown_signal};
 pub use state::AppState;

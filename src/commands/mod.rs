@@ -1,5 +1,6 @@
 //! One module per command; `dispatch` is the only entry.
 
+mod chaos;
 mod drill;
 mod load;
 mod report;
@@ -20,6 +21,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Load(args) => load::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Drill(args) => drill::run(&args),
+        Command::Chaos(command) => chaos::run(command),
     }
 }
 

@@ -3,6 +3,7 @@
 // A test that cannot set up should fail loudly, right where it failed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chaos; // `aimate chaos proxy`: the control API as a process
 mod common; // temp dirs, free ports, spawning and waiting on `aimate`
 mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod load; // `aimate load`: a real run's record, exit codes, no partial files

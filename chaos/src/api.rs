@@ -1,0 +1,431 @@
+//! The control API, compatible with Toxiproxy's core so its clients and habits work:
+//!
+//! ```text
+//! GET  /version                         POST /reset   (enable all, remove all toxics)
+//! GET  /proxies                         POST /proxies {name, listen, upstream, enabled}
+//! GET|POST|DELETE /proxies/{proxy}
+//! GET|POST        /proxies/{proxy}/toxics
+//! GET|POST|DELETE /proxies/{proxy}/toxics/{toxic}
+//! ```
+//!
+//! Errors are Toxiproxy's `{"error": "…", "status": N}`. When a token is configured,
+//! every call needs `Authorization: Bearer <token>`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::proxy::{Proxy, ProxyError};
+use crate::toxic::{Stream, Toxic, ToxicKind};
+
+#[derive(Clone)]
+pub struct ApiState {
+    proxies: Arc<Mutex<BTreeMap<String, Proxy>>>,
+    token: Option<Arc<str>>,
+}
+
+impl ApiState {
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            proxies: Arc::new(Mutex::new(BTreeMap::new())),
+            token: token.map(Into::into),
+        }
+    }
+}
+
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn proxy_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "proxy not found")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "status": self.status.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(error: ProxyError) -> Self {
+        let status = match error {
+            ProxyError::ToxicExists(_) => StatusCode::CONFLICT,
+            ProxyError::ToxicNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::InvalidToxic(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Listen { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A proxy as the API shows it.
+#[derive(Serialize)]
+struct ProxyView {
+    name: String,
+    listen: String,
+    upstream: String,
+    enabled: bool,
+    toxics: Vec<Toxic>,
+}
+
+fn view(proxy: &Proxy) -> ProxyView {
+    ProxyView {
+        name: proxy.name.clone(),
+        listen: proxy.listen_addr().to_string(),
+        upstream: proxy.upstream.clone(),
+        enabled: proxy.enabled(),
+        toxics: proxy.toxics(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewProxy {
+    name: String,
+    listen: String,
+    upstream: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct ProxyUpdate {
+    listen: Option<String>,
+    upstream: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// A toxic as clients send it: the name is optional (Toxiproxy defaults it).
+#[derive(Deserialize)]
+struct NewToxic {
+    name: Option<String>,
+    #[serde(flatten)]
+    kind: ToxicKind,
+    #[serde(default)]
+    stream: Stream,
+    #[serde(default = "full")]
+    toxicity: f32,
+}
+
+#[derive(Deserialize)]
+struct ToxicUpdate {
+    attributes: Option<serde_json::Value>,
+    toxicity: Option<f32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn full() -> f32 {
+    1.0
+}
+
+fn bad_json(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("bad request body: {error}"),
+    )
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/reset", post(reset))
+        .route("/proxies", get(list_proxies).post(create_proxy))
+        .route(
+            "/proxies/{proxy}",
+            get(get_proxy).post(update_proxy).delete(delete_proxy),
+        )
+        .route(
+            "/proxies/{proxy}/toxics",
+            get(list_toxics).post(create_toxic),
+        )
+        .route(
+            "/proxies/{proxy}/toxics/{toxic}",
+            get(get_toxic).post(update_toxic).delete(delete_toxic),
+        )
+        .layer(from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {token}").as_str()) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({"version": concat!("aimate-chaos ", env!("CARGO_PKG_VERSION"))}))
+}
+
+async fn reset(State(state): State<ApiState>) -> StatusCode {
+    for proxy in state.proxies.lock().await.values() {
+        proxy.clear_toxics();
+        proxy.set_enabled(true);
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn list_proxies(State(state): State<ApiState>) -> Json<BTreeMap<String, ProxyView>> {
+    Json(
+        state
+            .proxies
+            .lock()
+            .await
+            .iter()
+            .map(|(name, proxy)| (name.clone(), view(proxy)))
+            .collect(),
+    )
+}
+
+async fn create_proxy(
+    State(state): State<ApiState>,
+    body: Result<Json<NewProxy>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ProxyView>)> {
+    let Json(new) = body.map_err(bad_json)?;
+    if new.name.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing required field: name",
+        ));
+    }
+    let mut proxies = state.proxies.lock().await;
+    if proxies.contains_key(&new.name) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "proxy already exists"));
+    }
+    let proxy = Proxy::start(&new.name, &new.listen, &new.upstream).await?;
+    proxy.set_enabled(new.enabled);
+    let shown = view(&proxy);
+    proxies.insert(new.name, proxy);
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+async fn get_proxy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ProxyView>> {
+    let proxies = state.proxies.lock().await;
+    proxies
+        .get(&name)
+        .map(|p| Json(view(p)))
+        .ok_or_else(ApiError::proxy_not_found)
+}
+
+async fn update_proxy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Result<Json<ProxyUpdate>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<ProxyView>> {
+    let Json(update) = body.map_err(bad_json)?;
+    let mut proxies = state.proxies.lock().await;
+    let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
+    let moved = update
+        .listen
+        .as_ref()
+        .is_some_and(|l| *l != proxy.listen_addr().to_string())
+        || update
+            .upstream
+            .as_ref()
+            .is_some_and(|u| *u != proxy.upstream);
+    if moved {
+        // A new address means a new listener: restart it, keeping the toxics.
+        let listen = update
+            .listen
+            .clone()
+            .unwrap_or_else(|| proxy.listen_addr().to_string());
+        let upstream = update
+            .upstream
+            .clone()
+            .unwrap_or_else(|| proxy.upstream.clone());
+        let toxics = proxy.toxics();
+        let enabled = proxy.enabled();
+        proxies.remove(&name);
+        let replacement = Proxy::start(&name, &listen, &upstream).await?;
+        for toxic in toxics {
+            replacement.add_toxic(toxic)?;
+        }
+        replacement.set_enabled(enabled);
+        proxies.insert(name.clone(), replacement);
+    }
+    let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
+    if let Some(enabled) = update.enabled {
+        proxy.set_enabled(enabled);
+    }
+    Ok(Json(view(proxy)))
+}
+
+async fn delete_proxy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .proxies
+        .lock()
+        .await
+        .remove(&name)
+        .map(|_| StatusCode::NO_CONTENT)
+        .ok_or_else(ApiError::proxy_not_found)
+}
+
+async fn list_toxics(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Toxic>>> {
+    let proxies = state.proxies.lock().await;
+    Ok(Json(
+        proxies
+            .get(&name)
+            .ok_or_else(ApiError::proxy_not_found)?
+            .toxics(),
+    ))
+}
+
+async fn create_toxic(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Result<Json<NewToxic>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Toxic>> {
+    let Json(new) = body.map_err(bad_json)?;
+    let proxies = state.proxies.lock().await;
+    let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
+    let toxic = Toxic {
+        name: new
+            .name
+            .unwrap_or_else(|| Toxic::default_name(&new.kind, new.stream)),
+        kind: new.kind,
+        stream: new.stream,
+        toxicity: new.toxicity,
+    };
+    proxy.add_toxic(toxic.clone())?;
+    Ok(Json(toxic))
+}
+
+async fn get_toxic(
+    State(state): State<ApiState>,
+    Path((name, toxic)): Path<(String, String)>,
+) -> ApiResult<Json<Toxic>> {
+    let proxies = state.proxies.lock().await;
+    let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
+    proxy
+        .toxics()
+        .into_iter()
+        .find(|t| t.name == toxic)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "toxic not found"))
+}
+
+async fn update_toxic(
+    State(state): State<ApiState>,
+    Path((name, toxic_name)): Path<(String, String)>,
+    body: Result<Json<ToxicUpdate>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Toxic>> {
+    let Json(update) = body.map_err(bad_json)?;
+    let proxies = state.proxies.lock().await;
+    let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
+    let mut toxic = proxy
+        .toxics()
+        .into_iter()
+        .find(|t| t.name == toxic_name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "toxic not found"))?;
+    if let Some(attributes) = update.attributes {
+        // Merge the given attributes over the current ones, then re-read the kind.
+        let mut current = serde_json::to_value(&toxic.kind).map_err(bad_json)?;
+        if let (Some(current), Some(given)) = (
+            current["attributes"].as_object_mut(),
+            attributes.as_object(),
+        ) {
+            for (key, value) in given {
+                current.insert(key.clone(), value.clone());
+            }
+        }
+        toxic.kind = serde_json::from_value(current).map_err(bad_json)?;
+    }
+    if let Some(toxicity) = update.toxicity {
+        toxic.toxicity = toxicity;
+    }
+    proxy.replace_toxic(toxic.clone())?;
+    Ok(Json(toxic))
+}
+
+async fn delete_toxic(
+    State(state): State<ApiState>,
+    Path((name, toxic)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let proxies = state.proxies.lock().await;
+    proxies
+        .get(&name)
+        .ok_or_else(ApiError::proxy_not_found)?
+        .remove_toxic(&toxic)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the control API on a non-loopback address ({0}) needs a token (--token / AIMATE_CHAOS_TOKEN)"
+    )]
+    ExposedWithoutToken(std::net::SocketAddr),
+}
+
+/// Serves the control API on `addr` until `shutdown` resolves. Proxies live as long as
+/// the API does: stopping it removes every fault.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(ServeError::ExposedWithoutToken(addr));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    on_listening(bound);
+    axum::serve(listener, router(ApiState::new(token)))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })
+}
