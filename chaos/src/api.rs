@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
@@ -146,6 +147,12 @@ fn full() -> f32 {
     1.0
 }
 
+/// Reads a JSON body whatever its `Content-Type`: Toxiproxy does, and `curl -d` sends
+/// form encoding by default.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(bad_json)
+}
+
 fn bad_json(error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -214,9 +221,9 @@ async fn list_proxies(State(state): State<ApiState>) -> Json<BTreeMap<String, Pr
 
 async fn create_proxy(
     State(state): State<ApiState>,
-    body: Result<Json<NewProxy>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ProxyView>)> {
-    let Json(new) = body.map_err(bad_json)?;
+    let new = parse::<NewProxy>(&body)?;
     if new.name.trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -248,9 +255,9 @@ async fn get_proxy(
 async fn update_proxy(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    body: Result<Json<ProxyUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Json<ProxyView>> {
-    let Json(update) = body.map_err(bad_json)?;
+    let update = parse::<ProxyUpdate>(&body)?;
     let mut proxies = state.proxies.lock().await;
     let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
     let moved = update
@@ -317,9 +324,9 @@ async fn list_toxics(
 async fn create_toxic(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    body: Result<Json<NewToxic>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Json<Toxic>> {
-    let Json(new) = body.map_err(bad_json)?;
+    let new = parse::<NewToxic>(&body)?;
     let proxies = state.proxies.lock().await;
     let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
     let toxic = Toxic {
@@ -351,9 +358,9 @@ async fn get_toxic(
 async fn update_toxic(
     State(state): State<ApiState>,
     Path((name, toxic_name)): Path<(String, String)>,
-    body: Result<Json<ToxicUpdate>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Json<Toxic>> {
-    let Json(update) = body.map_err(bad_json)?;
+    let update = parse::<ToxicUpdate>(&body)?;
     let proxies = state.proxies.lock().await;
     let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
     let mut toxic = proxy
