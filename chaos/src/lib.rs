@@ -6,6 +6,7 @@
 //! instance supervisor, connection exhaustion and experiments come with the chaos issue.
 
 pub mod api;
+pub mod exhaust;
 pub mod link;
 pub mod proxy;
 pub mod toxic;

@@ -1,0 +1,212 @@
+//! Connection exhaustion against the real server, in-process on an ephemeral port: fast
+//! 503s while starved, readiness saying why, and full recovery when the lease ends, with
+//! no call to undo the fault.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use aimate_chaos::exhaust::{hold_postgres_sessions, hold_sqlite_writer, slowloris};
+use aimate_server::ServerConfig;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Server {
+    addr: SocketAddr,
+    key: String,
+    data_dir: std::path::PathBuf,
+    _stop: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.log_dir = dir.path().join("logs");
+    config.database_url = None;
+    config.admin_token = Some("admin".into());
+    config.rate_limit_per_second = 0;
+    tweak(&mut config);
+    let data_dir = config.data_dir.clone();
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(aimate_server::run_until(
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        |addr| {
+            let _ = addr_tx.send(addr);
+        },
+    ));
+    let addr = addr_rx.await.unwrap();
+    let created: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/api/admin/tenants"))
+        .bearer_auth("admin")
+        .json(&json!({"name": "chaos"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Server {
+        addr,
+        key: created["api_key"].as_str().unwrap().to_owned(),
+        data_dir,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_sqlite_writer_starves_the_pool_until_its_lease_ends() {
+    let srv = server(|c| {
+        c.db_pool_max = 2;
+        c.db_acquire_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", srv.addr);
+    let invoice: Value = client
+        .post(format!("{base}/api/invoices"))
+        .bearer_auth(&srv.key)
+        .json(&json!({"customer": "A", "amount_cents": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let read_path = format!("{base}/api/invoices/{}", invoice["id"]);
+
+    let lease = hold_sqlite_writer(&srv.data_dir.join("aimate.db"), Duration::from_millis(2500))
+        .await
+        .unwrap();
+    // Two writers queue behind the lock and take both pooled connections.
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let request = client
+                .post(format!("{base}/api/invoices"))
+                .bearer_auth(&srv.key)
+                .json(&json!({"customer": format!("W{i}"), "amount_cents": 1}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let started = Instant::now();
+    let starved = client
+        .get(&read_path)
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(starved.status(), 503);
+    assert!(starved.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "fast, not hung: {:?}",
+        started.elapsed()
+    );
+    let health: Value = client
+        .get(format!("{base}/api/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        health["database"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pool exhausted"),
+        "{health}"
+    );
+
+    // Nobody releases the fault: its lease ends it, and the server recovers by itself.
+    for writer in writers {
+        assert_eq!(writer.await.unwrap().unwrap(), 201);
+    }
+    assert!(lease.is_over());
+    assert_eq!(
+        client
+            .get(&read_path)
+            .bearer_auth(&srv.key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_do_not_take_the_server_down() {
+    let srv = server(|c| c.header_read_timeout = Duration::from_millis(300)).await;
+    let lease = slowloris(
+        srv.addr,
+        200,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let response = client
+            .get(format!("http://{}/api/dashboard", srv.addr))
+            .bearer_auth(&srv.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lease.release().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions_are_held_and_given_back() {
+    let Some(url) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "skipped: TEST_DATABASE_URL is not set, so the PostgreSQL exhaustion test did not run"
+        );
+        return;
+    };
+    use sqlx::Connection;
+    let count_sessions = || async {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        n
+    };
+    let before = count_sessions().await;
+    let (lease, held) = hold_postgres_sessions(&url, 5, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(held, 5);
+    assert!(count_sessions().await >= before + 5);
+    lease.release().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(count_sessions().await < before + 5, "sessions given back");
+}
