@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 use aimate_chaos::exhaust::{hold_postgres_sessions, hold_sqlite_writer, slowloris};
 use aimate_server::ServerConfig;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 struct Server {
     addr: SocketAddr,
     key: String,
     data_dir: std::path::PathBuf,
-    _stop: oneshot::Sender<()>,
+    _running: aimate_server::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -30,18 +29,8 @@ async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     config.rate_limit_per_second = 0;
     tweak(&mut config);
     let data_dir = config.data_dir.clone();
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(aimate_server::run_until(
-        config,
-        async {
-            let _ = stopped.await;
-        },
-        |addr| {
-            let _ = addr_tx.send(addr);
-        },
-    ));
-    let addr = addr_rx.await.unwrap();
+    let running = aimate_server::spawn(config).await.unwrap();
+    let addr = running.addr;
     let created: Value = reqwest::Client::new()
         .post(format!("http://{addr}/api/admin/tenants"))
         .bearer_auth("admin")
@@ -56,7 +45,7 @@ async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
         addr,
         key: created["api_key"].as_str().unwrap().to_owned(),
         data_dir,
-        _stop: stop,
+        _running: running,
         _dir: dir,
     }
 }

@@ -3,33 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use aimate_chaos::proxy::{Proxy, ProxyError};
 use aimate_chaos::toxic::{Stream, Toxic, ToxicKind};
+use support::echo_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Scheduling noise allowed on top of an injected delay on a shared 2-core machine.
 const TOLERANCE: Duration = Duration::from_millis(80);
-
-async fn echo_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 64 * 1024];
-                while let Ok(n) = socket.read(&mut buffer).await {
-                    if n == 0 || socket.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 async fn proxy() -> Proxy {
     Proxy::start("echo", "127.0.0.1:0", &echo_server().await)

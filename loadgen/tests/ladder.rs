@@ -12,26 +12,14 @@ use aimate_loadgen::scenarios::{Action, Mix};
 use aimate_loadgen::{AbortGuard, Credentials, LoadError, LoadOptions, run};
 use aimate_reports::RunRecord;
 use aimate_server::ServerConfig;
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 const ADMIN: &str = "ladder-admin";
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+async fn server(
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> (aimate_server::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
     config.bind = "127.0.0.1:0".parse().unwrap();
@@ -41,22 +29,7 @@ async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     config.rate_limit_per_second = 1_000_000;
     config.rate_limit_burst = 1_000_000;
     tweak(&mut config);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(aimate_server::run_until(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        |addr| {
-            let _ = addr_tx.send(addr);
-        },
-    ));
-    Server {
-        addr: addr_rx.await.unwrap(),
-        stop: Some(stop_tx),
-        _dir: dir,
-    }
+    (aimate_server::spawn(config).await.unwrap(), dir)
 }
 
 fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
@@ -92,7 +65,7 @@ fn total(record: &RunRecord, stage: usize) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ladder_hits_its_rates_and_counts_every_request() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let srv = server(|_| {}).await;
+    let (srv, _dir) = server(|_| {}).await;
     let record = run(options(srv.addr, "100,1k", "3s")).await.unwrap();
     assert_eq!(record.stages.len(), 2);
     for (stage, target) in record.stages.iter().zip([100.0, 1000.0]) {
@@ -162,7 +135,7 @@ async fn ladder_hits_its_rates_and_counts_every_request() {
 async fn errors_are_counted_by_kind_and_the_guard_aborts() {
     let _turn = ONE_AT_A_TIME.lock().await;
     // A server that allows 20 req/s per key: most of a 200 req/s run gets 429.
-    let srv = server(|c| {
+    let (srv, _dir) = server(|c| {
         c.rate_limit_per_second = 20;
         c.rate_limit_burst = 20;
     })
@@ -214,7 +187,7 @@ async fn bad_targets_and_keys_are_clear_errors() {
         "{error}"
     );
 
-    let srv = server(|_| {}).await;
+    let (srv, _dir) = server(|_| {}).await;
     let mut opts = options(srv.addr, "100", "1s");
     opts.credentials = Credentials::ApiKey("amk_wrong".into());
     let error = run(opts).await.unwrap_err();

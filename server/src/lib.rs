@@ -33,5 +33,5 @@ mod validate;
 
 pub use app::{app, routes};
 pub use config::ServerConfig;
-pub use run::{RunError, open_database, run, run_until, shutdown_signal};
+pub use run::{RunError, Running, open_database, run, run_until, shutdown_signal, spawn};
 pub use state::AppState;

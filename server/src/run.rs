@@ -27,6 +27,8 @@ pub enum RunError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("the server task failed: {0}")]
+    Task(String),
 }
 
 /// Opens the configured database (PostgreSQL by URL, else SQLite in `data_dir`) and
@@ -118,5 +120,61 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// A server running in the background of the current runtime (for embedding and tests).
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Asks for a graceful shutdown and waits for it.
+    pub async fn stop(mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(RunError::Task(error.to_string())),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the server as a task and returns once it listens (use port 0 for a free one).
+pub async fn spawn(config: ServerConfig) -> Result<Running, RunError> {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_until(
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        |addr| {
+            let _ = addr_tx.send(addr);
+        },
+    ));
+    match addr_rx.await {
+        Ok(addr) => Ok(Running {
+            addr,
+            stop: Some(stop),
+            task,
+        }),
+        // The server failed before listening: report why.
+        Err(_) => match task.await {
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(())) => Err(RunError::Task("the server stopped before listening".into())),
+            Err(error) => Err(RunError::Task(error.to_string())),
+        },
     }
 }
