@@ -185,6 +185,16 @@ impl TestServer {
         invoice
     }
 
+    /// Starts creating an invoice in the background and gives it 300 ms to get in
+    /// flight (e.g. to queue behind a held write lock). Resolves to status and body.
+    pub async fn write_in_background(&self, key: &str, body: Value) -> JoinHandle<(u16, Value)> {
+        let request = self.request(Method::POST, "/api/invoices", key).json(&body);
+        let task =
+            tokio::spawn(async move { json_of(request.send().await.expect("request")).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        task
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.url("/api/metrics"))

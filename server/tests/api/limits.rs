@@ -70,13 +70,9 @@ async fn sheds_load_past_max_inflight(backend: Backend) {
     assert_eq!(srv.get("/api/dashboard", &key).await.0, 200);
     let lock = srv.hold_write_lock().await;
     // This write waits behind the lock and holds the only in-flight slot.
-    let stuck = tokio::spawn({
-        let request = srv
-            .request(Method::POST, "/api/invoices", &key)
-            .json(&json!({"customer": "A", "amount_cents": 1}));
-        async move { request.send().await.map(|r| r.status().as_u16()) }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stuck = srv
+        .write_in_background(&key, json!({"customer": "A", "amount_cents": 1}))
+        .await;
 
     let started = Instant::now();
     let response = srv
@@ -105,7 +101,7 @@ async fn sheds_load_past_max_inflight(backend: Backend) {
 
     lock.release().await;
     assert_eq!(
-        stuck.await.unwrap().unwrap(),
+        stuck.await.unwrap().0,
         201,
         "the queued write completes once the lock is gone"
     );
@@ -130,13 +126,9 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
         .await;
     let path = format!("/api/invoices/{}", invoice["id"]);
     let lock = srv.hold_write_lock().await;
-    let stuck = tokio::spawn({
-        let request = srv
-            .request(Method::POST, "/api/invoices", &key)
-            .json(&json!({"customer": "B", "amount_cents": 1}));
-        async move { request.send().await.map(|r| r.status().as_u16()) }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stuck = srv
+        .write_in_background(&key, json!({"customer": "B", "amount_cents": 1}))
+        .await;
 
     let started = Instant::now();
     let (status, body) = srv.get(&path, &key).await;
@@ -159,7 +151,7 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
     );
 
     lock.release().await;
-    assert_eq!(stuck.await.unwrap().unwrap(), 201);
+    assert_eq!(stuck.await.unwrap().0, 201);
     // Recovered without a restart.
     assert_eq!(srv.get(&path, &key).await.0, 200);
     assert_eq!(

@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -20,13 +19,9 @@ async fn drains_in_flight_requests(backend: Backend) {
     let key = srv.tenant("A").await;
     assert_eq!(srv.get("/api/dashboard", &key).await.0, 200);
     let lock = srv.hold_write_lock().await;
-    let in_flight = tokio::spawn({
-        let request = srv
-            .request(Method::POST, "/api/invoices", &key)
-            .json(&json!({"customer": "Last", "amount_cents": 7}));
-        async move { json_of(request.send().await.unwrap()).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = srv
+        .write_in_background(&key, json!({"customer": "Last", "amount_cents": 7}))
+        .await;
 
     srv.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
