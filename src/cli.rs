@@ -45,6 +45,27 @@ pub enum ChaosCommand {
         #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Run one experiment file: start the target, load it, inject the method's faults,
+    /// grade the hypothesis per phase, check no acknowledged write was lost.
+    Run(ChaosRunArgs),
+    /// The lease keeper (started by `chaos run` and `drill`; undoes faults if they crash).
+    #[command(hide = true)]
+    Keeper,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosRunArgs {
+    /// The experiment (TOML); see chaos/experiments/.
+    pub file: PathBuf,
+    /// The objectives: `[phase]` is the default hypothesis, `count(lost_writes)` is kept.
+    #[arg(long, default_value = "slo.toml")]
+    pub slo: PathBuf,
+    /// Run the instances on this PostgreSQL instead of a SQLite file of the drill's.
+    #[arg(long, env = "AIMATE_CHAOS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Parent directory of the report directory (named by its UTC start time).
+    #[arg(long, default_value = "reports/out")]
+    pub out_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +97,12 @@ pub struct DrillArgs {
     /// Parent directory of the run's report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]
     pub out_dir: PathBuf,
+    /// Skip the chaos experiments that follow the ladder.
+    #[arg(long)]
+    pub no_chaos: bool,
+    /// The experiments run after the ladder (every *.toml, in name order).
+    #[arg(long, default_value = "chaos/experiments")]
+    pub experiments: PathBuf,
     #[command(flatten)]
     pub baseline: BaselineArgs,
 }

@@ -1,12 +1,23 @@
 //! aimate-chaos: fault injection. It reaches the server only through processes, sockets
 //! and the database, the way an SRE would.
 //!
-//! Built so far: the TCP fault proxy ([`proxy`]) and its toxics ([`toxic`], applied per
-//! direction by [`link`]) with Toxiproxy's names and attributes. The control API,
-//! instance supervisor, connection exhaustion and experiments come with the chaos issue.
+//! - [`proxy`] and [`toxic`]: a TCP fault proxy with Toxiproxy's toxics, and its
+//!   Toxiproxy-compatible control [`api`];
+//! - [`supervisor`] and [`balancer`]: N server instances behind HAProxy, to kill,
+//!   freeze and restart;
+//! - [`exhaust`]: database and socket exhaustion; [`disk`]: disk pressure on a tmpfs;
+//! - [`keeper`]: leases that undo a fault even when the controller crashes;
+//! - [`experiment`]: experiment files (hypothesis, method, rollbacks, safeguard).
 
 pub mod api;
+pub mod balancer;
+pub mod disk;
 pub mod exhaust;
+pub mod experiment;
+pub mod keeper;
 pub mod link;
+pub mod method;
 pub mod proxy;
+pub mod supervisor;
+pub mod target;
 pub mod toxic;

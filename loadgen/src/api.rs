@@ -77,6 +77,20 @@ impl Api {
         Ok((status, body))
     }
 
+    /// `GET path` with the tenant's key: the status and JSON body, whatever the status.
+    pub async fn get(&self, api_key: &str, path: &str) -> Result<(u16, Value), ApiError> {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
     /// Fails unless `/api/health` answers with the server's readiness document and the
     /// metrics page has its metric names.
     pub async fn probe(&self) -> Result<(), ApiError> {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod collect;
+pub mod ledger;
 pub mod plan;
 pub mod procstat;
 mod progress;
@@ -16,4 +17,4 @@ pub mod scenarios;
 pub mod schedule;
 pub mod scrape;
 
-pub use run::{AbortGuard, Credentials, LoadError, LoadOptions, run};
+pub use run::{AbortGuard, Credentials, LoadError, LoadOptions, StageClock, run};

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Api, ApiError};
 use crate::collect::{Collector, RequestRecord, StageWindow};
+use crate::ledger::Ledger;
 use crate::plan::LoadPlan;
 use crate::procstat;
 use crate::progress::Progress;
@@ -34,12 +35,24 @@ pub enum Credentials {
     AdminToken(String),
 }
 
-/// Stops the run when errors dominate: more than `max_error_rate` of a second's
-/// requests failed, `for_seconds` seconds in a row.
+/// Stops the run when a second breaks the guard `for_seconds` seconds in a row: more
+/// than `max_error_rate` of its requests failed, or (when set) its latency percentile
+/// went over the bound.
 #[derive(Debug, Clone, Copy)]
 pub struct AbortGuard {
     pub max_error_rate: f64,
+    /// (percentile, bound) of each second's latency.
+    pub max_latency: Option<(f64, Duration)>,
     pub for_seconds: u32,
+}
+
+/// A stage's clock, for whoever must act inside its windows (a chaos method).
+#[derive(Debug, Clone, Copy)]
+pub struct StageClock {
+    pub index: usize,
+    pub run_start: Instant,
+    pub steady_start: Instant,
+    pub steady_end: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +71,10 @@ pub struct LoadOptions {
     pub mix: Mix,
     /// Draw the live status line (only ever drawn on a terminal).
     pub progress: bool,
+    /// Told when each stage starts, before its first request.
+    pub on_stage: Option<mpsc::UnboundedSender<StageClock>>,
+    /// Read back every acknowledged write after the run (`RunRecord::writes`).
+    pub verify_writes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,18 +136,29 @@ async fn collect(
             } else {
                 0.0
             };
-            bad_seconds = if total > 0 && rate > guard.max_error_rate {
+            let slow = guard.max_latency.and_then(|(p, bound)| {
+                let micros = second_latency.quantile_micros(p / 100.0)?;
+                (micros > u64::try_from(bound.as_micros()).unwrap_or(u64::MAX))
+                    .then(|| format!("p({p}) {:.0} ms over {bound:?}", micros as f64 / 1000.0))
+            });
+            bad_seconds = if total > 0 && (rate > guard.max_error_rate || slow.is_some()) {
                 bad_seconds + 1
             } else {
                 0
             };
             if bad_seconds >= guard.for_seconds && abort.is_none() {
-                let reason = format!(
-                    "error rate above {:.1}% for {} s in a row (last second: {:.1}% of {total})",
-                    guard.max_error_rate * 100.0,
-                    guard.for_seconds,
-                    rate * 100.0
-                );
+                let reason = match &slow {
+                    Some(slow) => format!(
+                        "latency guard broken for {} s in a row (last second: {slow})",
+                        guard.for_seconds
+                    ),
+                    None => format!(
+                        "error rate above {:.1}% for {} s in a row (last second: {:.1}% of {total})",
+                        guard.max_error_rate * 100.0,
+                        guard.for_seconds,
+                        rate * 100.0
+                    ),
+                };
                 abort = Some(Abort {
                     t_ms: this_second * 1000,
                     reason: reason.clone(),
@@ -198,6 +226,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
 
     let mut events = Vec::new();
     let mut cpu_share = Vec::new();
+    let ledger = Ledger::default();
     for (index, stage) in plan.stages.iter().enumerate() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -229,6 +258,14 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             window.name, window.target_rps, plan.warmup, plan.duration
         ));
         let _ = sender.send(Message::Stage(window.clone()));
+        if let Some(on_stage) = &options.on_stage {
+            let _ = on_stage.send(StageClock {
+                index,
+                run_start,
+                steady_start: run_start + window.steady_start,
+                steady_end: run_start + window.steady_end,
+            });
+        }
         let cpu_before = procstat::cpu_time();
         let wall_before = Instant::now();
         let ctx = StageContext {
@@ -244,6 +281,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             api_key: api_key.clone(),
             invoice_ids: invoice_ids.clone(),
             records: sender.clone(),
+            ledger: ledger.clone(),
             stop: stop.clone(),
         };
         let run_time =
@@ -279,7 +317,17 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             end_ms: None,
         });
     }
+    let writes = if options.verify_writes {
+        progress.println(&format!(
+            "aimate load: reading back {} acknowledged writes",
+            ledger.len()
+        ));
+        Some(ledger.verify(&api, &api_key, 32).await)
+    } else {
+        None
+    };
     Ok(RunRecord {
+        writes,
         schema_version: SCHEMA_VERSION,
         run: RunMeta {
             target: options.target.clone(),

@@ -22,6 +22,7 @@ use goose::goose::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::collect::{Outcome, RequestRecord};
+use crate::ledger::{self, Ledger};
 use crate::run::Message;
 use crate::scenarios::{Mix, plan_request};
 use crate::schedule::Schedule;
@@ -38,6 +39,8 @@ pub struct StageContext {
     pub api_key: String,
     pub invoice_ids: Vec<i64>,
     pub records: UnboundedSender<Message>,
+    /// Every write the server acknowledged, to read back after the run.
+    pub ledger: Ledger,
     /// Set by the abort guard: users stop sending.
     pub stop: Arc<AtomicBool>,
 }
@@ -120,6 +123,14 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
         },
         Err(_) => Outcome::OtherError,
     };
+    if let (Outcome::Status(200..=299), Some(request_body), Ok(goose_response)) =
+        (&outcome, &planned.body, response)
+        && let Ok(http) = goose_response.response
+        && let Ok(body) = http.json::<serde_json::Value>().await
+    {
+        ctx.ledger
+            .extend(ledger::acks(action, request_body, &body));
+    }
     let since_start = |at: Instant| at.saturating_duration_since(ctx.run_start);
     // The collector outlives every user; a closed channel only means the run is over.
     let _ = ctx.records.send(Message::Request(RequestRecord {

@@ -44,10 +44,13 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         request_timeout: Duration::from_secs(5),
         guard: AbortGuard {
             max_error_rate: 0.05,
+            max_latency: None,
             for_seconds: 10,
         },
         mix: Mix::standard(),
         progress: false,
+        on_stage: None,
+        verify_writes: true,
     }
 }
 
@@ -146,6 +149,7 @@ async fn errors_are_counted_by_kind_and_the_guard_aborts() {
     opts.mix = Mix::new(&[(Action::Dashboard, 1)]).unwrap();
     opts.guard = AbortGuard {
         max_error_rate: 0.05,
+        max_latency: None,
         for_seconds: 2,
     };
     let started = std::time::Instant::now();

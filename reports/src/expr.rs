@@ -6,6 +6,9 @@
 //! ratio(cache_hits) > 80%         server: response-cache hits / lookups
 //! ratio(db_connections) < 80%     server: pool connections in use / pool max (peak)
 //! ratio(memory) < 85%             server: resident memory / the spec's memory limit (peak)
+//! ratio(available) > 95%          share of requests answered 2xx or 4xx (availability)
+//! time(recover) < 10s             from a fault's end until the steady state holds again
+//! count(lost_writes) < 1          acknowledged writes that could not be read back
 //! ```
 
 use std::fmt;
@@ -18,6 +21,12 @@ pub enum Metric {
     CacheHitRatio,
     DbConnectionRatio,
     MemoryRatio,
+    /// Requests answered 2xx/4xx over all requests.
+    Availability,
+    /// Chaos phases only: fault end until the steady state holds again.
+    RecoveryTime,
+    /// Acknowledged writes missing when read back after the run.
+    LostWrites,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +78,23 @@ impl Metric {
         matches!(self, Self::Percentile(_))
     }
 
+    /// Thresholds in time units (`100ms`), stored in microseconds.
+    pub fn is_duration(self) -> bool {
+        matches!(self, Self::Percentile(_) | Self::RecoveryTime)
+    }
+
+    /// Thresholds as plain counts (`< 1`).
+    pub fn is_count(self) -> bool {
+        matches!(self, Self::LostWrites)
+    }
+
     /// Samples needed for the value to mean something: ten beyond a percentile.
     pub fn min_samples(self) -> u64 {
         match self {
             Self::Percentile(p) => (10.0 / (1.0 - p / 100.0)).ceil() as u64,
-            Self::ErrorRate => 100,
+            Self::ErrorRate | Self::Availability => 100,
+            // A run without writes lost none of them.
+            Self::LostWrites => 0,
             _ => 1,
         }
     }
@@ -96,8 +117,11 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
         "ratio(cache_hits)" => Ok(Metric::CacheHitRatio),
         "ratio(db_connections)" => Ok(Metric::DbConnectionRatio),
         "ratio(memory)" => Ok(Metric::MemoryRatio),
+        "ratio(available)" => Ok(Metric::Availability),
+        "time(recover)" => Ok(Metric::RecoveryTime),
+        "count(lost_writes)" => Ok(Metric::LostWrites),
         other => Err(format!(
-            "unknown metric `{other}` (known: p(N), rate(errors), ratio(cache_hits), ratio(db_connections), ratio(memory))"
+            "unknown metric `{other}` (known: p(N), rate(errors), ratio(cache_hits), ratio(db_connections), ratio(memory), ratio(available), time(recover), count(lost_writes))"
         )),
     }
 }
@@ -153,8 +177,12 @@ pub fn parse(text: &str) -> Result<Objective, String> {
     };
     let metric = parse_metric(&text[..at])?;
     let threshold_text = &text[at + width..];
-    let threshold = if metric.is_latency() {
+    let threshold = if metric.is_duration() {
         parse_duration_micros(threshold_text)?
+    } else if metric.is_count() {
+        let text = threshold_text.trim();
+        text.parse::<u64>()
+            .map_err(|_| format!("`{text}` is not a count such as 1"))? as f64
     } else {
         parse_fraction(threshold_text)?
     };
@@ -189,6 +217,18 @@ mod tests {
             (Metric::CacheHitRatio, Op::Gt, 0.8)
         );
         assert_eq!(parse("ratio(memory) >= 0%").unwrap().op, Op::Ge);
+        assert_eq!(
+            parse("ratio(available) > 95%").unwrap().metric,
+            Metric::Availability
+        );
+        let recover = parse("time(recover) < 10s").unwrap();
+        assert_eq!(
+            (recover.metric, recover.threshold),
+            (Metric::RecoveryTime, 10_000_000.0)
+        );
+        let lost = parse("count(lost_writes) < 1").unwrap();
+        assert_eq!((lost.metric, lost.threshold), (Metric::LostWrites, 1.0));
+        assert!(parse("count(lost_writes) < 1%").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::expr::{Metric, Objective};
 use crate::histogram::LatencyHistogram;
-use crate::record::{RunRecord, ServerSample, StageRecord, outcome_is_error};
+use crate::record::{RunRecord, SecondRecord, ServerSample, StageRecord, WriteCheck, outcome_is_error};
 use crate::spec::SloSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,7 +85,14 @@ struct Measured {
     latency: LatencyHistogram,
     requests: u64,
     errors: u64,
+    /// Answered 2xx or 4xx: the service was there, whatever it said.
+    available: u64,
     server: Vec<ServerSample>,
+    writes: Option<WriteCheck>,
+}
+
+fn outcome_is_available(label: &str) -> bool {
+    label.parse::<u16>().is_ok_and(|code| code < 500)
 }
 
 impl Measured {
@@ -95,6 +102,9 @@ impl Measured {
             self.requests += count;
             if outcome_is_error(outcome) {
                 self.errors += count;
+            }
+            if outcome_is_available(outcome) {
+                self.available += count;
             }
         }
     }
@@ -130,8 +140,13 @@ fn peak(samples: &[ServerSample], field: fn(&ServerSample) -> Option<f64>) -> Op
 
 fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool) -> Measurement {
     let no_server = || "no server samples in the window (was /api/metrics reachable?)".to_owned();
-    if per_route && !matches!(metric, Metric::Percentile(_) | Metric::ErrorRate) {
-        return Err("server-side ratios are not measured per route".into());
+    if per_route
+        && !matches!(
+            metric,
+            Metric::Percentile(_) | Metric::ErrorRate | Metric::Availability
+        )
+    {
+        return Err("only latency, errors and availability are measured per route".into());
     }
     match metric {
         Metric::Percentile(p) => {
@@ -168,6 +183,25 @@ fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool)
             }
             Ok((used / max, samples))
         }
+        Metric::Availability if measured.requests == 0 => Err("no requests measured".into()),
+        Metric::Availability => Ok((
+            measured.available as f64 / measured.requests as f64,
+            measured.requests,
+        )),
+        Metric::LostWrites => {
+            let writes = measured
+                .writes
+                .as_ref()
+                .ok_or("the run did not read back its acknowledged writes")?;
+            if writes.unverified > 0 {
+                return Err(format!(
+                    "{} of {} acknowledged writes could not be read back",
+                    writes.unverified, writes.acknowledged
+                ));
+            }
+            Ok((writes.missing as f64, writes.checked))
+        }
+        Metric::RecoveryTime => Err("time(recover) is graded in a fault's recovery phase".into()),
         Metric::MemoryRatio => {
             let (rss, samples) =
                 peak(&measured.server, |s| s.resident_memory_bytes).ok_or_else(no_server)?;
@@ -185,8 +219,10 @@ fn grade_one(
     measurement: Measurement,
     invalid_because: Option<&str>,
 ) -> Grade {
-    let (unit, scale) = if objective.metric.is_latency() {
+    let (unit, scale) = if objective.metric.is_duration() {
         ("ms", 1e-3)
+    } else if objective.metric.is_count() {
+        ("writes", 1.0)
     } else {
         ("%", 100.0)
     };
@@ -284,7 +320,10 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         }
     }
 
-    let mut whole = Measured::default();
+    let mut whole = Measured {
+        writes: record.writes.clone(),
+        ..Measured::default()
+    };
     for stage in &valid {
         whole.add_stage(stage, &record.server);
     }
@@ -344,7 +383,9 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
 
 /// Phases around each fault (an event with an end inside a stage's steady window):
 /// `baseline` before it, `fault` during it, `recovery` after it, each graded on the
-/// per-second timeline and the server samples of its span.
+/// per-second timeline and the server samples of its span. `ratio(available)` is graded
+/// in the fault phase only (availability *during* the fault), `time(recover)` in the
+/// recovery phase only; every other objective in all three.
 fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
     for stage in &record.stages {
         let faults = record.events.iter().filter(|e| {
@@ -360,6 +401,7 @@ fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
                 ("fault", fault.t_ms, end),
                 ("recovery", end, stage.steady_end_ms),
             ];
+            let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
             for (phase, from, to) in spans {
                 let mut measured = Measured::default();
                 for point in stage
@@ -376,19 +418,87 @@ fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
                         .filter(|s| s.t_ms >= from && s.t_ms < to)
                         .cloned(),
                 );
-                let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
                 let scope = format!("phase {} {phase} ({})", stage.name, fault.detail);
                 for objective in &spec.phase {
-                    let measurement = measure(objective.metric, &measured, spec, false);
-                    grades.push(grade_one(
-                        &scope,
-                        objective,
-                        measurement,
-                        invalid.as_deref(),
-                    ));
+                    let grade = match (objective.metric, phase) {
+                        (Metric::LostWrites, _) => continue,
+                        (Metric::Availability, "baseline" | "recovery") => continue,
+                        (Metric::RecoveryTime, "recovery") => grade_recovery(
+                            &scope,
+                            objective,
+                            recovery_time(stage, end, spec),
+                            invalid.as_deref(),
+                        ),
+                        (Metric::RecoveryTime, _) => continue,
+                        _ => grade_one(
+                            &scope,
+                            objective,
+                            measure(objective.metric, &measured, spec, false),
+                            invalid.as_deref(),
+                        ),
+                    };
+                    grades.push(grade);
                 }
             }
         }
+    }
+}
+
+/// Seconds of timeline a steady state must hold for to count as back.
+const STEADY_SECONDS: usize = 3;
+
+/// Time from `fault_end` until the request objectives of `spec.phase` (latency, errors,
+/// availability) hold over [`STEADY_SECONDS`] consecutive seconds of the stage;
+/// `Ok(None)` when they never do before the stage ends.
+fn recovery_time(stage: &StageRecord, fault_end: u64, spec: &SloSpec) -> Result<Option<f64>, String> {
+    let steady: Vec<&Objective> = spec
+        .phase
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.metric,
+                Metric::Percentile(_) | Metric::ErrorRate | Metric::Availability
+            )
+        })
+        .collect();
+    if steady.is_empty() {
+        return Err("the phase objectives have no latency, error or availability objective to recover to".into());
+    }
+    let points: Vec<&SecondRecord> = stage
+        .timeline
+        .iter()
+        .filter(|p| p.t_ms + 1000 > fault_end && p.t_ms < stage.steady_end_ms)
+        .collect();
+    for window in points.windows(STEADY_SECONDS) {
+        let mut measured = Measured::default();
+        for point in window {
+            measured.add_route(&point.latency_us, &point.outcomes);
+        }
+        let holds = steady.iter().all(|objective| {
+            measure(objective.metric, &measured, spec, false)
+                .is_ok_and(|(value, _)| objective.op.holds(value, objective.threshold))
+        });
+        if holds {
+            return Ok(Some(window[0].t_ms.saturating_sub(fault_end) as f64 * 1000.0));
+        }
+    }
+    Ok(None)
+}
+
+fn grade_recovery(
+    scope: &str,
+    objective: &Objective,
+    recovered: Result<Option<f64>, String>,
+    invalid_because: Option<&str>,
+) -> Grade {
+    match recovered {
+        Ok(Some(micros)) => grade_one(scope, objective, Ok((micros, 1)), invalid_because),
+        Ok(None) => Grade {
+            verdict: Verdict::Fail,
+            reason: Some("the steady state did not return before the stage ended".into()),
+            ..grade_one(scope, objective, Err(String::new()), None)
+        },
+        Err(reason) => grade_one(scope, objective, Err(reason), invalid_because),
     }
 }
 

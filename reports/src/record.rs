@@ -34,6 +34,39 @@ pub struct RunRecord {
     /// Set when a guard stopped the run early.
     #[serde(default)]
     pub aborted: Option<Abort>,
+    /// The read-back of every write the server acknowledged; absent when not checked.
+    #[serde(default)]
+    pub writes: Option<WriteCheck>,
+}
+
+/// Were the acknowledged writes still there after the run?
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WriteCheck {
+    /// Writes the server acknowledged (a 2xx carrying the new row's id).
+    pub acknowledged: u64,
+    /// Read back and found as written.
+    pub checked: u64,
+    /// Acknowledged but not found (404) or not as written: lost.
+    pub missing: u64,
+    /// The read-back itself failed (not found, not missing): the check is incomplete.
+    pub unverified: u64,
+    /// Up to 20 of the missing, e.g. `invoice 1234`.
+    #[serde(default)]
+    pub missing_sample: Vec<String>,
+}
+
+impl WriteCheck {
+    pub fn add(&mut self, other: &WriteCheck) {
+        self.acknowledged += other.acknowledged;
+        self.checked += other.checked;
+        self.missing += other.missing;
+        self.unverified += other.unverified;
+        for item in &other.missing_sample {
+            if self.missing_sample.len() < 20 {
+                self.missing_sample.push(item.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +245,11 @@ impl RunRecord {
             merged.events.extend(other.events.iter().cloned());
             if merged.aborted.is_none() {
                 merged.aborted.clone_from(&other.aborted);
+            }
+            match (&mut merged.writes, &other.writes) {
+                (Some(mine), Some(theirs)) => mine.add(theirs),
+                (None, Some(theirs)) => merged.writes = Some(theirs.clone()),
+                _ => {}
             }
         }
         merged.events.sort_by_key(|event| event.t_ms);

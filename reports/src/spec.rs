@@ -95,7 +95,7 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a stage rate such as `100`, `1k`, `2.5k`.
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub fn parse_rate(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let (number, scale) = text
         .strip_suffix(['k', 'K'])

@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+use aimate_chaos::experiment::Experiment;
+use aimate_reports::spec::SloSpec;
+
+use super::drill::timestamp_dir;
+use super::experiment::run_and_report;
 use crate::Failure;
 use crate::cli::ChaosCommand;
 
@@ -18,6 +23,18 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
                     );
                 },
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ChaosCommand::Run(args) => {
+            let slo = SloSpec::load(&args.slo)?;
+            let experiment = Experiment::load(&args.file)?;
+            let out_dir = timestamp_dir(&args.out_dir);
+            let code = run_and_report(&experiment, &slo, args.database_url, &out_dir)?;
+            Ok(ExitCode::from(code))
+        }
+        ChaosCommand::Keeper => {
+            let input = std::io::BufReader::new(std::io::stdin());
+            aimate_chaos::keeper::keep(input, std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -30,7 +30,19 @@ struct ChildServer {
 }
 
 /// A directory removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(path: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self(path.to_owned()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -38,7 +50,7 @@ impl Drop for TempDir {
     }
 }
 
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
@@ -49,9 +61,7 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
 
 impl ChildServer {
     fn start(admin_token: &str) -> anyhow::Result<Self> {
-        let dir = TempDir(std::env::temp_dir().join(format!("aimate-drill-{}", random_hex(6)?)));
-        std::fs::create_dir_all(&dir.0)
-            .with_context(|| format!("cannot create {}", dir.0.display()))?;
+        let dir = TempDir::new(&std::env::temp_dir().join(format!("aimate-drill-{}", random_hex(6)?)))?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let exe = std::env::current_exe().context("cannot find the aimate binary")?;
         let child = Command::new(exe)
@@ -137,7 +147,7 @@ fn health_ok(addr: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-fn timestamp_dir(parent: &Path) -> PathBuf {
+pub fn timestamp_dir(parent: &Path) -> PathBuf {
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     parent.join(now.replace(':', "-"))
 }
@@ -196,10 +206,13 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         request_timeout: parse_duration("10s")?,
         guard: AbortGuard {
             max_error_rate: 0.05,
+            max_latency: None,
             for_seconds: 10,
         },
         mix: Mix::standard(),
         progress: true,
+        on_stage: None,
+        verify_writes: true,
     };
     let outcome = super::runtime()?.block_on(aimate_loadgen::run(options));
     if let Some(Err(error)) = server.as_mut().map(ChildServer::stop) {

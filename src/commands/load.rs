@@ -39,6 +39,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         request_timeout: parse_duration(&args.timeout)?,
         guard: AbortGuard {
             max_error_rate: args.abort_error_rate / 100.0,
+            max_latency: None,
             for_seconds: u32::try_from(abort_after.as_secs())
                 .unwrap_or(u32::MAX)
                 .max(1),
@@ -48,6 +49,8 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
             None => Mix::standard(),
         },
         progress: true,
+        on_stage: None,
+        verify_writes: true,
     })
 }
 

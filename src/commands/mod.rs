@@ -2,6 +2,7 @@
 
 mod chaos;
 mod drill;
+mod experiment;
 mod load;
 mod report;
 mod serve;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aimate_reports::LatencyHistogram;
 use aimate_reports::record::{
     Event, GeneratorInfo, RouteRecord, RunMeta, RunRecord, SCHEMA_VERSION, SecondRecord,
-    ServerSample, StageRecord, Validity,
+    ServerSample, WriteCheck, StageRecord, Validity,
 };
 use aimate_reports::spec::SloSpec;
 
@@ -77,6 +77,11 @@ pub fn record(stages: Vec<StageRecord>, server: Vec<ServerSample>) -> RunRecord 
         server,
         events: Vec::new(),
         aborted: None,
+        writes: Some(WriteCheck {
+            acknowledged: 120,
+            checked: 120,
+            ..WriteCheck::default()
+        }),
     }
 }
 

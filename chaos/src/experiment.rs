@@ -1,0 +1,524 @@
+//! Experiment files, in the spirit of Chaos Toolkit: a steady-state hypothesis, a method
+//! (faults with a start and a duration, injected while load runs), rollbacks and a
+//! safeguard.
+//!
+//! ```toml
+//! title = "Kill a random instance"
+//! instances = 2                       # ≥ 2: behind HAProxy
+//! [load]
+//! rate = "100"
+//! warmup = "3s"
+//! duration = "30s"                    # the steady window the method runs in
+//! [hypothesis]                        # default: slo.toml [phase]
+//! objectives = ["rate(errors) < 5%", "p(95) < 1000ms"]
+//! [[method]]
+//! fault = "kill-instance"             # kill-instance, freeze-instance, toxic,
+//! at = "10s"                          # exhaust-db, slowloris, disk-fill
+//! duration = "5s"
+//! [safeguard]
+//! objectives = ["rate(errors) < 50%"]
+//! for = "5s"
+//! ```
+//!
+//! Parsing checks everything it can before anything is injected: an error names the file
+//! and line and says what is wrong.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use aimate_reports::expr::{self, Metric, Objective};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::supervisor::Stop;
+use crate::toxic::Toxic;
+
+/// The faults a method step can inject.
+pub const FAULTS: [&str; 6] = [
+    "kill-instance",
+    "freeze-instance",
+    "toxic",
+    "exhaust-db",
+    "slowloris",
+    "disk-fill",
+];
+
+/// The rollbacks an experiment can ask for, run after the method whatever happened.
+pub const ROLLBACKS: [&str; 3] = ["restart-instances", "reset-toxics", "free-disk"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick {
+    Random,
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Take an instance down (SIGKILL or SIGTERM); the supervisor restarts it after the
+    /// step's duration, with back-off, and the step ends when it is ready again.
+    KillInstance { instance: Pick, how: Stop },
+    /// SIGSTOP an instance for the duration: alive, accepting, answering nothing.
+    FreezeInstance { instance: Pick },
+    /// A toxic on the fault proxy in front of the target.
+    Toxic(Toxic),
+    /// Starve the server's database pool: SQLite's write lock, or PostgreSQL sessions.
+    ExhaustDb { sessions: usize },
+    /// Idle connections trickling headers (slowloris) to every instance.
+    Slowloris { connections: usize },
+    /// Fill the data directory's tmpfs to `percent` used.
+    DiskFill { percent: f64 },
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::KillInstance { .. } => "kill-instance",
+            Self::FreezeInstance { .. } => "freeze-instance",
+            Self::Toxic(_) => "toxic",
+            Self::ExhaustDb { .. } => "exhaust-db",
+            Self::Slowloris { .. } => "slowloris",
+            Self::DiskFill { .. } => "disk-fill",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// From the start of the steady window.
+    pub at: Duration,
+    pub duration: Duration,
+    pub fault: Fault,
+}
+
+/// Stops the load (and with it the method) when broken for `for_seconds` in a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Safeguard {
+    pub max_error_rate: Option<f64>,
+    /// (percentile, bound) of each second's latency.
+    pub max_latency: Option<(f64, Duration)>,
+    pub for_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub title: String,
+    pub description: String,
+    pub instances: usize,
+    /// Requests per second, and as written (`1k`).
+    pub rate: f64,
+    pub rate_text: String,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// `None`: the `[phase]` objectives of slo.toml.
+    pub hypothesis: Option<Vec<Objective>>,
+    pub method: Vec<Step>,
+    pub rollbacks: Vec<String>,
+    pub safeguard: Option<Safeguard>,
+}
+
+impl Experiment {
+    pub fn needs_proxy(&self) -> bool {
+        self.method
+            .iter()
+            .any(|s| matches!(s.fault, Fault::Toxic(_)))
+    }
+
+    pub fn needs_volume(&self) -> bool {
+        self.method
+            .iter()
+            .any(|s| matches!(s.fault, Fault::DiskFill { .. }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ExperimentError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "one")]
+    instances: Spanned<i64>,
+    load: RawLoad,
+    hypothesis: Option<RawObjectives>,
+    #[serde(default)]
+    method: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    rollbacks: Vec<Spanned<String>>,
+    safeguard: Option<RawSafeguard>,
+}
+
+fn one() -> Spanned<i64> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    rate: Spanned<String>,
+    warmup: Spanned<String>,
+    duration: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectives {
+    objectives: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafeguard {
+    objectives: Vec<Spanned<String>>,
+    #[serde(rename = "for")]
+    for_: Spanned<String>,
+}
+
+/// A duration such as `10s`, `500ms` or `1m`; negative ones get their own message.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("`{text}` is negative; durations start at 0"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 10s or 500ms ({e})"))
+}
+
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Self, ExperimentError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and checks an experiment; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ExperimentError> {
+        let error = |span: Range<usize>, message: String| ExperimentError {
+            file: file.to_owned(),
+            line: line_of(text, span),
+            message,
+        };
+        let raw: Raw = toml::from_str(text)
+            .map_err(|e| error(e.span().unwrap_or(0..0), e.message().to_owned()))?;
+        let instances = usize::try_from(*raw.instances.get_ref())
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .ok_or_else(|| {
+                error(
+                    raw.instances.span(),
+                    format!("instances must be 1 to 16 (got {})", raw.instances.get_ref()),
+                )
+            })?;
+        let duration_of = |value: &Spanned<String>| {
+            parse_duration(value.get_ref()).map_err(|m| error(value.span(), m))
+        };
+        let rate = aimate_reports::spec::parse_rate(raw.load.rate.get_ref())
+            .map_err(|m| error(raw.load.rate.span(), m))?;
+        let warmup = duration_of(&raw.load.warmup)?;
+        let duration = duration_of(&raw.load.duration)?;
+        if duration.is_zero() {
+            return Err(error(raw.load.duration.span(), "the steady window needs a duration above 0".into()));
+        }
+        let objectives = |list: &[Spanned<String>]| -> Result<Vec<Objective>, ExperimentError> {
+            list.iter()
+                .map(|o| {
+                    expr::parse(o.get_ref())
+                        .map_err(|m| error(o.span(), format!("objective `{}`: {m}", o.get_ref())))
+                })
+                .collect()
+        };
+        let hypothesis = raw
+            .hypothesis
+            .as_ref()
+            .map(|h| objectives(&h.objectives))
+            .transpose()?;
+        if let Some(list) = &hypothesis
+            && list.is_empty()
+        {
+            return Err(error(0..0, "[hypothesis] needs at least one objective".into()));
+        }
+        let mut method = Vec::new();
+        for (index, step) in raw.method.iter().enumerate() {
+            let at_step = |m: String| error(step.span(), format!("method {}: {m}", index + 1));
+            let step = parse_step(step.get_ref(), instances).map_err(at_step)?;
+            let end = step.at + step.duration;
+            if end > duration {
+                return Err(at_step(format!(
+                    "ends at {:?}, after the steady window ({duration:?}); shorten it or lengthen [load] duration",
+                    end
+                )));
+            }
+            method.push(step);
+        }
+        if method.is_empty() {
+            return Err(error(0..0, "the experiment has no [[method]] step".into()));
+        }
+        let mut rollbacks = Vec::new();
+        for rollback in &raw.rollbacks {
+            let name = rollback.get_ref().trim();
+            if !ROLLBACKS.contains(&name) {
+                return Err(error(
+                    rollback.span(),
+                    format!("unknown rollback `{name}` (known: {})", ROLLBACKS.join(", ")),
+                ));
+            }
+            rollbacks.push(name.to_owned());
+        }
+        let safeguard = match &raw.safeguard {
+            None => None,
+            Some(guard) => {
+                let mut safeguard = Safeguard {
+                    max_error_rate: None,
+                    max_latency: None,
+                    for_seconds: duration_of(&guard.for_)?.as_secs().max(1) as u32,
+                };
+                for (objective, raw) in objectives(&guard.objectives)?.iter().zip(&guard.objectives) {
+                    match (objective.metric, objective.op.is_upper_bound()) {
+                        (Metric::ErrorRate, true) => safeguard.max_error_rate = Some(objective.threshold),
+                        (Metric::Percentile(p), true) => {
+                            safeguard.max_latency =
+                                Some((p, Duration::from_micros(objective.threshold as u64)));
+                        }
+                        _ => {
+                            return Err(error(
+                                raw.span(),
+                                format!(
+                                    "safeguard `{}`: a safeguard watches each second's `rate(errors) < X` or `p(N) < T`",
+                                    objective.text
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Some(safeguard)
+            }
+        };
+        Ok(Self {
+            title: raw.title,
+            description: raw.description,
+            instances,
+            rate,
+            rate_text: raw.load.rate.get_ref().trim().to_owned(),
+            warmup,
+            duration,
+            hypothesis,
+            method,
+            rollbacks,
+            safeguard,
+        })
+    }
+}
+
+/// Reads and removes `key`; the step's table must be empty afterwards.
+fn take<'a>(table: &mut toml::Table, key: &'a str) -> Option<(&'a str, toml::Value)> {
+    table.remove(key).map(|v| (key, v))
+}
+
+fn as_str(entry: Option<(&str, toml::Value)>) -> Result<Option<String>, String> {
+    match entry {
+        None => Ok(None),
+        Some((_, toml::Value::String(s))) => Ok(Some(s)),
+        Some((key, other)) => Err(format!("`{key}` must be a string (got {other})")),
+    }
+}
+
+fn as_count(entry: Option<(&str, toml::Value)>, default: usize) -> Result<usize, String> {
+    match entry {
+        None => Ok(default),
+        Some((key, toml::Value::Integer(n))) => usize::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{key}` must be a positive count (got {n})")),
+        Some((key, other)) => Err(format!("`{key}` must be a number (got {other})")),
+    }
+}
+
+fn parse_pick(entry: Option<(&str, toml::Value)>, instances: usize) -> Result<Pick, String> {
+    match entry {
+        None => Ok(Pick::Random),
+        Some((_, toml::Value::String(s))) if s == "random" => Ok(Pick::Random),
+        Some((_, toml::Value::Integer(n))) => usize::try_from(n)
+            .ok()
+            .filter(|n| *n < instances)
+            .map(Pick::Index)
+            .ok_or_else(|| {
+                format!("instance {n} does not exist (instances are 0 to {})", instances - 1)
+            }),
+        Some((_, other)) => Err(format!(
+            "`instance` is \"random\" or an index (got {other})"
+        )),
+    }
+}
+
+fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
+    let mut table = table.clone();
+    let fault = as_str(take(&mut table, "fault"))?
+        .ok_or_else(|| format!("needs `fault = \"…\"` (one of {})", FAULTS.join(", ")))?;
+    let at = as_str(take(&mut table, "at"))?
+        .ok_or("needs `at`, the start from the steady window's beginning, e.g. \"10s\"")?;
+    let at = parse_duration(&at).map_err(|m| format!("at: {m}"))?;
+    let duration = as_str(take(&mut table, "duration"))?
+        .ok_or("needs `duration`, e.g. \"10s\"")?;
+    let duration = parse_duration(&duration).map_err(|m| format!("duration: {m}"))?;
+    let fault = match fault.as_str() {
+        "kill-instance" => {
+            let instance = parse_pick(take(&mut table, "instance"), instances)?;
+            let how = match as_str(take(&mut table, "signal"))?.as_deref() {
+                None | Some("KILL" | "SIGKILL") => Stop::Kill,
+                Some("TERM" | "SIGTERM") => Stop::Terminate,
+                Some(other) => return Err(format!("signal `{other}`: use KILL or TERM")),
+            };
+            Fault::KillInstance { instance, how }
+        }
+        "freeze-instance" => Fault::FreezeInstance {
+            instance: parse_pick(take(&mut table, "instance"), instances)?,
+        },
+        "toxic" => {
+            // The rest of the table is a Toxiproxy toxic: type, stream, toxicity, attributes.
+            table
+                .entry("name")
+                .or_insert_with(|| toml::Value::String("experiment".into()));
+            let json = serde_json::to_value(&table).map_err(|e| e.to_string())?;
+            table.clear();
+            let toxic: Toxic =
+                serde_json::from_value(json).map_err(|e| format!("toxic: {e}"))?;
+            toxic.validate().map_err(|e| format!("toxic: {e}"))?;
+            Fault::Toxic(toxic)
+        }
+        "exhaust-db" => Fault::ExhaustDb {
+            sessions: as_count(take(&mut table, "sessions"), 200)?,
+        },
+        "slowloris" => Fault::Slowloris {
+            connections: as_count(take(&mut table, "connections"), 500)?,
+        },
+        "disk-fill" => {
+            let percent = match take(&mut table, "percent") {
+                None => 100.0,
+                Some((_, toml::Value::Integer(n))) => n as f64,
+                Some((_, toml::Value::Float(f))) => f,
+                Some((_, other)) => return Err(format!("`percent` must be a number (got {other})")),
+            };
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("percent {percent} is outside 0 to 100"));
+            }
+            Fault::DiskFill { percent }
+        }
+        other => {
+            return Err(format!(
+                "unknown fault `{other}` (known: {})",
+                FAULTS.join(", ")
+            ));
+        }
+    };
+    if let Some(key) = table.keys().next() {
+        let hint = if ["rollbacks", "title", "description", "instances"].contains(&key.as_str()) {
+            " (top-level keys go above the first [table] of the file)"
+        } else {
+            ""
+        };
+        return Err(format!("`{key}` is not a setting of fault {}{hint}", fault.name()));
+    }
+    Ok(Step {
+        at,
+        duration,
+        fault,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+title = "Kill one"
+instances = 2
+[load]
+rate = "100"
+warmup = "2s"
+duration = "20s"
+[[method]]
+fault = "kill-instance"
+at = "5s"
+duration = "2s"
+signal = "TERM"
+instance = 1
+[[method]]
+fault = "toxic"
+at = "10s"
+duration = "3s"
+type = "latency"
+attributes = { latency = 200, jitter = 20 }
+rollbacks = ["restart-instances"]
+[safeguard]
+objectives = ["rate(errors) < 50%", "p(99) < 5s"]
+for = "5s"
+"#;
+
+    #[test]
+    fn a_good_file_parses_into_steps() {
+        let experiment = Experiment::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(experiment.instances, 2);
+        assert_eq!(experiment.rate, 100.0);
+        assert_eq!(experiment.method.len(), 2);
+        assert_eq!(
+            experiment.method[0].fault,
+            Fault::KillInstance {
+                instance: Pick::Index(1),
+                how: Stop::Terminate
+            }
+        );
+        assert_eq!(experiment.method[1].at, Duration::from_secs(10));
+        assert!(matches!(experiment.method[1].fault, Fault::Toxic(_)));
+        assert!(experiment.needs_proxy());
+        let guard = experiment.safeguard.unwrap();
+        assert_eq!(guard.max_error_rate, Some(0.5));
+        assert_eq!(guard.max_latency, Some((99.0, Duration::from_secs(5))));
+        assert_eq!(guard.for_seconds, 5);
+    }
+
+    #[test]
+    fn bad_files_say_where_and_what() {
+        let cases = [
+            (GOOD.replace("\"kill-instance\"", "\"explode\""), "unknown fault `explode`"),
+            (GOOD.replace("duration = \"2s\"", "duration = \"-2s\""), "negative"),
+            (GOOD.replace("\"rate(errors) < 50%\"", "\"speed > 3%\""), "unknown metric `speed`"),
+            (GOOD.replace("instance = 1", "instance = 5"), "instance 5 does not exist"),
+            (GOOD.replace("signal = \"TERM\"", "signal = \"HUP\""), "use KILL or TERM"),
+            (GOOD.replace("at = \"10s\"", "at = \"19s\""), "after the steady window"),
+            (GOOD.replace("jitter = 20", "jitter = 20, wobble = 3"), "wobble"),
+            (GOOD.replace("\"restart-instances\"", "\"pray\""), "unknown rollback `pray`"),
+            (GOOD.replace("signal = \"TERM\"", "signal = \"TERM\"\ncolour = \"red\""), "`colour` is not a setting"),
+            (GOOD.replace("p(99) < 5s", "ratio(memory) < 5%"), "a safeguard watches"),
+            (GOOD.replace("title", "name"), "missing field `title`"),
+        ];
+        for (text, says) in cases {
+            let error = Experiment::parse(&text, "x.toml").unwrap_err().to_string();
+            assert!(error.starts_with("x.toml:"), "{error}");
+            assert!(error.contains(says), "expected {says:?} in: {error}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = GOOD.replace("\"kill-instance\"", "\"explode\"");
+        let error = Experiment::parse(&text, "x.toml").unwrap_err();
+        // The first [[method]] table starts on line 8.
+        assert!((8..=12).contains(&error.line), "line {}", error.line);
+    }
+}

@@ -1,0 +1,295 @@
+//! Runs an experiment's method against a [`Target`] while the load runs: each step waits
+//! for its start in the steady window, injects its fault, holds it, undoes it, and
+//! stamps what happened on the load generator's clock.
+//!
+//! Events (`t_ms` from the run's start, the RunRecord's timeline):
+//! `fault` spans (start → end, graded as phases), and points: `kill`, `restart`, `ready`
+//! (with the time to ready), `freeze`, `thaw`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use aimate_reports::record::Event;
+use rand::Rng;
+
+use crate::experiment::{Fault, Pick, Step};
+use crate::exhaust;
+use crate::supervisor::Stop;
+use crate::target::{Database, Target};
+
+/// When the steady window starts, on the load generator's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub run_start: Instant,
+    pub steady_start: Instant,
+}
+
+impl Clock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.run_start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Extra time a lease gets beyond its step, so the controller (not the keeper) undoes it
+/// in the normal case.
+const LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// What the method did: its events, and the steps that could not be carried out.
+#[derive(Debug, Default)]
+pub struct MethodOutcome {
+    pub events: Vec<Event>,
+    pub failures: Vec<String>,
+}
+
+/// Sleeps until `deadline`, or less if `stop` is set (an aborted run ends its faults now).
+async fn hold_until(deadline: Instant, stop: &AtomicBool) {
+    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
+}
+
+/// Runs every step (concurrently, each on its own schedule) and returns when all ended.
+pub async fn run(
+    target: Arc<Target>,
+    steps: Vec<Step>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+) -> MethodOutcome {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, step) in steps.into_iter().enumerate() {
+        let (target, stop) = (target.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut events = Vec::new();
+            let result = run_step(&target, &step, clock, &stop, &mut events).await;
+            (
+                events,
+                result.map_err(|e| format!("method {} ({}): {e}", index + 1, step.fault.name())),
+            )
+        });
+    }
+    let mut outcome = MethodOutcome::default();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((events, result)) => {
+                outcome.events.extend(events);
+                if let Err(failure) = result {
+                    outcome.failures.push(failure);
+                }
+            }
+            Err(error) => outcome.failures.push(format!("a method step panicked: {error}")),
+        }
+    }
+    outcome.events.sort_by_key(|e| e.t_ms);
+    outcome
+}
+
+fn point(clock: &Clock, kind: &str, detail: String) -> Event {
+    Event {
+        t_ms: clock.now_ms(),
+        kind: kind.into(),
+        detail,
+        end_ms: None,
+    }
+}
+
+async fn pick(target: &Target, instance: &Pick) -> usize {
+    match instance {
+        Pick::Index(index) => *index,
+        Pick::Random => {
+            let count = target.supervisor.lock().await.len().max(1);
+            rand::rng().random_range(0..count)
+        }
+    }
+}
+
+async fn run_step(
+    target: &Target,
+    step: &Step,
+    clock: Clock,
+    stop: &AtomicBool,
+    events: &mut Vec<Event>,
+) -> Result<(), String> {
+    hold_until(clock.steady_start + step.at, stop).await;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let started_ms = clock.now_ms();
+    let end = Instant::now() + step.duration;
+    let lease_end = SystemTime::now() + step.duration + LEASE_GRACE;
+    let detail = match &step.fault {
+        Fault::KillInstance { instance, how } => {
+            let index = pick(target, instance).await;
+            let signal = if *how == Stop::Kill { "SIGKILL" } else { "SIGTERM" };
+            target
+                .supervisor
+                .lock()
+                .await
+                .stop(index, *how)
+                .await
+                .map_err(|e| e.to_string())?;
+            events.push(point(&clock, "kill", format!("instance {index} ({signal})")));
+            hold_until(end, stop).await;
+            events.push(point(&clock, "restart", format!("instance {index}")));
+            let ready = target
+                .supervisor
+                .lock()
+                .await
+                .restart(index, 5)
+                .await
+                .map_err(|e| e.to_string())?;
+            events.push(point(
+                &clock,
+                "ready",
+                format!("instance {index} ready {} ms after restart", ready.as_millis()),
+            ));
+            format!("kill-instance {index} {signal}")
+        }
+        Fault::FreezeInstance { instance } => {
+            let index = pick(target, instance).await;
+            target
+                .supervisor
+                .lock()
+                .await
+                .freeze(index, lease_end)
+                .map_err(|e| e.to_string())?;
+            events.push(point(&clock, "freeze", format!("instance {index} (SIGSTOP)")));
+            hold_until(end, stop).await;
+            target
+                .supervisor
+                .lock()
+                .await
+                .thaw(index)
+                .map_err(|e| e.to_string())?;
+            events.push(point(&clock, "thaw", format!("instance {index} (SIGCONT)")));
+            format!("freeze-instance {index}")
+        }
+        Fault::Toxic(toxic) => {
+            let proxy = target
+                .proxy
+                .as_ref()
+                .ok_or("the target has no fault proxy in front")?;
+            proxy.add_toxic(toxic.clone()).map_err(|e| e.to_string())?;
+            hold_until(end, stop).await;
+            proxy.remove_toxic(&toxic.name).map_err(|e| e.to_string())?;
+            format!("toxic {}", toxic_summary(toxic))
+        }
+        Fault::ExhaustDb { sessions } => {
+            let detail = match &target.database {
+                Database::Sqlite(path) => {
+                    let lease = exhaust::hold_sqlite_writer(path, step.duration + LEASE_GRACE)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    hold_until(end, stop).await;
+                    lease.release().await;
+                    "exhaust-db (SQLite write lock held)".to_owned()
+                }
+                Database::Postgres(url) => {
+                    let (lease, held) = exhaust::hold_postgres_sessions(
+                        url,
+                        *sessions,
+                        step.duration + LEASE_GRACE,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    hold_until(end, stop).await;
+                    lease.release().await;
+                    format!("exhaust-db ({held} PostgreSQL sessions held)")
+                }
+            };
+            detail
+        }
+        Fault::Slowloris { connections } => {
+            let addrs = target.instance_addrs().await;
+            let each = connections.div_ceil(addrs.len().max(1));
+            let mut leases = Vec::new();
+            for addr in addrs {
+                leases.push(
+                    exhaust::slowloris(
+                        addr,
+                        each,
+                        Duration::from_secs(1),
+                        step.duration + LEASE_GRACE,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?,
+                );
+            }
+            hold_until(end, stop).await;
+            for lease in leases {
+                lease.release().await;
+            }
+            format!("slowloris {connections} connections")
+        }
+        Fault::DiskFill { percent } => {
+            let volume = target
+                .volume
+                .as_ref()
+                .ok_or("the target has no drill volume to fill")?;
+            let fill = volume
+                .fill(*percent, &target.keeper, lease_end)
+                .map_err(|e| e.to_string())?;
+            let used = volume.usage().map(|u| u.used_percent()).unwrap_or(f64::NAN);
+            hold_until(end, stop).await;
+            fill.free(&target.keeper).map_err(|e| e.to_string())?;
+            format!("disk-fill to {used:.0}%")
+        }
+    };
+    events.push(Event {
+        t_ms: started_ms,
+        kind: "fault".into(),
+        detail,
+        end_ms: Some(clock.now_ms()),
+    });
+    Ok(())
+}
+
+fn toxic_summary(toxic: &crate::toxic::Toxic) -> String {
+    let kind = serde_json::to_value(&toxic.kind).unwrap_or_default();
+    let name = kind["type"].as_str().unwrap_or("toxic").to_owned();
+    let attributes = kind["attributes"]
+        .as_object()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    format!("{name} {attributes}").trim().to_owned()
+}
+
+/// Rollbacks: run after the method whatever happened, so the target is as it was.
+pub async fn rollback(target: &Target, names: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for name in names {
+        match name.as_str() {
+            "restart-instances" => {
+                let mut supervisor = target.supervisor.lock().await;
+                for index in 0..supervisor.len() {
+                    let _ = supervisor.thaw(index);
+                    if !supervisor.is_running(index)
+                        && let Err(error) = supervisor.restart(index, 5).await
+                    {
+                        failures.push(format!("rollback restart-instances: {error}"));
+                    }
+                }
+            }
+            "reset-toxics" => {
+                if let Some(proxy) = &target.proxy {
+                    proxy.clear_toxics();
+                }
+            }
+            "free-disk" => {
+                if let Some(volume) = &target.volume
+                    && let Err(error) = volume.free()
+                {
+                    failures.push(format!("rollback free-disk: {error}"));
+                }
+            }
+            other => failures.push(format!("unknown rollback `{other}`")),
+        }
+    }
+    failures
+}

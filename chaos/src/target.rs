@@ -1,0 +1,200 @@
+//! The system under a drill, built for it and owned by it:
+//!
+//! ```text
+//! load ──▶ [fault proxy] ──▶ [HAProxy] ──▶ instance 0 … N-1 ──▶ one database
+//!          (toxic steps)     (N ≥ 2)       (aimate serve)       (SQLite in the work dir,
+//!                                                                on a tmpfs for disk steps,
+//!                                                                or PostgreSQL by URL)
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::balancer::{self, Balancer, BalancerError};
+use crate::disk::{DiskError, Volume};
+use crate::keeper::Keeper;
+use crate::proxy::{Proxy, ProxyError};
+use crate::supervisor::{InstanceSpec, Supervisor, SupervisorError};
+
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// The `aimate` binary (instances run `aimate serve`).
+    pub program: PathBuf,
+    pub instances: usize,
+    /// PostgreSQL URL; `None`: SQLite in `work_dir`.
+    pub database_url: Option<String>,
+    /// A directory the drill owns; data and logs go under it.
+    pub work_dir: PathBuf,
+    pub admin_token: String,
+    /// Mount a tmpfs of this many MiB for the data directory (disk steps).
+    pub volume_mib: Option<u64>,
+    /// Put the fault proxy in front (toxic steps).
+    pub proxy: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error(transparent)]
+    Balancer(#[from] BalancerError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HAProxy did not route to a ready instance within {0:?}")]
+    NotRouting(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    /// The SQLite file the instances share.
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+pub struct Target {
+    /// Where the load goes: the proxy, the balancer, or the only instance.
+    pub url: String,
+    pub supervisor: tokio::sync::Mutex<Supervisor>,
+    pub balancer: Option<Balancer>,
+    pub proxy: Option<Proxy>,
+    pub volume: Option<Volume>,
+    pub database: Database,
+    pub data_dir: PathBuf,
+    pub keeper: Arc<Keeper>,
+    /// What was adapted, for the report (e.g. no HAProxy installed).
+    pub notes: Vec<String>,
+}
+
+impl Target {
+    pub async fn start(options: &TargetOptions, keeper: Arc<Keeper>) -> Result<Self, TargetError> {
+        let mut notes = Vec::new();
+        let dir = |path: PathBuf| -> Result<PathBuf, TargetError> {
+            std::fs::create_dir_all(&path).map_err(|source| TargetError::Dir {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(path)
+        };
+        let data_dir = options.work_dir.join("data");
+        let volume = match options.volume_mib {
+            Some(mib) => Some(Volume::mount_tmpfs(&data_dir, mib)?),
+            None => None,
+        };
+        let data_dir = dir(data_dir)?;
+        // Logs stay off the drill's small volume: a full disk must not take them too.
+        let log_dir = dir(options.work_dir.join("logs"))?;
+
+        let haproxy = balancer::find_haproxy();
+        let instances = if options.instances >= 2 && haproxy.is_none() {
+            notes.push(format!(
+                "HAProxy is not installed ({}): ran one instance instead of {}, so \
+                 availability drops while it is down",
+                balancer::INSTALL_HINT,
+                options.instances
+            ));
+            1
+        } else {
+            options.instances
+        };
+
+        let mut env = vec![
+            ("AIMATE_ADMIN_TOKEN".to_owned(), options.admin_token.clone()),
+            // One drill tenant sends all the traffic: the per-key limit would only
+            // measure itself.
+            ("AIMATE_RATE_LIMIT_PER_SECOND".to_owned(), "0".to_owned()),
+            ("AIMATE_LOG".to_owned(), "warn".to_owned()),
+        ];
+        let database = match &options.database_url {
+            Some(url) => {
+                env.push(("DATABASE_URL".to_owned(), url.clone()));
+                Database::Postgres(url.clone())
+            }
+            None => Database::Sqlite(data_dir.join("aimate.db")),
+        };
+        let spec = InstanceSpec {
+            program: options.program.clone(),
+            args: vec![
+                "serve".into(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--log-dir".into(),
+                log_dir.display().to_string(),
+            ],
+            env,
+            ready_timeout: Duration::from_secs(30),
+        };
+        let supervisor = Supervisor::start(spec, instances, keeper.clone()).await?;
+        let addrs = supervisor.addrs();
+
+        let balancer = match (&haproxy, instances >= 2) {
+            (Some(haproxy), true) => {
+                let balancer =
+                    Balancer::start(haproxy, &options.work_dir, &addrs, keeper.clone()).await?;
+                let timeout = Duration::from_secs(10);
+                if !balancer.wait_routing(timeout).await {
+                    return Err(TargetError::NotRouting(timeout));
+                }
+                Some(balancer)
+            }
+            _ => None,
+        };
+        let upstream = balancer.as_ref().map_or(addrs[0], |b| b.addr);
+        let proxy = if options.proxy {
+            Some(Proxy::start("front", "127.0.0.1:0", &upstream.to_string()).await?)
+        } else {
+            None
+        };
+        let front = proxy.as_ref().map_or(upstream, Proxy::listen_addr);
+        Ok(Self {
+            url: format!("http://{front}"),
+            supervisor: tokio::sync::Mutex::new(supervisor),
+            balancer,
+            proxy,
+            volume,
+            database,
+            data_dir,
+            keeper,
+            notes,
+        })
+    }
+
+    /// Every instance's address (for faults aimed at instances directly).
+    pub async fn instance_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.supervisor.lock().await.addrs()
+    }
+
+    /// After a drill: is the database still sound? SQLite's `PRAGMA integrity_check`
+    /// (read-only); PostgreSQL is trusted to its own crash safety.
+    pub async fn check_database(&self) -> Result<(), String> {
+        use sqlx::Connection;
+        let Database::Sqlite(path) = &self.database else {
+            return Ok(());
+        };
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .map_err(|e| format!("cannot open {} to check it: {e}", path.display()))?;
+        let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("integrity check of {} failed: {e}", path.display()))?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(format!("the database {} is damaged: {verdict}", path.display()))
+        }
+    }
+
+    /// Stops the instances gracefully; the rest stops on drop.
+    pub async fn shutdown(&self) {
+        self.supervisor.lock().await.shutdown().await;
+    }
+}

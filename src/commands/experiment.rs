@@ -1,0 +1,253 @@
+//! One chaos experiment, end to end: `aimate chaos run FILE`, and each experiment of
+//! `aimate drill`.
+//!
+//! ```text
+//! keeper process ─ target (instances, HAProxy, proxy, tmpfs) ─ load at the file's rate
+//!   ├─ stage starts ─▶ method: faults at their times, events on the load's clock
+//!   └─ load ends ─▶ method stops ─ rollbacks ─ integrity check ─ shutdown
+//! RunRecord (+ events, + write check) ─ grade: hypothesis per phase, lost writes
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aimate_chaos::experiment::Experiment;
+use aimate_chaos::keeper::Keeper;
+use aimate_chaos::method::{self, Clock};
+use aimate_chaos::target::{Target, TargetOptions};
+use aimate_loadgen::plan::{LoadPlan, Stage};
+use aimate_loadgen::scenarios::Mix;
+use aimate_loadgen::{AbortGuard, Credentials, LoadOptions};
+use aimate_reports::expr::Metric;
+use aimate_reports::record::{Event, RunRecord};
+use aimate_reports::spec::SloSpec;
+use anyhow::{Context, anyhow};
+
+use super::drill::{TempDir, random_hex};
+use super::report::{print_verdicts, write_atomically, write_reports};
+
+/// Size of the drill's tmpfs for disk steps: room for the seeded database and its WAL,
+/// small enough to fill in a blink.
+const VOLUME_MIB: u64 = 64;
+
+pub struct ExperimentRun {
+    pub record: RunRecord,
+    /// Steps that could not be carried out, rollbacks that failed, a damaged database:
+    /// the experiment did not test what it says.
+    pub failures: Vec<String>,
+}
+
+/// What the hypothesis is graded with: the file's objectives (or slo.toml's `[phase]`)
+/// per phase, and slo.toml's lost-write objective over the run.
+pub fn experiment_spec(experiment: &Experiment, slo: &SloSpec) -> SloSpec {
+    SloSpec {
+        stages: Vec::new(),
+        run: slo
+            .run
+            .iter()
+            .filter(|o| o.metric == Metric::LostWrites)
+            .cloned()
+            .collect(),
+        route: Vec::new(),
+        phase: experiment
+            .hypothesis
+            .clone()
+            .unwrap_or_else(|| slo.phase.clone()),
+        memory_limit_bytes: slo.memory_limit_bytes,
+    }
+}
+
+pub fn run(
+    experiment: &Experiment,
+    database_url: Option<String>,
+    progress: bool,
+) -> anyhow::Result<ExperimentRun> {
+    let exe = std::env::current_exe().context("cannot find the aimate binary")?;
+    let keeper = Arc::new(Keeper::spawn(&exe, &["chaos", "keeper"])?);
+    let work_dir = TempDir::new(&std::env::temp_dir().join(format!("aimate-chaos-{}", random_hex(6)?)))?;
+    let token = random_hex(16)?;
+    let options = TargetOptions {
+        program: exe,
+        instances: experiment.instances,
+        database_url,
+        work_dir: work_dir.path().to_owned(),
+        admin_token: token.clone(),
+        volume_mib: experiment.needs_volume().then_some(VOLUME_MIB),
+        proxy: experiment.needs_proxy(),
+    };
+    let outcome = super::runtime()?.block_on(async {
+        let target = Arc::new(Target::start(&options, keeper.clone()).await?);
+        for note in &target.notes {
+            eprintln!("aimate chaos: note: {note}");
+        }
+        eprintln!(
+            "aimate chaos: {} — {} instance(s), load at {} req/s on {}",
+            experiment.title,
+            target.supervisor.lock().await.len(),
+            experiment.rate_text,
+            target.url
+        );
+        let result = drive(experiment, &target, token, progress).await;
+        target.shutdown().await;
+        let integrity = target.check_database().await;
+        drop(target);
+        result.map(|(record, mut failures)| {
+            if let Err(problem) = integrity {
+                failures.push(problem);
+            }
+            ExperimentRun { record, failures }
+        })
+    });
+    keeper.close();
+    drop(work_dir);
+    outcome
+}
+
+async fn drive(
+    experiment: &Experiment,
+    target: &Arc<Target>,
+    token: String,
+    progress: bool,
+) -> anyhow::Result<(RunRecord, Vec<String>)> {
+    let (stage_tx, mut stage_rx) = tokio::sync::mpsc::unbounded_channel();
+    let guard = experiment.safeguard.as_ref().map_or(
+        AbortGuard {
+            max_error_rate: 1.0,
+            max_latency: None,
+            for_seconds: u32::MAX,
+        },
+        |s| AbortGuard {
+            max_error_rate: s.max_error_rate.unwrap_or(1.0),
+            max_latency: s.max_latency,
+            for_seconds: s.for_seconds,
+        },
+    );
+    let options = LoadOptions {
+        target: target.url.clone(),
+        plan: LoadPlan {
+            stages: vec![Stage {
+                name: experiment.rate_text.clone(),
+                rate_per_second: experiment.rate,
+            }],
+            warmup: experiment.warmup,
+            duration: experiment.duration,
+        },
+        credentials: Credentials::AdminToken(token),
+        seed_invoices: 500,
+        seed_jobs: 100,
+        max_users: 2000,
+        latency_budget: std::time::Duration::from_millis(500),
+        request_timeout: std::time::Duration::from_secs(10),
+        guard,
+        mix: Mix::standard(),
+        progress,
+        on_stage: Some(stage_tx),
+        verify_writes: true,
+    };
+    let load = tokio::spawn(aimate_loadgen::run(options));
+    let stop = Arc::new(AtomicBool::new(false));
+    let method = match stage_rx.recv().await {
+        Some(stage) => Some(tokio::spawn(method::run(
+            target.clone(),
+            experiment.method.clone(),
+            Clock {
+                run_start: stage.run_start,
+                steady_start: stage.steady_start,
+            },
+            stop.clone(),
+        ))),
+        None => None,
+    };
+    let record = load.await.map_err(|e| anyhow!("the load task failed: {e}"));
+    // The load is over (or aborted): whatever is still injected ends now.
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    if let Some(method) = method {
+        match method.await {
+            Ok(outcome) => {
+                events = outcome.events;
+                failures.extend(outcome.failures);
+            }
+            Err(error) => failures.push(format!("the method task failed: {error}")),
+        }
+    }
+    failures.extend(method::rollback(target, &experiment.rollbacks).await);
+    let mut record = record??;
+    record.events.extend(events);
+    record.events.sort_by_key(|e| e.t_ms);
+    if let Some(config) = record.run.config.as_object_mut() {
+        config.insert(
+            "experiment".into(),
+            serde_json::json!({
+                "title": experiment.title,
+                "description": experiment.description,
+                "instances": target.supervisor.lock().await.len(),
+                "notes": target.notes,
+                "failures": failures,
+            }),
+        );
+    }
+    Ok((record, failures))
+}
+
+/// The experiment files of a directory, in name order.
+pub fn experiment_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Runs `experiment`, writes `run.json` and the reports into `out_dir`, prints the
+/// verdicts; returns the exit code (a step that could not be carried out makes it 3).
+pub fn run_and_report(
+    experiment: &Experiment,
+    slo: &SloSpec,
+    database_url: Option<String>,
+    out_dir: &Path,
+) -> Result<u8, crate::Failure> {
+    let outcome = run(experiment, database_url, true).map_err(crate::Failure::ungradable)?;
+    let record_path = out_dir.join("run.json");
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    write_atomically(&record_path, |w| {
+        serde_json::to_writer_pretty(&mut *w, &outcome.record).map_err(std::io::Error::other)
+    })?;
+    let spec = experiment_spec(experiment, slo);
+    let (report, _) = write_reports(&outcome.record, &spec, None, out_dir)?;
+    for event in &outcome.record.events {
+        if event.kind != "stage" {
+            let span = event
+                .end_ms
+                .map(|end| format!("–{:.1}s", end as f64 / 1000.0))
+                .unwrap_or_default();
+            eprintln!(
+                "  {:>6.1}s{span} {}: {}",
+                event.t_ms as f64 / 1000.0,
+                event.kind,
+                event.detail
+            );
+        }
+    }
+    if let Some(writes) = &outcome.record.writes {
+        eprintln!(
+            "writes: {} acknowledged, {} read back, {} missing, {} unverified",
+            writes.acknowledged, writes.checked, writes.missing, writes.unverified
+        );
+    }
+    print_verdicts(&report);
+    for failure in &outcome.failures {
+        eprintln!("aimate chaos: not carried out: {failure}");
+    }
+    eprintln!("reports: {}", out_dir.display());
+    Ok(if outcome.failures.is_empty() {
+        report.exit_code()
+    } else {
+        crate::EXIT_UNGRADABLE.max(report.exit_code())
+    })
+}
