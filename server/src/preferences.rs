@@ -217,7 +217,7 @@ async fn put_preferences(
     .bind(&preferences.currency)
     .bind(notifications)
     .bind(crate::time::now())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     tx.commit().await?;
     state

@@ -5,13 +5,15 @@
 mod errors;
 pub mod filter;
 
+use std::sync::Arc;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use errors::classify_error;
 
@@ -65,12 +67,44 @@ pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
     pub max_connections: u32,
+    /// SQLite has one writer: writers queue here, holding no pooled connection, so a
+    /// stuck write lock (another process, a long transaction) costs one connection and
+    /// never starves the readers. `None` on PostgreSQL.
+    writer_gate: Option<Arc<Semaphore>>,
+    /// Longest a writer waits at the gate before it gets a 503.
+    write_wait: Duration,
+}
+
+/// A write transaction; on SQLite it also holds the writer gate until it ends.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _gate: Option<OwnedSemaphorePermit>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Transaction<'static, Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// SQLite settings applied to every new connection: WAL so readers never block the
-/// writer, a 5 s busy timeout so writers queue instead of failing, NORMAL sync (safe
-/// under WAL), and foreign keys on.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+/// writer, a 2 s busy timeout (the pool's acquire timeout: no request waits longer for
+/// the database, whoever holds the lock), NORMAL sync (safe under WAL), and foreign
+/// keys on.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 2000; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 /// The URL used when none is configured: `aimate.db` inside `data_dir`.
@@ -102,6 +136,17 @@ impl Db {
             .min_connections(settings.min_connections)
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
+        // A connection whose transaction could not end (SQLite rolls a transaction back
+        // by itself when COMMIT fails on a full disk, then sqlx's own ROLLBACK fails and
+        // its depth stays at 1) would fail every later `begin` with a 500: close it
+        // instead of pooling it. The ping first flushes the rollback of a dropped
+        // transaction, so only a truly stuck connection is closed.
+        pool_options = pool_options.after_release(|conn, _meta| {
+            Box::pin(async move {
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        });
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -123,6 +168,8 @@ impl Db {
             pool,
             backend,
             max_connections: settings.max_connections,
+            writer_gate: (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1))),
+            write_wait: settings.acquire_timeout,
         })
     }
 
@@ -138,14 +185,25 @@ impl Db {
         Self::connect(&sqlite_url_for(data_dir), settings).await
     }
 
-    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), so a read-then-write transaction cannot fail with a busy snapshot;
-    /// writers queue on the busy timeout instead.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+    /// A write transaction. On SQLite it passes the writer gate, then takes the write
+    /// lock up front (`BEGIN IMMEDIATE`), so a read-then-write transaction cannot fail
+    /// with a busy snapshot. A writer that waits longer than the acquire timeout at the
+    /// gate gets `PoolTimedOut` (a 503 with Retry-After).
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let gate = match &self.writer_gate {
+            Some(gate) => Some(
+                tokio::time::timeout(self.write_wait, gate.clone().acquire_owned())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?
+                    .map_err(|_| sqlx::Error::PoolClosed)?,
+            ),
+            None => None,
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _gate: gate })
     }
 
     /// Connections currently open and how many of them are idle.

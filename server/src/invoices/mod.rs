@@ -202,7 +202,7 @@ async fn update_invoice(
     AppJson(patch): AppJson<InvoicePatch>,
 ) -> Result<AppJson<Invoice>> {
     let mut tx = state.db.begin_write().await?;
-    let current = queries::find(&mut *tx, tenant.id, id)
+    let current = queries::find(&mut **tx, tenant.id, id)
         .await?
         .ok_or(AppError::NotFound("invoice"))?;
     let fields = patch.apply(&current)?;

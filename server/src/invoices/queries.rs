@@ -129,7 +129,7 @@ pub async fn delete(db: &Db, tenant_id: i64, invoice_id: i64) -> Result<bool> {
     let result = sqlx::query("DELETE FROM invoice WHERE invoice_id = $1 AND tenant_id = $2")
         .bind(invoice_id)
         .bind(tenant_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     tx.commit().await?;
     Ok(result.rows_affected() > 0)

@@ -144,7 +144,7 @@ async fn update_job(
     AppJson(patch): AppJson<JobPatch>,
 ) -> Result<AppJson<Job>> {
     let mut tx = state.db.begin_write().await?;
-    let current = queries::find(&mut *tx, tenant.id, id)
+    let current = queries::find(&mut **tx, tenant.id, id)
         .await?
         .ok_or(AppError::NotFound("job"))?;
     let fields = patch.apply(&current)?;

@@ -12,6 +12,7 @@ backend_tests!(
     rate_limit_per_key,
     sheds_load_past_max_inflight,
     dry_pool_answers_503_fast_and_recovers,
+    stuck_write_lock_starves_writes_not_reads,
     cors_allowlist
 );
 
@@ -163,6 +164,67 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
             .status(),
         200
     );
+    srv.stop().await.unwrap();
+}
+
+/// A write lock held elsewhere (another process, a stuck transaction) starves writers
+/// only: they get 503s with Retry-After within about the acquire timeout plus the busy
+/// timeout, while reads keep their connections and stay fast.
+async fn stuck_write_lock_starves_writes_not_reads(backend: Backend) {
+    if backend == Backend::Postgres {
+        // PostgreSQL writers wait on the row lock with their own connection; the writer
+        // gate is SQLite's (one writer per database).
+        return;
+    }
+    let Some(srv) = TestServer::start(backend, |c| {
+        c.db_pool_max = 4;
+        c.db_acquire_timeout = Duration::from_millis(500);
+    })
+    .await
+    else {
+        return;
+    };
+    let key = srv.tenant("A").await;
+    let invoice = srv
+        .invoice(&key, json!({"customer": "A", "amount_cents": 5}))
+        .await;
+    let lock = srv.hold_write_lock().await;
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for i in 0..10 {
+        let request = srv
+            .request(Method::POST, "/api/invoices", &key)
+            .json(&json!({"customer": "W", "amount_cents": i + 1}));
+        writers.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after, started.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Ten writers queued, a pool of four: reads still get a connection at once.
+    for _ in 0..20 {
+        let read_started = Instant::now();
+        let (status, _) = srv
+            .get(&format!("/api/invoices/{}", invoice["id"]), &key)
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            read_started.elapsed() < Duration::from_millis(400),
+            "a read waited {:?} behind starved writers",
+            read_started.elapsed()
+        );
+    }
+    for writer in writers {
+        let (status, retry_after, took) = writer.await.unwrap();
+        assert_eq!(status, 503, "a starved writer must be refused");
+        assert!(retry_after.is_some(), "503 without Retry-After");
+        assert!(took < Duration::from_secs(4), "a writer hung for {took:?}");
+    }
+    lock.release().await;
+    // Writes resume once the lock is gone (`invoice` asserts the 201).
+    srv.invoice(&key, json!({"customer": "A", "amount_cents": 7}))
+        .await;
     srv.stop().await.unwrap();
 }
 

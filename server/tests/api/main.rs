@@ -11,6 +11,7 @@ mod auth; // API keys, admin endpoint, tenant isolation
 mod bad_input; // every kind of bad request gets the right 4xx and a JSON error
 mod cache; // TTL cache hits and invalidation on writes
 mod dashboard; // totals and counts
+mod disk; // a full disk: 507 for writes, reads and readiness kept, recovery
 mod invoices; // CRUD, filters, pagination, bulk all-or-nothing
 mod jobs; // CRUD, filters, date ranges
 mod limits; // rate limiting, load shedding, pool exhaustion, CORS
