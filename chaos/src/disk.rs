@@ -65,9 +65,17 @@ pub fn usage(path: &Path) -> Result<Usage, DiskError> {
     })
 }
 
-/// A tmpfs mounted for the drill; unmounted (lazily) on drop.
+/// Whether this process may mount the drill's tmpfs (root; CAP_SYS_ADMIN in practice).
+pub fn can_mount() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A tmpfs mounted for the drill; unmounted (lazily) on drop, or by the keeper if the
+/// controller dies.
 pub struct Volume {
     path: PathBuf,
+    keeper: Arc<Keeper>,
+    unmount: Option<Grant>,
 }
 
 /// The fill file's name: hidden, and obviously the drill's.
@@ -75,7 +83,11 @@ const FILL_FILE: &str = ".aimate-disk-fill";
 
 impl Volume {
     /// Mounts a tmpfs of `size_mib` MiB at `path` (created if missing).
-    pub fn mount_tmpfs(path: &Path, size_mib: u64) -> Result<Self, DiskError> {
+    pub fn mount_tmpfs(
+        path: &Path,
+        size_mib: u64,
+        keeper: Arc<Keeper>,
+    ) -> Result<Self, DiskError> {
         let error = |source: std::io::Error| DiskError::Mount {
             path: path.to_owned(),
             size_mib,
@@ -92,9 +104,20 @@ impl Volume {
             Some(options.as_c_str()),
         )
         .map_err(|errno| error(errno.into()))?;
-        Ok(Self {
+        let unmount = keeper.grant(
+            Revert::Unmount {
+                path: path.to_owned(),
+            },
+            SystemTime::now() + std::time::Duration::from_secs(24 * 3600),
+        );
+        let mut volume = Self {
             path: path.to_owned(),
-        })
+            keeper,
+            unmount: None,
+        };
+        // On error, dropping `volume` unmounts it.
+        volume.unmount = Some(unmount?);
+        Ok(volume)
     }
 
     pub fn path(&self) -> &Path {
@@ -115,12 +138,8 @@ impl Volume {
 
     /// Fills the volume to `percent` used (100 = no byte left) with one file, registered
     /// with the keeper so it is deleted at `until` even if the controller dies.
-    pub fn fill(
-        &self,
-        percent: f64,
-        keeper: &Arc<Keeper>,
-        until: SystemTime,
-    ) -> Result<Fill, DiskError> {
+    pub fn fill(&self, percent: f64, until: SystemTime) -> Result<Fill, DiskError> {
+        let keeper = &self.keeper;
         if !(0.0..=100.0).contains(&percent) {
             return Err(DiskError::Percent(percent));
         }
@@ -165,7 +184,17 @@ impl Volume {
 
 impl Drop for Volume {
     fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
+        match self.unmount.take() {
+            Some(grant) => {
+                let _ = self.keeper.release(grant);
+            }
+            None => {
+                let _ = Revert::Unmount {
+                    path: self.path.clone(),
+                }
+                .apply();
+            }
+        }
         let _ = std::fs::remove_dir(&self.path);
     }
 }
@@ -178,7 +207,7 @@ pub struct Fill {
 }
 
 impl Fill {
-    pub fn free(self, keeper: &Keeper) -> std::io::Result<()> {
-        keeper.release(self.grant)
+    pub fn free(self, volume: &Volume) -> std::io::Result<()> {
+        volume.keeper.release(self.grant)
     }
 }

@@ -36,6 +36,8 @@ pub enum Revert {
     Kill { pid: u32 },
     /// Delete a file that fills a disk.
     RemoveFile { path: PathBuf },
+    /// Unmount a filesystem the drill mounted (lazily: open files do not block it).
+    Unmount { path: PathBuf },
 }
 
 impl Revert {
@@ -58,6 +60,13 @@ impl Revert {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
                 _ => Ok(()),
             },
+            Self::Unmount { path } => {
+                match rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
+                    // EINVAL: not a mount point (any more); ENOENT: gone.
+                    Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
+                    Err(errno) => Err(errno.into()),
+                }
+            }
         }
     }
 }
@@ -68,6 +77,7 @@ impl std::fmt::Display for Revert {
             Self::Resume { pid } => write!(f, "resume process {pid}"),
             Self::Kill { pid } => write!(f, "kill process {pid}"),
             Self::RemoveFile { path } => write!(f, "remove {}", path.display()),
+            Self::Unmount { path } => write!(f, "unmount {}", path.display()),
         }
     }
 }

@@ -228,11 +228,11 @@ async fn run_step(
                 .as_ref()
                 .ok_or("the target has no drill volume to fill")?;
             let fill = volume
-                .fill(*percent, &target.keeper, lease_end)
+                .fill(*percent, lease_end)
                 .map_err(|e| e.to_string())?;
             let used = volume.usage().map(|u| u.used_percent()).unwrap_or(f64::NAN);
             hold_until(end, stop).await;
-            fill.free(&target.keeper).map_err(|e| e.to_string())?;
+            fill.free(volume).map_err(|e| e.to_string())?;
             format!("disk-fill to {used:.0}%")
         }
     };

@@ -85,7 +85,7 @@ impl Target {
         };
         let data_dir = options.work_dir.join("data");
         let volume = match options.volume_mib {
-            Some(mib) => Some(Volume::mount_tmpfs(&data_dir, mib)?),
+            Some(mib) => Some(Volume::mount_tmpfs(&data_dir, mib, keeper.clone())?),
             None => None,
         };
         let data_dir = dir(data_dir)?;

@@ -322,3 +322,133 @@ fn phases_around_a_fault_are_graded_apart() {
         Some(Verdict::Pass)
     );
 }
+
+/// A 1k stage of 30 s: a fault from 11 s to 21 s (10% 503s, 800 ms), slow until
+/// `slow_until` seconds.
+fn drilled_run(slow_until: u64) -> aimate_reports::record::RunRecord {
+    use aimate_reports::LatencyHistogram;
+    use aimate_reports::record::{Event, SecondRecord};
+
+    let mut drilled = stage(
+        "1k",
+        1000.0,
+        vec![("GET /api/dashboard", route(30_000, 5, 0))],
+    );
+    drilled.timeline = (1..31)
+        .map(|second| {
+            let during_fault = (11..21).contains(&second);
+            let mut latency = LatencyHistogram::new();
+            latency.record_n(if second >= 11 && second < slow_until { 800_000 } else { 5_000 }, 1000);
+            let mut point = SecondRecord {
+                t_ms: second * 1000,
+                in_steady: true,
+                sent: 1000,
+                started: 1000,
+                latency_us: latency,
+                ..SecondRecord::default()
+            };
+            point
+                .outcomes
+                .insert("200".into(), if during_fault { 850 } else { 1000 });
+            if during_fault {
+                point.outcomes.insert("503".into(), 100);
+                point.outcomes.insert("404".into(), 50);
+            }
+            point
+        })
+        .collect();
+    let mut run = record(vec![drilled], healthy_server());
+    run.events.push(Event {
+        t_ms: 11_000,
+        kind: "fault".into(),
+        detail: "kill".into(),
+        end_ms: Some(21_000),
+    });
+    run
+}
+
+fn chaos_spec() -> aimate_reports::spec::SloSpec {
+    aimate_reports::spec::SloSpec::parse(
+        "[run]\nobjectives = [\"count(lost_writes) < 1\"]\n\
+         [phase]\nobjectives = [\"p(95) < 500ms\", \"ratio(available) > 95%\", \"time(recover) < 5s\"]\n",
+        "slo.toml",
+    )
+    .unwrap()
+}
+
+fn find<'a>(
+    report: &'a aimate_reports::grade::Report,
+    scope: &str,
+    objective: &str,
+) -> &'a aimate_reports::grade::Grade {
+    report
+        .grades
+        .iter()
+        .find(|g| g.scope == scope && g.objective.starts_with(objective))
+        .unwrap_or_else(|| panic!("no grade {scope} / {objective}: {:#?}", report.grades))
+}
+
+#[test]
+fn availability_is_graded_during_the_fault_and_recovery_time_after_it() {
+    let report = grade(&drilled_run(24), &chaos_spec());
+    // 4xx counts as available (the service answered), 5xx does not: 900 of 1000.
+    let available = find(&report, "phase 1k fault (kill)", "ratio(available)");
+    assert_eq!(available.verdict, Verdict::Fail);
+    assert!((available.value.unwrap() - 90.0).abs() < 1e-9);
+    assert!(
+        report.grades.iter().all(|g| !(g.objective.starts_with("ratio(available)")
+            && !g.scope.contains(" fault "))),
+        "availability is a fault-phase figure only"
+    );
+    // Slow until 24 s, the fault ended at 21 s: back after 3 s.
+    let recovered = find(&report, "phase 1k recovery (kill)", "time(recover)");
+    assert_eq!(recovered.verdict, Verdict::Pass);
+    assert_eq!(recovered.value, Some(3000.0));
+    assert_eq!(recovered.unit, "ms");
+
+    let late = grade(&drilled_run(28), &chaos_spec());
+    let recovered = find(&late, "phase 1k recovery (kill)", "time(recover)");
+    assert_eq!(recovered.verdict, Verdict::Fail, "7 s is over the 5 s objective");
+    assert_eq!(recovered.value, Some(7000.0));
+}
+
+#[test]
+fn a_system_that_never_recovers_fails_with_a_reason() {
+    let report = grade(&drilled_run(31), &chaos_spec());
+    let recovered = find(&report, "phase 1k recovery (kill)", "time(recover)");
+    assert_eq!(recovered.verdict, Verdict::Fail);
+    assert_eq!(recovered.value, None);
+    assert!(recovered.reason.as_deref().unwrap().contains("did not return"));
+}
+
+#[test]
+fn lost_writes_fail_the_run_and_unread_ones_make_it_ungradable() {
+    use aimate_reports::record::WriteCheck;
+    let mut run = drilled_run(21);
+    let lost = find(&grade(&run, &chaos_spec()), "run", "count(lost_writes)").clone();
+    assert_eq!((lost.verdict, lost.value, lost.samples), (Verdict::Pass, Some(0.0), 120));
+
+    run.writes = Some(WriteCheck {
+        acknowledged: 120,
+        checked: 120,
+        missing: 2,
+        unverified: 0,
+        missing_sample: vec!["invoice 7: not found".into()],
+    });
+    let report = grade(&run, &chaos_spec());
+    assert_eq!(find(&report, "run", "count(lost_writes)").verdict, Verdict::Fail);
+    assert_eq!(report.verdict, Verdict::Fail);
+
+    run.writes = Some(WriteCheck {
+        acknowledged: 120,
+        checked: 100,
+        unverified: 20,
+        ..WriteCheck::default()
+    });
+    let unread = grade(&run, &chaos_spec());
+    assert_eq!(find(&unread, "run", "count(lost_writes)").verdict, Verdict::Invalid);
+
+    run.writes = None;
+    let unchecked = grade(&run, &chaos_spec());
+    assert_eq!(find(&unchecked, "run", "count(lost_writes)").verdict, Verdict::Invalid);
+}

@@ -18,7 +18,9 @@ use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
 use super::load::print_stage;
+use super::experiment::{experiment_files, run_and_report};
 use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
+use aimate_chaos::experiment::Experiment;
 use crate::Failure;
 use crate::cli::DrillArgs;
 
@@ -230,5 +232,34 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     print_verdicts(&report);
     eprintln!("reports: {}", out_dir.display());
     eprintln!("open:    {}", out_dir.join("index.html").display());
-    Ok(ExitCode::from(report.exit_code()))
+    let mut code = report.exit_code();
+    if !args.no_chaos && args.target.is_none() {
+        code = code.max(run_experiments(&args.experiments, &spec, &out_dir)?);
+    }
+    Ok(ExitCode::from(code))
 }
+
+/// Each experiment of `dir` against a target of its own; reports in
+/// `out_dir/chaos-<name>/`. Returns the worst exit code. An experiment this machine
+/// cannot run (a disk drill without root) is skipped with a line saying why.
+fn run_experiments(dir: &Path, spec: &SloSpec, out_dir: &Path) -> Result<u8, Failure> {
+    let files = experiment_files(dir)?;
+    // Check every file before running any: a typo in the fourth should not cost three.
+    let mut experiments = Vec::new();
+    for file in &files {
+        experiments.push((file, Experiment::load(file)?));
+    }
+    let mut worst = 0;
+    for (file, experiment) in experiments {
+        let name = file.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        eprintln!("\naimate drill: chaos experiment {name}: {}", experiment.title);
+        if experiment.needs_volume() && !aimate_chaos::disk::can_mount() {
+            eprintln!("aimate drill: skipped {name}: the disk drill mounts a tmpfs, which needs root");
+            continue;
+        }
+        let code = run_and_report(&experiment, spec, None, &out_dir.join(format!("chaos-{name}")))?;
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}
+

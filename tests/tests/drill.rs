@@ -11,7 +11,7 @@ fn quick_drill_grades_and_writes_every_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let output = run(aimate(dir.path())
-        .args(["drill", "--quick", "--slo"])
+        .args(["drill", "--quick", "--no-chaos", "--slo"])
         .arg(repo_file("slo.toml"))
         .arg("--out-dir")
         .arg(&out));
