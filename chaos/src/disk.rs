@@ -83,11 +83,7 @@ const FILL_FILE: &str = ".aimate-disk-fill";
 
 impl Volume {
     /// Mounts a tmpfs of `size_mib` MiB at `path` (created if missing).
-    pub fn mount_tmpfs(
-        path: &Path,
-        size_mib: u64,
-        keeper: Arc<Keeper>,
-    ) -> Result<Self, DiskError> {
+    pub fn mount_tmpfs(path: &Path, size_mib: u64, keeper: Arc<Keeper>) -> Result<Self, DiskError> {
         let error = |source: std::io::Error| DiskError::Mount {
             path: path.to_owned(),
             size_mib,

@@ -222,7 +222,10 @@ impl Experiment {
             .ok_or_else(|| {
                 error(
                     raw.instances.span(),
-                    format!("instances must be 1 to 16 (got {})", raw.instances.get_ref()),
+                    format!(
+                        "instances must be 1 to 16 (got {})",
+                        raw.instances.get_ref()
+                    ),
                 )
             })?;
         let duration_of = |value: &Spanned<String>| {
@@ -233,7 +236,10 @@ impl Experiment {
         let warmup = duration_of(&raw.load.warmup)?;
         let duration = duration_of(&raw.load.duration)?;
         if duration.is_zero() {
-            return Err(error(raw.load.duration.span(), "the steady window needs a duration above 0".into()));
+            return Err(error(
+                raw.load.duration.span(),
+                "the steady window needs a duration above 0".into(),
+            ));
         }
         let objectives = |list: &[Spanned<String>]| -> Result<Vec<Objective>, ExperimentError> {
             list.iter()
@@ -251,7 +257,10 @@ impl Experiment {
         if let Some(list) = &hypothesis
             && list.is_empty()
         {
-            return Err(error(0..0, "[hypothesis] needs at least one objective".into()));
+            return Err(error(
+                0..0,
+                "[hypothesis] needs at least one objective".into(),
+            ));
         }
         let mut method = Vec::new();
         for (index, step) in raw.method.iter().enumerate() {
@@ -275,7 +284,10 @@ impl Experiment {
             if !ROLLBACKS.contains(&name) {
                 return Err(error(
                     rollback.span(),
-                    format!("unknown rollback `{name}` (known: {})", ROLLBACKS.join(", ")),
+                    format!(
+                        "unknown rollback `{name}` (known: {})",
+                        ROLLBACKS.join(", ")
+                    ),
                 ));
             }
             rollbacks.push(name.to_owned());
@@ -288,9 +300,12 @@ impl Experiment {
                     max_latency: None,
                     for_seconds: duration_of(&guard.for_)?.as_secs().max(1) as u32,
                 };
-                for (objective, raw) in objectives(&guard.objectives)?.iter().zip(&guard.objectives) {
+                for (objective, raw) in objectives(&guard.objectives)?.iter().zip(&guard.objectives)
+                {
                     match (objective.metric, objective.op.is_upper_bound()) {
-                        (Metric::ErrorRate, true) => safeguard.max_error_rate = Some(objective.threshold),
+                        (Metric::ErrorRate, true) => {
+                            safeguard.max_error_rate = Some(objective.threshold)
+                        }
                         (Metric::Percentile(p), true) => {
                             safeguard.max_latency =
                                 Some((p, Duration::from_micros(objective.threshold as u64)));
@@ -358,7 +373,10 @@ fn parse_pick(entry: Option<(&str, toml::Value)>, instances: usize) -> Result<Pi
             .filter(|n| *n < instances)
             .map(Pick::Index)
             .ok_or_else(|| {
-                format!("instance {n} does not exist (instances are 0 to {})", instances - 1)
+                format!(
+                    "instance {n} does not exist (instances are 0 to {})",
+                    instances - 1
+                )
             }),
         Some((_, other)) => Err(format!(
             "`instance` is \"random\" or an index (got {other})"
@@ -373,8 +391,7 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
     let at = as_str(take(&mut table, "at"))?
         .ok_or("needs `at`, the start from the steady window's beginning, e.g. \"10s\"")?;
     let at = parse_duration(&at).map_err(|m| format!("at: {m}"))?;
-    let duration = as_str(take(&mut table, "duration"))?
-        .ok_or("needs `duration`, e.g. \"10s\"")?;
+    let duration = as_str(take(&mut table, "duration"))?.ok_or("needs `duration`, e.g. \"10s\"")?;
     let duration = parse_duration(&duration).map_err(|m| format!("duration: {m}"))?;
     let fault = match fault.as_str() {
         "kill-instance" => {
@@ -396,8 +413,7 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
                 .or_insert_with(|| toml::Value::String("experiment".into()));
             let json = serde_json::to_value(&table).map_err(|e| e.to_string())?;
             table.clear();
-            let toxic: Toxic =
-                serde_json::from_value(json).map_err(|e| format!("toxic: {e}"))?;
+            let toxic: Toxic = serde_json::from_value(json).map_err(|e| format!("toxic: {e}"))?;
             toxic.validate().map_err(|e| format!("toxic: {e}"))?;
             Fault::Toxic(toxic)
         }
@@ -412,7 +428,9 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
                 None => 100.0,
                 Some((_, toml::Value::Integer(n))) => n as f64,
                 Some((_, toml::Value::Float(f))) => f,
-                Some((_, other)) => return Err(format!("`percent` must be a number (got {other})")),
+                Some((_, other)) => {
+                    return Err(format!("`percent` must be a number (got {other})"));
+                }
             };
             if !(0.0..=100.0).contains(&percent) {
                 return Err(format!("percent {percent} is outside 0 to 100"));
@@ -432,7 +450,10 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
         } else {
             ""
         };
-        return Err(format!("`{key}` is not a setting of fault {}{hint}", fault.name()));
+        return Err(format!(
+            "`{key}` is not a setting of fault {}{hint}",
+            fault.name()
+        ));
     }
     Ok(Step {
         at,
@@ -495,16 +516,46 @@ for = "5s"
     #[test]
     fn bad_files_say_where_and_what() {
         let cases = [
-            (GOOD.replace("\"kill-instance\"", "\"explode\""), "unknown fault `explode`"),
-            (GOOD.replace("duration = \"2s\"", "duration = \"-2s\""), "negative"),
-            (GOOD.replace("\"rate(errors) < 50%\"", "\"speed > 3%\""), "unknown metric `speed`"),
-            (GOOD.replace("instance = 1", "instance = 5"), "instance 5 does not exist"),
-            (GOOD.replace("signal = \"TERM\"", "signal = \"HUP\""), "use KILL or TERM"),
-            (GOOD.replace("at = \"10s\"", "at = \"19s\""), "after the steady window"),
-            (GOOD.replace("jitter = 20", "jitter = 20, wobble = 3"), "wobble"),
-            (GOOD.replace("\"restart-instances\"", "\"pray\""), "unknown rollback `pray`"),
-            (GOOD.replace("signal = \"TERM\"", "signal = \"TERM\"\ncolour = \"red\""), "`colour` is not a setting"),
-            (GOOD.replace("p(99) < 5s", "ratio(memory) < 5%"), "a safeguard watches"),
+            (
+                GOOD.replace("\"kill-instance\"", "\"explode\""),
+                "unknown fault `explode`",
+            ),
+            (
+                GOOD.replace("duration = \"2s\"", "duration = \"-2s\""),
+                "negative",
+            ),
+            (
+                GOOD.replace("\"rate(errors) < 50%\"", "\"speed > 3%\""),
+                "unknown metric `speed`",
+            ),
+            (
+                GOOD.replace("instance = 1", "instance = 5"),
+                "instance 5 does not exist",
+            ),
+            (
+                GOOD.replace("signal = \"TERM\"", "signal = \"HUP\""),
+                "use KILL or TERM",
+            ),
+            (
+                GOOD.replace("at = \"10s\"", "at = \"19s\""),
+                "after the steady window",
+            ),
+            (
+                GOOD.replace("jitter = 20", "jitter = 20, wobble = 3"),
+                "wobble",
+            ),
+            (
+                GOOD.replace("\"restart-instances\"", "\"pray\""),
+                "unknown rollback `pray`",
+            ),
+            (
+                GOOD.replace("signal = \"TERM\"", "signal = \"TERM\"\ncolour = \"red\""),
+                "`colour` is not a setting",
+            ),
+            (
+                GOOD.replace("p(99) < 5s", "ratio(memory) < 5%"),
+                "a safeguard watches",
+            ),
             (GOOD.replace("title", "name"), "missing field `title`"),
         ];
         for (text, says) in cases {

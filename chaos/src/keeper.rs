@@ -179,7 +179,8 @@ impl Keeper {
         let Some((stdin, stdout)) = pipe.as_mut() else {
             return Err(KeeperError::Gone("closed".into()));
         };
-        let mut line = serde_json::to_string(request).map_err(|e| KeeperError::Gone(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(request).map_err(|e| KeeperError::Gone(e.to_string()))?;
         line.push('\n');
         stdin
             .write_all(line.as_bytes())
@@ -260,11 +261,9 @@ pub fn keep(input: impl BufRead + Send + 'static, mut output: impl Write) -> usi
     });
     let mut held: HashMap<u64, (u64, Revert)> = HashMap::new();
     let mut reverted = 0;
-    let revert = |id: u64, revert: &Revert, why: &str| {
-        match revert.apply() {
-            Ok(()) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert}"),
-            Err(error) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert} failed: {error}"),
-        }
+    let revert = |id: u64, revert: &Revert, why: &str| match revert.apply() {
+        Ok(()) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert}"),
+        Err(error) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert} failed: {error}"),
     };
     loop {
         let now = unix_ms(SystemTime::now());
@@ -343,7 +342,10 @@ mod tests {
         assert_eq!(reverted, 1);
         assert_eq!(String::from_utf8(output).unwrap(), "ok 1\nok 2\n");
         assert!(!held.exists(), "the held lease was not reverted");
-        assert!(released.exists(), "a released lease must be left to its owner");
+        assert!(
+            released.exists(),
+            "a released lease must be left to its owner"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use aimate_reports::record::Event;
 use rand::Rng;
 
-use crate::experiment::{Fault, Pick, Step};
 use crate::exhaust;
+use crate::experiment::{Fault, Pick, Step};
 use crate::supervisor::Stop;
 use crate::target::{Database, Target};
 
@@ -78,7 +78,9 @@ pub async fn run(
                     outcome.failures.push(failure);
                 }
             }
-            Err(error) => outcome.failures.push(format!("a method step panicked: {error}")),
+            Err(error) => outcome
+                .failures
+                .push(format!("a method step panicked: {error}")),
         }
     }
     outcome.events.sort_by_key(|e| e.t_ms);
@@ -121,7 +123,11 @@ async fn run_step(
     let detail = match &step.fault {
         Fault::KillInstance { instance, how } => {
             let index = pick(target, instance).await;
-            let signal = if *how == Stop::Kill { "SIGKILL" } else { "SIGTERM" };
+            let signal = if *how == Stop::Kill {
+                "SIGKILL"
+            } else {
+                "SIGTERM"
+            };
             target
                 .supervisor
                 .lock()
@@ -129,7 +135,11 @@ async fn run_step(
                 .stop(index, *how)
                 .await
                 .map_err(|e| e.to_string())?;
-            events.push(point(&clock, "kill", format!("instance {index} ({signal})")));
+            events.push(point(
+                &clock,
+                "kill",
+                format!("instance {index} ({signal})"),
+            ));
             hold_until(end, stop).await;
             events.push(point(&clock, "restart", format!("instance {index}")));
             let ready = target
@@ -142,7 +152,10 @@ async fn run_step(
             events.push(point(
                 &clock,
                 "ready",
-                format!("instance {index} ready {} ms after restart", ready.as_millis()),
+                format!(
+                    "instance {index} ready {} ms after restart",
+                    ready.as_millis()
+                ),
             ));
             format!("kill-instance {index} {signal}")
         }
@@ -154,7 +167,11 @@ async fn run_step(
                 .await
                 .freeze(index, lease_end)
                 .map_err(|e| e.to_string())?;
-            events.push(point(&clock, "freeze", format!("instance {index} (SIGSTOP)")));
+            events.push(point(
+                &clock,
+                "freeze",
+                format!("instance {index} (SIGSTOP)"),
+            ));
             hold_until(end, stop).await;
             target
                 .supervisor
@@ -175,31 +192,25 @@ async fn run_step(
             proxy.remove_toxic(&toxic.name).map_err(|e| e.to_string())?;
             format!("toxic {}", toxic_summary(toxic))
         }
-        Fault::ExhaustDb { sessions } => {
-            let detail = match &target.database {
-                Database::Sqlite(path) => {
-                    let lease = exhaust::hold_sqlite_writer(path, step.duration + LEASE_GRACE)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    hold_until(end, stop).await;
-                    lease.release().await;
-                    "exhaust-db (SQLite write lock held)".to_owned()
-                }
-                Database::Postgres(url) => {
-                    let (lease, held) = exhaust::hold_postgres_sessions(
-                        url,
-                        *sessions,
-                        step.duration + LEASE_GRACE,
-                    )
+        Fault::ExhaustDb { sessions } => match &target.database {
+            Database::Sqlite(path) => {
+                let lease = exhaust::hold_sqlite_writer(path, step.duration + LEASE_GRACE)
                     .await
                     .map_err(|e| e.to_string())?;
-                    hold_until(end, stop).await;
-                    lease.release().await;
-                    format!("exhaust-db ({held} PostgreSQL sessions held)")
-                }
-            };
-            detail
-        }
+                hold_until(end, stop).await;
+                lease.release().await;
+                "exhaust-db (SQLite write lock held)".to_owned()
+            }
+            Database::Postgres(url) => {
+                let (lease, held) =
+                    exhaust::hold_postgres_sessions(url, *sessions, step.duration + LEASE_GRACE)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                hold_until(end, stop).await;
+                lease.release().await;
+                format!("exhaust-db ({held} PostgreSQL sessions held)")
+            }
+        },
         Fault::Slowloris { connections } => {
             let addrs = target.instance_addrs().await;
             let each = connections.div_ceil(addrs.len().max(1));

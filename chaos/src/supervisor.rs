@@ -180,10 +180,8 @@ impl Supervisor {
                 source,
             })?;
         if let Some(pid) = child.id() {
-            instance.reaper = Some(keeper.grant(
-                Revert::Kill { pid },
-                SystemTime::now() + INSTANCE_LEASE,
-            )?);
+            instance.reaper =
+                Some(keeper.grant(Revert::Kill { pid }, SystemTime::now() + INSTANCE_LEASE)?);
         }
         instance.child = Some(child);
         Ok(())

@@ -189,7 +189,10 @@ impl Target {
         if verdict == "ok" {
             Ok(())
         } else {
-            Err(format!("the database {} is damaged: {verdict}", path.display()))
+            Err(format!(
+                "the database {} is damaged: {verdict}",
+                path.display()
+            ))
         }
     }
 

@@ -39,8 +39,15 @@ fn fills_to_the_target_frees_on_release_and_unmounts_on_drop() {
     assert!(volume.usage().unwrap().used_percent() < 1.0);
 
     let full = volume.fill(100.0, later).unwrap();
-    assert_eq!(volume.usage().unwrap().available_bytes, 0, "a 100% fill leaves nothing");
-    assert!(std::fs::write(path.join("one-more"), b"x").is_err(), "the disk took a write");
+    assert_eq!(
+        volume.usage().unwrap().available_bytes,
+        0,
+        "a 100% fill leaves nothing"
+    );
+    assert!(
+        std::fs::write(path.join("one-more"), b"x").is_err(),
+        "the disk took a write"
+    );
     full.free(&volume).unwrap();
     std::fs::write(path.join("one-more"), b"x").unwrap();
 
@@ -66,5 +73,8 @@ fn a_fill_is_freed_by_its_lease_when_nobody_frees_it() {
     while volume.usage().unwrap().used_percent() > 1.0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(volume.usage().unwrap().used_percent() < 1.0, "the lease did not free the disk");
+    assert!(
+        volume.usage().unwrap().used_percent() < 1.0,
+        "the lease did not free the disk"
+    );
 }

@@ -88,7 +88,10 @@ impl Ledger {
     }
 
     fn take(&self) -> Vec<Ack> {
-        self.0.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
     }
 
     /// Reads every acknowledged write back through `api`, `concurrency` at a time.
@@ -166,7 +169,11 @@ mod tests {
     #[test]
     fn each_write_kind_is_remembered_with_what_was_written() {
         let request = json!({"customer": "Acme", "amount_cents": 1200, "status": "sent"});
-        let acked = acks(Action::CreateInvoice, &request, &json!({"id": 7, "customer": "Acme"}));
+        let acked = acks(
+            Action::CreateInvoice,
+            &request,
+            &json!({"id": 7, "customer": "Acme"}),
+        );
         assert_eq!(
             acked,
             vec![Ack {

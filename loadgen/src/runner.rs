@@ -128,8 +128,7 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
         && let Ok(http) = goose_response.response
         && let Ok(body) = http.json::<serde_json::Value>().await
     {
-        ctx.ledger
-            .extend(ledger::acks(action, request_body, &body));
+        ctx.ledger.extend(ledger::acks(action, request_body, &body));
     }
     let since_start = |at: Instant| at.saturating_duration_since(ctx.run_start);
     // The collector outlives every user; a closed channel only means the run is over.

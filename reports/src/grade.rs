@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::expr::{Metric, Objective};
 use crate::histogram::LatencyHistogram;
-use crate::record::{RunRecord, SecondRecord, ServerSample, StageRecord, WriteCheck, outcome_is_error};
+use crate::record::{
+    RunRecord, SecondRecord, ServerSample, StageRecord, WriteCheck, outcome_is_error,
+};
 use crate::spec::SloSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -450,7 +452,11 @@ const STEADY_SECONDS: usize = 3;
 /// Time from `fault_end` until the request objectives of `spec.phase` (latency, errors,
 /// availability) hold over [`STEADY_SECONDS`] consecutive seconds of the stage;
 /// `Ok(None)` when they never do before the stage ends.
-fn recovery_time(stage: &StageRecord, fault_end: u64, spec: &SloSpec) -> Result<Option<f64>, String> {
+fn recovery_time(
+    stage: &StageRecord,
+    fault_end: u64,
+    spec: &SloSpec,
+) -> Result<Option<f64>, String> {
     let steady: Vec<&Objective> = spec
         .phase
         .iter()
@@ -462,7 +468,10 @@ fn recovery_time(stage: &StageRecord, fault_end: u64, spec: &SloSpec) -> Result<
         })
         .collect();
     if steady.is_empty() {
-        return Err("the phase objectives have no latency, error or availability objective to recover to".into());
+        return Err(
+            "the phase objectives have no latency, error or availability objective to recover to"
+                .into(),
+        );
     }
     let points: Vec<&SecondRecord> = stage
         .timeline
@@ -479,7 +488,9 @@ fn recovery_time(stage: &StageRecord, fault_end: u64, spec: &SloSpec) -> Result<
                 .is_ok_and(|(value, _)| objective.op.holds(value, objective.threshold))
         });
         if holds {
-            return Ok(Some(window[0].t_ms.saturating_sub(fault_end) as f64 * 1000.0));
+            return Ok(Some(
+                window[0].t_ms.saturating_sub(fault_end) as f64 * 1000.0,
+            ));
         }
     }
     Ok(None)

@@ -338,7 +338,14 @@ fn drilled_run(slow_until: u64) -> aimate_reports::record::RunRecord {
         .map(|second| {
             let during_fault = (11..21).contains(&second);
             let mut latency = LatencyHistogram::new();
-            latency.record_n(if second >= 11 && second < slow_until { 800_000 } else { 5_000 }, 1000);
+            latency.record_n(
+                if second >= 11 && second < slow_until {
+                    800_000
+                } else {
+                    5_000
+                },
+                1000,
+            );
             let mut point = SecondRecord {
                 t_ms: second * 1000,
                 in_steady: true,
@@ -396,8 +403,10 @@ fn availability_is_graded_during_the_fault_and_recovery_time_after_it() {
     assert_eq!(available.verdict, Verdict::Fail);
     assert!((available.value.unwrap() - 90.0).abs() < 1e-9);
     assert!(
-        report.grades.iter().all(|g| !(g.objective.starts_with("ratio(available)")
-            && !g.scope.contains(" fault "))),
+        report
+            .grades
+            .iter()
+            .all(|g| !g.objective.starts_with("ratio(available)") || g.scope.contains(" fault ")),
         "availability is a fault-phase figure only"
     );
     // Slow until 24 s, the fault ended at 21 s: back after 3 s.
@@ -408,7 +417,11 @@ fn availability_is_graded_during_the_fault_and_recovery_time_after_it() {
 
     let late = grade(&drilled_run(28), &chaos_spec());
     let recovered = find(&late, "phase 1k recovery (kill)", "time(recover)");
-    assert_eq!(recovered.verdict, Verdict::Fail, "7 s is over the 5 s objective");
+    assert_eq!(
+        recovered.verdict,
+        Verdict::Fail,
+        "7 s is over the 5 s objective"
+    );
     assert_eq!(recovered.value, Some(7000.0));
 }
 
@@ -418,7 +431,13 @@ fn a_system_that_never_recovers_fails_with_a_reason() {
     let recovered = find(&report, "phase 1k recovery (kill)", "time(recover)");
     assert_eq!(recovered.verdict, Verdict::Fail);
     assert_eq!(recovered.value, None);
-    assert!(recovered.reason.as_deref().unwrap().contains("did not return"));
+    assert!(
+        recovered
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("did not return")
+    );
 }
 
 #[test]
@@ -426,7 +445,10 @@ fn lost_writes_fail_the_run_and_unread_ones_make_it_ungradable() {
     use aimate_reports::record::WriteCheck;
     let mut run = drilled_run(21);
     let lost = find(&grade(&run, &chaos_spec()), "run", "count(lost_writes)").clone();
-    assert_eq!((lost.verdict, lost.value, lost.samples), (Verdict::Pass, Some(0.0), 120));
+    assert_eq!(
+        (lost.verdict, lost.value, lost.samples),
+        (Verdict::Pass, Some(0.0), 120)
+    );
 
     run.writes = Some(WriteCheck {
         acknowledged: 120,
@@ -436,7 +458,10 @@ fn lost_writes_fail_the_run_and_unread_ones_make_it_ungradable() {
         missing_sample: vec!["invoice 7: not found".into()],
     });
     let report = grade(&run, &chaos_spec());
-    assert_eq!(find(&report, "run", "count(lost_writes)").verdict, Verdict::Fail);
+    assert_eq!(
+        find(&report, "run", "count(lost_writes)").verdict,
+        Verdict::Fail
+    );
     assert_eq!(report.verdict, Verdict::Fail);
 
     run.writes = Some(WriteCheck {
@@ -446,9 +471,15 @@ fn lost_writes_fail_the_run_and_unread_ones_make_it_ungradable() {
         ..WriteCheck::default()
     });
     let unread = grade(&run, &chaos_spec());
-    assert_eq!(find(&unread, "run", "count(lost_writes)").verdict, Verdict::Invalid);
+    assert_eq!(
+        find(&unread, "run", "count(lost_writes)").verdict,
+        Verdict::Invalid
+    );
 
     run.writes = None;
     let unchecked = grade(&run, &chaos_spec());
-    assert_eq!(find(&unchecked, "run", "count(lost_writes)").verdict, Verdict::Invalid);
+    assert_eq!(
+        find(&unchecked, "run", "count(lost_writes)").verdict,
+        Verdict::Invalid
+    );
 }

@@ -17,12 +17,12 @@ use aimate_loadgen::{AbortGuard, Credentials, LoadOptions};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
-use super::load::print_stage;
 use super::experiment::{experiment_files, run_and_report};
+use super::load::print_stage;
 use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
-use aimate_chaos::experiment::Experiment;
 use crate::Failure;
 use crate::cli::DrillArgs;
+use aimate_chaos::experiment::Experiment;
 
 /// A server started for the drill; stopped (and killed if it will not stop) on drop.
 struct ChildServer {
@@ -63,7 +63,8 @@ pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
 
 impl ChildServer {
     fn start(admin_token: &str) -> anyhow::Result<Self> {
-        let dir = TempDir::new(&std::env::temp_dir().join(format!("aimate-drill-{}", random_hex(6)?)))?;
+        let dir =
+            TempDir::new(&std::env::temp_dir().join(format!("aimate-drill-{}", random_hex(6)?)))?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let exe = std::env::current_exe().context("cannot find the aimate binary")?;
         let child = Command::new(exe)
@@ -251,15 +252,26 @@ fn run_experiments(dir: &Path, spec: &SloSpec, out_dir: &Path) -> Result<u8, Fai
     }
     let mut worst = 0;
     for (file, experiment) in experiments {
-        let name = file.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        eprintln!("\naimate drill: chaos experiment {name}: {}", experiment.title);
+        let name = file
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        eprintln!(
+            "\naimate drill: chaos experiment {name}: {}",
+            experiment.title
+        );
         if experiment.needs_volume() && !aimate_chaos::disk::can_mount() {
-            eprintln!("aimate drill: skipped {name}: the disk drill mounts a tmpfs, which needs root");
+            eprintln!(
+                "aimate drill: skipped {name}: the disk drill mounts a tmpfs, which needs root"
+            );
             continue;
         }
-        let code = run_and_report(&experiment, spec, None, &out_dir.join(format!("chaos-{name}")))?;
+        let code = run_and_report(
+            &experiment,
+            spec,
+            None,
+            &out_dir.join(format!("chaos-{name}")),
+        )?;
         worst = worst.max(code);
     }
     Ok(worst)
 }
-

@@ -65,7 +65,8 @@ pub fn run(
 ) -> anyhow::Result<ExperimentRun> {
     let exe = std::env::current_exe().context("cannot find the aimate binary")?;
     let keeper = Arc::new(Keeper::spawn(&exe, &["chaos", "keeper"])?);
-    let work_dir = TempDir::new(&std::env::temp_dir().join(format!("aimate-chaos-{}", random_hex(6)?)))?;
+    let work_dir =
+        TempDir::new(&std::env::temp_dir().join(format!("aimate-chaos-{}", random_hex(6)?)))?;
     let token = random_hex(16)?;
     let options = TargetOptions {
         program: exe,
@@ -150,8 +151,9 @@ async fn drive(
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));
-    let method = match stage_rx.recv().await {
-        Some(stage) => Some(tokio::spawn(method::run(
+    // No stage at all means the load failed before it began (probe, seed): no method.
+    let method = stage_rx.recv().await.map(|stage| {
+        tokio::spawn(method::run(
             target.clone(),
             experiment.method.clone(),
             Clock {
@@ -159,9 +161,8 @@ async fn drive(
                 steady_start: stage.steady_start,
             },
             stop.clone(),
-        ))),
-        None => None,
-    };
+        ))
+    });
     let record = load.await.map_err(|e| anyhow!("the load task failed: {e}"));
     // The load is over (or aborted): whatever is still injected ends now.
     stop.store(true, Ordering::SeqCst);

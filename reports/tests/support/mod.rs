@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aimate_reports::LatencyHistogram;
 use aimate_reports::record::{
     Event, GeneratorInfo, RouteRecord, RunMeta, RunRecord, SCHEMA_VERSION, SecondRecord,
-    ServerSample, WriteCheck, StageRecord, Validity,
+    ServerSample, StageRecord, Validity, WriteCheck,
 };
 use aimate_reports::spec::SloSpec;
 

@@ -5,9 +5,9 @@
 mod errors;
 pub mod filter;
 
-use std::sync::Arc;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

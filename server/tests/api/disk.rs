@@ -81,6 +81,10 @@ async fn full_disk_refuses_writes_with_507_keeps_reads_and_recovers() {
     srv.invoice(&key, json!({"customer": "After", "amount_cents": 5}))
         .await;
     let (_, page) = srv.get("/api/invoices?customer=Full", &key).await;
-    assert_eq!(page["items"].as_array().unwrap().len(), 0, "a refused write left a row");
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        0,
+        "a refused write left a row"
+    );
     srv.stop().await.unwrap();
 }
