@@ -73,3 +73,16 @@ pub fn figure(value: Option<f64>) -> String {
 pub fn margin(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |m| format!("{:+.1}%", m * 100.0))
 }
+
+/// One sentence on the read-back of acknowledged writes, for every renderer.
+pub fn writes_sentence(record: &crate::record::RunRecord) -> Option<String> {
+    let w = record.writes.as_ref()?;
+    let mut text = format!(
+        "Acknowledged writes: {} — {} read back as written, {} missing, {} could not be read back.",
+        w.acknowledged, w.checked - w.missing, w.missing, w.unverified
+    );
+    if !w.missing_sample.is_empty() {
+        text.push_str(&format!(" Missing: {}.", w.missing_sample.join("; ")));
+    }
+    Some(text)
+}

@@ -132,6 +132,11 @@ fn markdown_and_json_carry_every_grade() {
         value["exit_code"].as_u64().unwrap(),
         u64::from(report.exit_code())
     );
+    // The write read-back, in words and in figures.
+    assert!(markdown.contains("Acknowledged writes: 120 — 120 read back as written, 0 missing"));
+    assert_eq!(value["writes"]["checked"], 120);
+    let html = rendered(|out| render::html::render(&report, &record, &spec(), out));
+    assert!(html.contains("Acknowledged writes: 120"));
     let first = &value["grades"][0];
     for field in [
         "scope",

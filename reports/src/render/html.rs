@@ -75,6 +75,14 @@ pub fn render(
             escape(&abort.reason)
         )?;
     }
+    if let Some(writes) = crate::summary::writes_sentence(record) {
+        let class = if record.writes.as_ref().is_some_and(|w| w.missing > 0) {
+            "FAIL"
+        } else {
+            "PASS"
+        };
+        writeln!(out, "<p class=\"{class}\">{}</p>", escape(&writes))?;
+    }
 
     writeln!(
         out,

@@ -18,6 +18,8 @@ struct JsonReport<'a> {
     started_at: &'a str,
     finished_at: &'a str,
     aborted: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    writes: Option<&'a crate::record::WriteCheck>,
     stages: Vec<StageSummary>,
     grades: &'a [Grade],
     #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
@@ -33,6 +35,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         started_at: &record.run.started_at,
         finished_at: &record.run.finished_at,
         aborted: record.aborted.as_ref().map(|a| a.reason.as_str()),
+        writes: record.writes.as_ref(),
         stages: summaries(record),
         grades: &report.grades,
         baseline: &report.baseline,

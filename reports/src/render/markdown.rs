@@ -39,6 +39,9 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     if let Some(abort) = &record.aborted {
         writeln!(out, "\n**Aborted early:** {}", cell(&abort.reason))?;
     }
+    if let Some(writes) = crate::summary::writes_sentence(record) {
+        writeln!(out, "\n{writes}")?;
+    }
     writeln!(out, "\n### Stages\n")?;
     writeln!(
         out,
