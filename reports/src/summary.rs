@@ -79,7 +79,10 @@ pub fn writes_sentence(record: &crate::record::RunRecord) -> Option<String> {
     let w = record.writes.as_ref()?;
     let mut text = format!(
         "Acknowledged writes: {} — {} read back as written, {} missing, {} could not be read back.",
-        w.acknowledged, w.checked - w.missing, w.missing, w.unverified
+        w.acknowledged,
+        w.checked - w.missing,
+        w.missing,
+        w.unverified
     );
     if !w.missing_sample.is_empty() {
         text.push_str(&format!(" Missing: {}.", w.missing_sample.join("; ")));
