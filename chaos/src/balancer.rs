@@ -212,7 +212,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");
         let backends = ["127.0.0.1:9001".parse().unwrap()];
-        std::fs::write(&path, config("127.0.0.1:0".parse().unwrap(), &backends)).unwrap();
+        // `-c` checks without binding; HAProxy refuses port 0, so name a real one.
+        std::fs::write(&path, config("127.0.0.1:18999".parse().unwrap(), &backends)).unwrap();
         let check = std::process::Command::new(haproxy)
             .arg("-c")
             .arg("-f")

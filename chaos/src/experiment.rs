@@ -408,13 +408,36 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
         },
         "toxic" => {
             // The rest of the table is a Toxiproxy toxic: type, stream, toxicity, attributes.
-            table
+            let mut toxic_table = toml::Table::new();
+            for key in ["name", "type", "stream", "toxicity", "attributes"] {
+                if let Some(value) = table.remove(key) {
+                    toxic_table.insert(key.to_owned(), value);
+                }
+            }
+            toxic_table
                 .entry("name")
                 .or_insert_with(|| toml::Value::String("experiment".into()));
-            let json = serde_json::to_value(&table).map_err(|e| e.to_string())?;
-            table.clear();
+            let given: Vec<String> = toxic_table
+                .get("attributes")
+                .and_then(toml::Value::as_table)
+                .map(|a| a.keys().cloned().collect())
+                .unwrap_or_default();
+            let json = serde_json::to_value(&toxic_table).map_err(|e| e.to_string())?;
             let toxic: Toxic = serde_json::from_value(json).map_err(|e| format!("toxic: {e}"))?;
             toxic.validate().map_err(|e| format!("toxic: {e}"))?;
+            // Toxiproxy ignores unknown attributes; a drill must not silently do less.
+            let known = serde_json::to_value(&toxic.kind).map_err(|e| e.to_string())?;
+            let names = known["attributes"]
+                .as_object()
+                .map(|a| a.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            if let Some(unknown) = given.iter().find(|k| !names.contains(k)) {
+                return Err(format!(
+                    "toxic: `{unknown}` is not an attribute of {} (known: {})",
+                    known["type"].as_str().unwrap_or("this toxic"),
+                    names.join(", ")
+                ));
+            }
             Fault::Toxic(toxic)
         }
         "exhaust-db" => Fault::ExhaustDb {
@@ -469,6 +492,7 @@ mod tests {
     const GOOD: &str = r#"
 title = "Kill one"
 instances = 2
+rollbacks = ["restart-instances"]
 [load]
 rate = "100"
 warmup = "2s"
@@ -485,7 +509,6 @@ at = "10s"
 duration = "3s"
 type = "latency"
 attributes = { latency = 200, jitter = 20 }
-rollbacks = ["restart-instances"]
 [safeguard]
 objectives = ["rate(errors) < 50%", "p(99) < 5s"]
 for = "5s"
@@ -556,10 +579,15 @@ for = "5s"
                 GOOD.replace("p(99) < 5s", "ratio(memory) < 5%"),
                 "a safeguard watches",
             ),
-            (GOOD.replace("title", "name"), "missing field `title`"),
+            (
+                GOOD.replace("title = \"Kill one\"", ""),
+                "missing field `title`",
+            ),
         ];
         for (text, says) in cases {
-            let error = Experiment::parse(&text, "x.toml").unwrap_err().to_string();
+            let error = Experiment::parse(&text, "x.toml")
+                .expect_err(says)
+                .to_string();
             assert!(error.starts_with("x.toml:"), "{error}");
             assert!(error.contains(says), "expected {says:?} in: {error}");
         }
