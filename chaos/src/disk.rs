@@ -65,9 +65,29 @@ pub fn usage(path: &Path) -> Result<Usage, DiskError> {
     })
 }
 
-/// Whether this process may mount the drill's tmpfs (root; CAP_SYS_ADMIN in practice).
+/// Whether this process may mount the drill's tmpfs: tried for real on a scratch
+/// directory (root is not enough in a container without CAP_SYS_ADMIN).
 pub fn can_mount() -> bool {
-    rustix::process::geteuid().is_root()
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
+    let probe = std::env::temp_dir().join(format!("aimate-mount-probe-{}", std::process::id()));
+    if std::fs::create_dir_all(&probe).is_err() {
+        return false;
+    }
+    let mounted = rustix::mount::mount(
+        "aimate-probe",
+        &probe,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        Some(c"size=1m"),
+    )
+    .is_ok();
+    if mounted {
+        let _ = rustix::mount::unmount(&probe, rustix::mount::UnmountFlags::DETACH);
+    }
+    let _ = std::fs::remove_dir(&probe);
+    mounted
 }
 
 /// A tmpfs mounted for the drill; unmounted (lazily) on drop, or by the keeper if the
