@@ -405,12 +405,16 @@ fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
             ];
             let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
             for (phase, from, to) in spans {
+                // A second of timeline that straddles the fault's start or end belongs to
+                // the fault: the baseline holds only seconds wholly before it, the
+                // recovery only seconds wholly after it.
+                let in_phase = |p: &&SecondRecord| match phase {
+                    "baseline" => p.t_ms >= from && p.t_ms + 1000 <= to,
+                    "fault" => p.t_ms + 1000 > from && p.t_ms < to,
+                    _ => p.t_ms >= from && p.t_ms < to,
+                };
                 let mut measured = Measured::default();
-                for point in stage
-                    .timeline
-                    .iter()
-                    .filter(|p| p.t_ms >= from && p.t_ms < to)
-                {
+                for point in stage.timeline.iter().filter(in_phase) {
                     measured.add_route(&point.latency_us, &point.outcomes);
                 }
                 measured.server.extend(

@@ -483,3 +483,19 @@ fn lost_writes_fail_the_run_and_unread_ones_make_it_ungradable() {
         Verdict::Invalid
     );
 }
+
+#[test]
+fn a_second_straddling_the_fault_start_is_graded_with_the_fault() {
+    let mut run = drilled_run(21);
+    // The fault began half-way through the (slow, failing) 11 s bucket.
+    run.events[0].t_ms = 11_500;
+    let report = grade(&run, &chaos_spec());
+    let baseline = find(&report, "phase 1k baseline (kill)", "p(95)");
+    assert_eq!(baseline.verdict, Verdict::Pass, "{baseline:?}");
+    assert_eq!(
+        baseline.samples, 10_000,
+        "seconds 1–10, wholly before the fault"
+    );
+    let fault = find(&report, "phase 1k fault (kill)", "ratio(available)");
+    assert_eq!(fault.samples, 10_000, "seconds 11–20");
+}

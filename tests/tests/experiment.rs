@@ -408,5 +408,14 @@ fn the_shipped_drills_parse() {
         names.push(experiment.method[0].fault.name());
     }
     names.sort_unstable();
-    assert_eq!(names, ["disk-fill", "exhaust-db", "kill-instance", "toxic"]);
+    assert_eq!(
+        names,
+        [
+            "disk-fill",
+            "exhaust-db",
+            "freeze-instance",
+            "kill-instance",
+            "toxic"
+        ]
+    );
 }
