@@ -419,3 +419,67 @@ fn the_shipped_drills_parse() {
         ]
     );
 }
+
+const PG_EXHAUST_EXPERIMENT: &str = r#"
+title = "PostgreSQL sessions exhausted"
+instances = 1
+[load]
+rate = "100"
+warmup = "1s"
+duration = "10s"
+[[method]]
+fault = "exhaust-db"
+sessions = 300
+at = "3s"
+duration = "3s"
+"#;
+
+#[test]
+fn postgres_sessions_are_exhausted_and_no_write_is_lost() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set, so the PostgreSQL drill did not run");
+        return;
+    };
+    // A schema of the test's own, dropped afterwards.
+    let schema = format!("aimate_chaos_{}", std::process::id());
+    let admin = |sql: String| {
+        runtime().block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        });
+    };
+    admin(format!("CREATE SCHEMA {schema}"));
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pg.toml");
+    std::fs::write(&file, PG_EXHAUST_EXPERIMENT).unwrap();
+    let output = run(aimate(dir.path())
+        .args(["chaos", "run"])
+        .arg(&file)
+        .arg("--slo")
+        .arg(repo_file("slo.toml"))
+        .arg("--out-dir")
+        .arg(dir.path().join("out"))
+        .arg("--database-url")
+        .arg(&url));
+    admin(format!("DROP SCHEMA {schema} CASCADE"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    let held = stderr
+        .lines()
+        .find_map(|l| {
+            l.split("exhaust-db (")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no session count in: {stderr}"));
+    assert!(held > 0, "{stderr}");
+    assert!(stderr.contains(", 0 missing, 0 unverified"), "{stderr}");
+}
