@@ -175,3 +175,26 @@ fn baseline_comparisons_show_in_every_format() {
     let json = rendered(|out| render::json::render(&report, &slow, out));
     assert!(json.contains("\"baseline\""));
 }
+
+#[test]
+fn markdown_lists_a_drills_events() {
+    use aimate_reports::record::Event;
+    let mut record = long_run(&[("100", 100.0)], 10);
+    record.events.push(Event {
+        t_ms: 3_000,
+        kind: "fault".into(),
+        detail: "kill-instance 1 SIGKILL".into(),
+        end_ms: Some(5_500),
+    });
+    record.events.push(Event {
+        t_ms: 5_500,
+        kind: "ready".into(),
+        detail: "instance 1 ready 30 ms after restart".into(),
+        end_ms: None,
+    });
+    let report = grade(&record, &spec());
+    let markdown = rendered(|out| render::markdown::render(&report, &record, out));
+    assert!(markdown.contains("### Events"));
+    assert!(markdown.contains("- 3.0–5.5 s **fault**: kill-instance 1 SIGKILL"));
+    assert!(markdown.contains("- 5.5 s **ready**: instance 1 ready 30 ms after restart"));
+}

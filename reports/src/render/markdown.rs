@@ -108,5 +108,23 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             )?;
         }
     }
+    // What a chaos drill did, on the run's clock (stage starts are in the table above).
+    let chaos: Vec<_> = record.events.iter().filter(|e| e.kind != "stage").collect();
+    if !chaos.is_empty() {
+        writeln!(out, "\n### Events\n")?;
+        for event in chaos {
+            let until = event
+                .end_ms
+                .map(|end| format!("–{:.1}", end as f64 / 1000.0))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "- {:.1}{until} s **{}**: {}",
+                event.t_ms as f64 / 1000.0,
+                event.kind,
+                event.detail.replace('\n', " ")
+            )?;
+        }
+    }
     Ok(())
 }
