@@ -44,6 +44,8 @@ pub enum SupervisorError {
     NotReady { index: usize, timeout: Duration },
     #[error("no instance {0}")]
     NoSuchInstance(usize),
+    #[error("instance {index} {what}")]
+    Unclean { index: usize, what: String },
     #[error("cannot find a free port: {0}")]
     Port(std::io::Error),
     #[error("cannot signal instance {index}: {source}")]
@@ -168,6 +170,8 @@ impl Supervisor {
         let child = Command::new(&spec.program)
             .args(&spec.args)
             .arg("--bind")
+            // The database is the spec's choice, never the caller's environment's.
+            .env_remove("DATABASE_URL")
             .arg(instance.addr.to_string())
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
@@ -233,17 +237,21 @@ impl Supervisor {
             }
         }
         // A drain is bounded by the server (15 s); past that, kill.
-        if tokio::time::timeout(Duration::from_secs(20), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
+        let outcome = match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
+            Ok(Ok(status)) if how == Stop::Terminate && !status.success() => {
+                Err(format!("stopped with {status} after SIGTERM"))
+            }
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Err("did not stop within 20 s of SIGTERM; killed".to_owned())
+            }
+        };
         if let Some(reaper) = instance.reaper.take() {
             let _ = keeper.release(reaper);
         }
-        Ok(())
+        outcome.map_err(|what| SupervisorError::Unclean { index, what })
     }
 
     /// Starts instance `index` again on its port; retries with exponential back-off
@@ -308,11 +316,16 @@ impl Supervisor {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// Stops every instance gracefully (SIGTERM, bounded), thawing frozen ones first.
-    pub async fn shutdown(&mut self) {
+    /// Stops every instance gracefully (SIGTERM, bounded), thawing frozen ones first;
+    /// returns what did not stop cleanly.
+    pub async fn shutdown(&mut self) -> Vec<String> {
+        let mut unclean = Vec::new();
         for index in 0..self.instances.len() {
-            let _ = self.stop(index, Stop::Terminate).await;
+            if let Err(error) = self.stop(index, Stop::Terminate).await {
+                unclean.push(error.to_string());
+            }
         }
+        unclean
     }
 }
 

@@ -196,8 +196,9 @@ impl Target {
         }
     }
 
-    /// Stops the instances gracefully; the rest stops on drop.
-    pub async fn shutdown(&self) {
-        self.supervisor.lock().await.shutdown().await;
+    /// Stops the instances gracefully (the rest stops on drop); returns what did not
+    /// stop cleanly.
+    pub async fn shutdown(&self) -> Vec<String> {
+        self.supervisor.lock().await.shutdown().await
     }
 }

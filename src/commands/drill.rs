@@ -2,14 +2,13 @@
 //!
 //! ```text
 //! start `aimate serve` (SQLite in a temp dir) ─ wait for readiness ─ load ladder
-//!   ─ stop the server (SIGTERM, bounded) ─ grade against slo.toml
+//!   ─ stop the server (SIGTERM, bounded) ─ grade against slo.toml ─ chaos experiments
 //!   ─ reports/out/<UTC time>/{run.json, report.json, report.md, junit.xml} ─ exit code
 //! ```
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::ExitCode;
+use std::time::SystemTime;
 
 use aimate_loadgen::plan::{LoadPlan, parse_duration};
 use aimate_loadgen::scenarios::Mix;
@@ -19,136 +18,11 @@ use anyhow::{Context, anyhow};
 
 use super::experiment::{experiment_files, run_and_report};
 use super::load::print_stage;
+use super::own_target::{OwnTarget, Shape};
 use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
 use crate::Failure;
 use crate::cli::DrillArgs;
 use aimate_chaos::experiment::Experiment;
-
-/// A server started for the drill; stopped (and killed if it will not stop) on drop.
-struct ChildServer {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-/// A directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self(path.to_owned()))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buffer))
-        .context("cannot read /dev/urandom")?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-impl ChildServer {
-    fn start(admin_token: &str) -> anyhow::Result<Self> {
-        let dir =
-            TempDir::new(&std::env::temp_dir().join(format!("aimate-drill-{}", random_hex(6)?)))?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let exe = std::env::current_exe().context("cannot find the aimate binary")?;
-        let child = Command::new(exe)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.0.join("data"))
-            .arg("--log-dir")
-            .arg(dir.0.join("logs"))
-            .env("AIMATE_ADMIN_TOKEN", admin_token)
-            // One drill tenant sends up to 10k req/s: the per-key limit would only
-            // measure itself.
-            .env("AIMATE_RATE_LIMIT_PER_SECOND", "0")
-            .env("AIMATE_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start the server")?;
-        Ok(Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        })
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let addr = self.url.trim_start_matches("http://").to_owned();
-        while started.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(anyhow!("the server exited during start-up ({status})"));
-            }
-            if health_ok(&addr) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err(anyhow!("the server was not ready after {timeout:?}"))
-    }
-
-    /// SIGTERM, then up to 15 s for the drain, then SIGKILL.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(anyhow!("the server stopped with {status}"))
-                };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        Err(anyhow!("the server did not stop within 15 s of SIGTERM"))
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A plain HTTP/1.1 readiness probe, so start-up needs no runtime.
-fn health_ok(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let request = format!("GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
-}
 
 pub fn timestamp_dir(parent: &Path) -> PathBuf {
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -172,7 +46,8 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
-    let (mut server, target, credentials) = match &args.target {
+    let runtime = super::runtime()?;
+    let (own, target, credentials) = match &args.target {
         Some(target) => {
             let credentials = match (&args.api_key, &args.admin_token) {
                 (Some(key), _) => Credentials::ApiKey(key.clone()),
@@ -184,17 +59,17 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             (None, target.clone(), credentials)
         }
         None => {
-            let token = random_hex(16)?;
-            let mut server = ChildServer::start(&token).map_err(Failure::ungradable)?;
-            eprintln!(
-                "aimate drill: server on {} (SQLite in a temporary directory)",
-                server.url
-            );
-            server
-                .wait_ready(Duration::from_secs(30))
+            let shape = Shape {
+                instances: 1,
+                ..Shape::default()
+            };
+            let own = runtime
+                .block_on(OwnTarget::start(shape, "drill"))
                 .map_err(Failure::ungradable)?;
-            let url = server.url.clone();
-            (Some(server), url, Credentials::AdminToken(token))
+            let url = own.target.url.clone();
+            eprintln!("aimate drill: server on {url} (SQLite in a temporary directory)");
+            let credentials = Credentials::AdminToken(own.admin_token.clone());
+            (Some(own), url, credentials)
         }
     };
 
@@ -217,9 +92,11 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         on_stage: None,
         verify_writes: true,
     };
-    let outcome = super::runtime()?.block_on(aimate_loadgen::run(options));
-    if let Some(Err(error)) = server.as_mut().map(ChildServer::stop) {
-        eprintln!("aimate drill: warning: {error:#}");
+    let outcome = runtime.block_on(aimate_loadgen::run(options));
+    if let Some(own) = own {
+        for problem in runtime.block_on(own.stop()) {
+            eprintln!("aimate drill: warning: the server {problem}");
+        }
     }
     let record = outcome.map_err(Failure::ungradable)?;
     for stage in &record.stages {

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aimate_chaos::experiment::Experiment;
-use aimate_chaos::keeper::Keeper;
 use aimate_chaos::method::{self, Clock};
-use aimate_chaos::target::{Target, TargetOptions};
+use aimate_chaos::target::Target;
 use aimate_loadgen::plan::{LoadPlan, Stage};
 use aimate_loadgen::scenarios::Mix;
 use aimate_loadgen::{AbortGuard, Credentials, LoadOptions};
@@ -24,7 +23,7 @@ use aimate_reports::record::{Event, RunRecord};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
-use super::drill::{TempDir, random_hex};
+use super::own_target::{OwnTarget, Shape};
 use super::report::{print_verdicts, write_atomically, write_reports};
 
 /// Size of the drill's tmpfs for disk steps: room for the seeded database and its WAL,
@@ -63,22 +62,15 @@ pub fn run(
     database_url: Option<String>,
     progress: bool,
 ) -> anyhow::Result<ExperimentRun> {
-    let exe = std::env::current_exe().context("cannot find the aimate binary")?;
-    let keeper = Arc::new(Keeper::spawn(&exe, &["chaos", "keeper"])?);
-    let work_dir =
-        TempDir::new(&std::env::temp_dir().join(format!("aimate-chaos-{}", random_hex(6)?)))?;
-    let token = random_hex(16)?;
-    let options = TargetOptions {
-        program: exe,
+    let shape = Shape {
         instances: experiment.instances,
         database_url,
-        work_dir: work_dir.path().to_owned(),
-        admin_token: token.clone(),
         volume_mib: experiment.needs_volume().then_some(VOLUME_MIB),
         proxy: experiment.needs_proxy(),
     };
-    let outcome = super::runtime()?.block_on(async {
-        let target = Arc::new(Target::start(&options, keeper.clone()).await?);
+    super::runtime()?.block_on(async {
+        let own = OwnTarget::start(shape, "chaos").await?;
+        let target = &own.target;
         for note in &target.notes {
             eprintln!("aimate chaos: note: {note}");
         }
@@ -89,20 +81,18 @@ pub fn run(
             experiment.rate_text,
             target.url
         );
-        let result = drive(experiment, &target, token, progress).await;
-        target.shutdown().await;
+        let result = drive(experiment, target, own.admin_token.clone(), progress).await;
+        for problem in own.stop().await {
+            eprintln!("aimate chaos: warning: {problem}");
+        }
         let integrity = target.check_database().await;
-        drop(target);
         result.map(|(record, mut failures)| {
             if let Err(problem) = integrity {
                 failures.push(problem);
             }
             ExperimentRun { record, failures }
         })
-    });
-    keeper.close();
-    drop(work_dir);
-    outcome
+    })
 }
 
 async fn drive(

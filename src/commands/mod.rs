@@ -4,6 +4,7 @@ mod chaos;
 mod drill;
 mod experiment;
 mod load;
+mod own_target;
 mod report;
 mod serve;
 mod tenant;
