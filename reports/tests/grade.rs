@@ -260,44 +260,11 @@ fn a_regression_against_the_baseline_fails_the_run() {
 
 #[test]
 fn phases_around_a_fault_are_graded_apart() {
-    use aimate_reports::LatencyHistogram;
-    use aimate_reports::record::{Event, SecondRecord};
     use aimate_reports::spec::SloSpec;
 
-    let mut drilled = stage(
-        "1k",
-        1000.0,
-        vec![("GET /api/dashboard", route(30_000, 5, 0))],
-    );
-    drilled.timeline = (1..31)
-        .map(|second| {
-            let during_fault = (11..21).contains(&second);
-            let mut latency = LatencyHistogram::new();
-            latency.record_n(if during_fault { 800_000 } else { 5_000 }, 1000);
-            let mut point = SecondRecord {
-                t_ms: second * 1000,
-                in_steady: true,
-                sent: 1000,
-                started: 1000,
-                latency_us: latency,
-                ..SecondRecord::default()
-            };
-            point
-                .outcomes
-                .insert("200".into(), if during_fault { 900 } else { 1000 });
-            if during_fault {
-                point.outcomes.insert("503".into(), 100);
-            }
-            point
-        })
-        .collect();
-    let mut run = record(vec![drilled], healthy_server());
-    run.events.push(Event {
-        t_ms: 11_000,
-        kind: "fault".into(),
-        detail: "latency 800ms".into(),
-        end_ms: Some(21_000),
-    });
+    // Seconds 11–20: 800 ms and 10% 503s.
+    let mut run = drilled_run(21);
+    run.events[0].detail = "latency 800ms".into();
     let spec = SloSpec::parse(
         "[phase]\nobjectives = [\"p(95) < 500ms\", \"rate(errors) < 1%\"]\n",
         "slo.toml",
