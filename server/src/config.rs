@@ -36,6 +36,18 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
 
+    /// SQLite durability. `full` (default): a write is acknowledged only after its commit
+    /// reached the disk, so it survives power loss. `normal`: it survives a crash of the
+    /// process, but a power loss may roll back the last commits; a little faster per
+    /// commit. Writes are committed in groups, so `full` costs one fsync per group.
+    #[arg(
+        long,
+        env = "AIMATE_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    pub sqlite_synchronous: crate::db::Synchronous,
+
     /// Directory for the daily JSON log files `ai-mate-YYYY-MM-DD.log`.
     #[arg(long, env = "AIMATE_LOG_DIR", default_value = "logs")]
     pub log_dir: PathBuf,

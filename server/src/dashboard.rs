@@ -1,5 +1,6 @@
-//! `GET /api/dashboard`: a tenant's money and work at a glance, cached 2 min and
-//! invalidated by every invoice or job write.
+//! `GET /api/dashboard`: a tenant's money and work at a glance, read from aggregates
+//! that every write keeps exact (`totals`), cached 2 min and invalidated by every invoice
+//! or job write.
 
 use std::collections::BTreeMap;
 
@@ -49,76 +50,92 @@ pub struct Dashboard {
     pub generated_at: String,
 }
 
+/// One row of the dashboard's single query over the aggregate tables.
 #[derive(FromRow)]
-struct StatusCount {
-    status: String,
+struct TotalsRow {
+    kind: String,
+    currency: String,
+    bucket: String,
     count: i64,
+    amount_cents: i64,
 }
 
+/// Everything the dashboard shows, in one round trip over `invoice_totals` and
+/// `job_totals` (kept exact by every write, see `totals`). The cost is a few index range
+/// reads: the rows per status and currency, this month's paid bucket, and the `sent`
+/// due-date buckets before today (one per distinct due date of an unpaid sent invoice),
+/// never the invoices themselves.
 // CAST(… AS BIGINT): PostgreSQL sums BIGINT into NUMERIC, which the Any driver cannot carry.
-const MONEY_SELECT: &str = "SELECT currency, CAST(SUM(amount_cents) AS BIGINT) AS amount_cents, COUNT(*) AS count FROM invoice";
+const TOTALS_SQL: &str = "\
+SELECT kind, currency, bucket, count, amount_cents FROM invoice_totals \
+ WHERE tenant_id = $1 AND (kind = 'status' OR (kind = 'paid_month' AND bucket = $2)) \
+UNION ALL \
+SELECT 'sent_past_due', currency, '', CAST(SUM(count) AS BIGINT), CAST(SUM(amount_cents) AS BIGINT) \
+ FROM invoice_totals WHERE tenant_id = $1 AND kind = 'sent_due' AND bucket < $3 GROUP BY currency \
+UNION ALL \
+SELECT 'job', '', status, count, CAST(0 AS BIGINT) FROM job_totals WHERE tenant_id = $1";
 
-async fn money(
-    db: &Db,
-    condition: &str,
-    tenant_id: i64,
-    arg: Option<&str>,
-) -> Result<Vec<MoneyTotal>> {
-    let sql = format!(
-        "{MONEY_SELECT} WHERE tenant_id = $1 AND {condition} GROUP BY currency ORDER BY currency"
-    );
-    let mut query = sqlx::query_as(&sql).bind(tenant_id);
-    if let Some(arg) = arg {
-        query = query.bind(arg);
-    }
-    Ok(query.fetch_all(&db.pool).await?)
-}
-
-async fn counts(
-    db: &Db,
-    table: &str,
-    tenant_id: i64,
-    statuses: &[&str],
-) -> Result<BTreeMap<String, i64>> {
-    let sql = format!(
-        "SELECT status, COUNT(*) AS count FROM {table} WHERE tenant_id = $1 GROUP BY status"
-    );
-    let rows: Vec<StatusCount> = sqlx::query_as(&sql)
-        .bind(tenant_id)
-        .fetch_all(&db.pool)
-        .await?;
-    let mut by_status: BTreeMap<String, i64> =
-        statuses.iter().map(|s| ((*s).to_owned(), 0)).collect();
-    for row in rows {
-        by_status.insert(row.status, row.count);
-    }
-    Ok(by_status)
+/// Adds one row into a per-currency total. Every sum is bounded by the tenant's
+/// `all` row for the currency, which writes keep within i64, so this cannot overflow;
+/// saturating keeps that an invariant rather than a panic.
+fn add_money(totals: &mut BTreeMap<String, MoneyTotal>, row: &TotalsRow) {
+    let total = totals
+        .entry(row.currency.clone())
+        .or_insert_with(|| MoneyTotal {
+            currency: row.currency.clone(),
+            amount_cents: 0,
+            count: 0,
+        });
+    total.amount_cents = total.amount_cents.saturating_add(row.amount_cents);
+    total.count = total.count.saturating_add(row.count);
 }
 
 pub async fn compute(db: &Db, tenant_id: i64) -> Result<Dashboard> {
     let now = Utc::now();
     let today = now.date_naive().to_string();
-    let month_start = crate::time::month_start(now);
-    let invoice_statuses: Vec<&str> = InvoiceStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let job_statuses: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let this_month = crate::totals::paid_month(&crate::time::timestamp(now)).to_owned();
+    let rows: Vec<TotalsRow> = sqlx::query_as(TOTALS_SQL)
+        .bind(tenant_id)
+        .bind(&this_month)
+        .bind(&today)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut outstanding = BTreeMap::new();
+    let mut overdue = BTreeMap::new();
+    let mut revenue = BTreeMap::new();
+    let mut invoices_by_status: BTreeMap<String, i64> = InvoiceStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let mut jobs_by_status: BTreeMap<String, i64> = JobStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    for row in &rows {
+        match (row.kind.as_str(), row.bucket.as_str()) {
+            ("status", status) => {
+                *invoices_by_status.entry(status.to_owned()).or_default() += row.count;
+                if status == "sent" || status == "overdue" {
+                    add_money(&mut outstanding, row);
+                }
+                if status == "overdue" {
+                    add_money(&mut overdue, row);
+                }
+            }
+            ("sent_past_due", _) => add_money(&mut overdue, row),
+            ("paid_month", _) => add_money(&mut revenue, row),
+            ("job", status) => {
+                *jobs_by_status.entry(status.to_owned()).or_default() += row.count;
+            }
+            _ => {}
+        }
+    }
     Ok(Dashboard {
-        outstanding: money(db, "status IN ('sent', 'overdue')", tenant_id, None).await?,
-        overdue: money(
-            db,
-            "(status = 'overdue' OR (status = 'sent' AND due_on < $2))",
-            tenant_id,
-            Some(&today),
-        )
-        .await?,
-        revenue_this_month: money(
-            db,
-            "status = 'paid' AND paid_at >= $2",
-            tenant_id,
-            Some(&month_start),
-        )
-        .await?,
-        invoices_by_status: counts(db, "invoice", tenant_id, &invoice_statuses).await?,
-        jobs_by_status: counts(db, "job", tenant_id, &job_statuses).await?,
+        outstanding: outstanding.into_values().collect(),
+        overdue: overdue.into_values().collect(),
+        revenue_this_month: revenue.into_values().collect(),
+        invoices_by_status,
+        jobs_by_status,
         generated_at: crate::time::timestamp(now),
     })
 }

@@ -16,6 +16,7 @@ pub mod edge;
 pub mod error;
 mod invoices;
 mod jobs;
+mod list_cache;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
@@ -29,6 +30,7 @@ pub mod serve;
 pub mod state;
 pub mod tenants;
 mod time;
+mod totals;
 mod validate;
 
 pub use app::{app, routes};

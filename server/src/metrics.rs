@@ -22,6 +22,21 @@ pub struct Metrics {
     pub db_connection_max: IntGauge,
     pub rate_limited: IntCounter,
     pub shed_requests: IntCounter,
+    pub write_batches: IntCounter,
+    pub write_batch_writes: IntCounter,
+    /// Two scrapes at once must not both add the same catch-up to a counter.
+    render_lock: std::sync::Mutex<()>,
+}
+
+/// What the database layer reports at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbSnapshot {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+    /// Group-commit batches run so far, and the writes in them.
+    pub write_batches: u64,
+    pub write_batch_writes: u64,
 }
 
 impl Metrics {
@@ -70,7 +85,18 @@ impl Metrics {
             "http_server_shed_requests_total",
             "Requests rejected with 503 because the server was at its concurrency limit.",
         );
+        let write_batches = IntCounter::new(
+            "db_client_write_batches_total",
+            "Write transactions run by SQLite's group-commit writer (each commits a batch of writes).",
+        );
+        let write_batch_writes = IntCounter::new(
+            "db_client_write_batch_writes_total",
+            "Writes run inside group-commit batches; divided by db_client_write_batches_total, writes per commit.",
+        );
         let metrics = Self {
+            write_batches: write_batches?,
+            write_batch_writes: write_batch_writes?,
+            render_lock: std::sync::Mutex::new(()),
             request_duration: request_duration?,
             active_requests: active_requests?,
             cache_requests: cache_requests?,
@@ -101,6 +127,12 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.shed_requests.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.write_batches.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.write_batch_writes.clone()))?;
         #[cfg(target_os = "linux")]
         metrics.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -108,15 +140,25 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// Records the pool's state, then renders everything in the text format.
-    pub fn render(&self, open: u32, idle: u32, max: u32) -> Result<String, prometheus::Error> {
+    /// Records the database's state, then renders everything in the text format.
+    pub fn render(&self, db: DbSnapshot) -> Result<String, prometheus::Error> {
+        let _one_at_a_time = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.db_connections
             .with_label_values(&["idle"])
-            .set(i64::from(idle));
+            .set(i64::from(db.idle));
         self.db_connections
             .with_label_values(&["used"])
-            .set(i64::from(open.saturating_sub(idle)));
-        self.db_connection_max.set(i64::from(max));
+            .set(i64::from(db.open.saturating_sub(db.idle)));
+        self.db_connection_max.set(i64::from(db.max));
+        // The writer counts; the counters catch up to its totals (they only grow).
+        let catch_up = |counter: &IntCounter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.write_batches, db.write_batches);
+        catch_up(&self.write_batch_writes, db.write_batch_writes);
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
@@ -138,7 +180,15 @@ mod tests {
             .cache_requests
             .with_label_values(&["dashboard", "hit"])
             .inc();
-        let text = metrics.render(3, 1, 8).unwrap();
+        let text = metrics
+            .render(super::DbSnapshot {
+                open: 3,
+                idle: 1,
+                max: 8,
+                write_batches: 2,
+                write_batch_writes: 5,
+            })
+            .unwrap();
         for name in [
             "http_server_request_duration_seconds_bucket",
             "http_server_active_requests",
@@ -148,6 +198,8 @@ mod tests {
             "rate_limited_requests_total",
             "http_server_shed_requests_total",
             "process_resident_memory_bytes",
+            "db_client_write_batches_total 2",
+            "db_client_write_batch_writes_total 5",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -50,6 +50,10 @@ pub struct DatabaseHealth {
     #[serde(flatten)]
     pub check: ComponentHealth,
     pub backend: &'static str,
+    /// SQLite's `synchronous` setting (`full`: an acknowledged write survives power
+    /// loss; `normal`: it survives a crash of the process). Absent on PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<&'static str>,
     pub connections_open: u32,
     pub connections_idle: u32,
     pub connections_max: u32,
@@ -129,6 +133,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
         database: DatabaseHealth {
             check,
             backend: state.db.backend.name(),
+            synchronous: state.db.synchronous.map(crate::db::Synchronous::as_str),
             connections_open: open,
             connections_idle: idle,
             connections_max: state.db.max_connections,
@@ -162,7 +167,15 @@ async fn readiness(State(state): State<AppState>) -> Response {
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     let (open, idle) = state.db.connection_counts();
-    match state.metrics.render(open, idle, state.db.max_connections) {
+    let (write_batches, write_batch_writes) = state.db.write_batches();
+    let snapshot = crate::metrics::DbSnapshot {
+        open,
+        idle,
+        max: state.db.max_connections,
+        write_batches,
+        write_batch_writes,
+    };
+    match state.metrics.render(snapshot) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

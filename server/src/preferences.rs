@@ -203,23 +203,30 @@ async fn put_preferences(
     preferences.validate()?;
     let notifications =
         serde_json::to_string(&preferences.notifications).map_err(AppError::internal)?;
-    let mut tx = state.db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO user_preferences (tenant_id, user_id, theme, locale, currency, notifications, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant_id, user_id) DO UPDATE SET theme = excluded.theme, locale = excluded.locale, \
-         currency = excluded.currency, notifications = excluded.notifications, updated_at = excluded.updated_at",
-    )
-    .bind(tenant.id)
-    .bind(&user_id)
-    .bind(preferences.theme.as_str())
-    .bind(&preferences.locale)
-    .bind(&preferences.currency)
-    .bind(notifications)
-    .bind(crate::time::now())
-    .execute(&mut **tx)
-    .await?;
-    tx.commit().await?;
+    let (tenant_id, user, stored) = (tenant.id, user_id.clone(), preferences.clone());
+    state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO user_preferences (tenant_id, user_id, theme, locale, currency, notifications, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant_id, user_id) DO UPDATE SET theme = excluded.theme, locale = excluded.locale, \
+                     currency = excluded.currency, notifications = excluded.notifications, updated_at = excluded.updated_at",
+                )
+                .bind(tenant_id)
+                .bind(&user)
+                .bind(stored.theme.as_str())
+                .bind(&stored.locale)
+                .bind(&stored.currency)
+                .bind(notifications)
+                .bind(crate::time::now())
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
     state
         .cache
         .invalidate_scope(&cache_scope(tenant, &user_id))

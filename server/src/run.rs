@@ -38,6 +38,7 @@ pub async fn open_database(config: &ServerConfig) -> Result<Db, DbError> {
         min_connections: config.db_pool_min.min(config.db_pool_max),
         max_connections: config.db_pool_max.max(1),
         acquire_timeout: config.db_acquire_timeout,
+        sqlite_synchronous: config.sqlite_synchronous,
     };
     match &config.database_url {
         Some(url) => Db::connect(url, &settings).await,
@@ -81,7 +82,8 @@ pub async fn run_until(
     let state = AppState::new(db.clone(), config)?;
     let lifecycle = state.lifecycle.clone();
     let router = crate::app(state);
-    tracing::info!(%addr, backend = db.backend.name(), %database, "listening");
+    let synchronous = db.synchronous.map_or("n/a", crate::db::Synchronous::as_str);
+    tracing::info!(%addr, backend = db.backend.name(), %database, synchronous, "listening");
     on_listening(addr);
 
     let stop_accepting = async move {

@@ -4,18 +4,24 @@
 
 mod errors;
 pub mod filter;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 
 pub use errors::classify_error;
+pub use writer::{MAX_BATCH, WriteFn};
+
+use crate::error::AppError;
+use writer::Writer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -59,6 +65,27 @@ pub struct PoolSettings {
     pub min_connections: u32,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    pub sqlite_synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` setting: what an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Synchronous {
+    /// Every commit is fsynced before it is acknowledged: a write survives power loss
+    /// and an operating-system crash.
+    Full,
+    /// WAL frames are fsynced at checkpoints only: a write survives a crash of the
+    /// process, but the last commits before a power loss may be rolled back.
+    Normal,
+}
+
+impl Synchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
 }
 
 /// The shared pool plus which backend it speaks to.
@@ -67,45 +94,26 @@ pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
     pub max_connections: u32,
-    /// SQLite has one writer: writers queue here, holding no pooled connection, so a
-    /// stuck write lock (another process, a long transaction) costs one connection and
-    /// never starves the readers. `None` on PostgreSQL.
-    writer_gate: Option<Arc<Semaphore>>,
-    /// Longest a writer waits at the gate before it gets a 503.
-    write_wait: Duration,
-}
-
-/// A write transaction; on SQLite it also holds the writer gate until it ends.
-pub struct WriteTx {
-    tx: Transaction<'static, Any>,
-    _gate: Option<OwnedSemaphorePermit>,
-}
-
-impl WriteTx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = Transaction<'static, Any>;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
+    /// SQLite's durability setting (`None` on PostgreSQL, which commits durably).
+    pub synchronous: Option<Synchronous>,
+    /// SQLite has one writer: every write goes through this group-commit task, holding
+    /// no pooled connection while it waits, so a stuck write lock (another process, a
+    /// long transaction) costs one connection and never starves the readers. `None` on
+    /// PostgreSQL, where each write is a transaction of its own.
+    writer: Option<Writer>,
 }
 
 /// SQLite settings applied to every new connection: WAL so readers never block the
 /// writer, a 2 s busy timeout (the pool's acquire timeout: no request waits longer for
-/// the database, whoever holds the lock), NORMAL sync (safe under WAL), and foreign
-/// keys on.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 2000; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+/// the database, whoever holds the lock), and foreign keys on. `synchronous` follows
+/// the configuration.
+fn sqlite_pragmas(synchronous: Synchronous) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 2000; \
+         PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        synchronous.as_str().to_uppercase()
+    )
+}
 
 /// The URL used when none is configured: `aimate.db` inside `data_dir`.
 pub fn sqlite_url_for(data_dir: &Path) -> String {
@@ -148,9 +156,11 @@ impl Db {
             })
         });
         if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(|conn, _meta| {
+            let pragmas: Arc<str> = sqlite_pragmas(settings.sqlite_synchronous).into();
+            pool_options = pool_options.after_connect(move |conn, _meta| {
+                let pragmas = pragmas.clone();
                 Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
+                    conn.execute(&*pragmas).await?;
                     Ok(())
                 })
             });
@@ -164,12 +174,13 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
+        let sqlite = backend == Backend::Sqlite;
         Ok(Self {
+            writer: sqlite.then(|| Writer::start(pool.clone(), settings.acquire_timeout)),
+            synchronous: sqlite.then_some(settings.sqlite_synchronous),
             pool,
             backend,
             max_connections: settings.max_connections,
-            writer_gate: (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1))),
-            write_wait: settings.acquire_timeout,
         })
     }
 
@@ -185,25 +196,44 @@ impl Db {
         Self::connect(&sqlite_url_for(data_dir), settings).await
     }
 
-    /// A write transaction. On SQLite it passes the writer gate, then takes the write
-    /// lock up front (`BEGIN IMMEDIATE`), so a read-then-write transaction cannot fail
-    /// with a busy snapshot. A writer that waits longer than the acquire timeout at the
-    /// gate gets `PoolTimedOut` (a 503 with Retry-After).
-    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let gate = match &self.writer_gate {
-            Some(gate) => Some(
-                tokio::time::timeout(self.write_wait, gate.clone().acquire_owned())
-                    .await
-                    .map_err(|_| sqlx::Error::PoolTimedOut)?
-                    .map_err(|_| sqlx::Error::PoolClosed)?,
-            ),
-            None => None,
-        };
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(WriteTx { tx, _gate: gate })
+    /// Runs `write` in a transaction and returns its result once that has committed.
+    /// On SQLite the write joins the group-commit writer's next batch (in a savepoint of
+    /// its own: it succeeds or fails alone), answered 503 with Retry-After if it waited
+    /// longer than the acquire timeout; on PostgreSQL it is a transaction of its own.
+    pub async fn write<T, F>(&self, write: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, AppError>>
+            + Send
+            + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(Box::new(write)).await,
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let value = write(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// Whether new ids become visible in increasing order: SQLite's one writer commits
+    /// them so; PostgreSQL transactions may commit their ids out of order.
+    pub fn ids_in_commit_order(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// Write batches run and writes run in them (SQLite's group commit; zeros on
+    /// PostgreSQL, where every write is its own transaction).
+    pub fn write_batches(&self) -> (u64, u64) {
+        self.writer.as_ref().map_or((0, 0), |writer| {
+            let stats = &writer.stats;
+            (
+                stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+                stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// Connections currently open and how many of them are idle.

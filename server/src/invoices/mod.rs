@@ -1,5 +1,6 @@
 //! `/api/invoices`: list (cached 1 min), create, bulk create, read, update, delete.
-//! Every write invalidates the tenant's invoice lists and dashboard.
+//! Every write updates the dashboard totals in its transaction, then invalidates the
+//! tenant's dashboard and the list pages it can have changed (`list_cache`).
 
 pub mod model;
 mod queries;
@@ -11,10 +12,15 @@ use chrono::Utc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::model::{BulkCreated, BulkInvoices, Invoice, InvoiceListQuery, InvoicePatch, NewInvoice};
+use self::model::{
+    BulkCreated, BulkInvoices, Invoice, InvoiceListQuery, InvoicePatch, InvoiceStatus, NewInvoice,
+};
 use crate::auth::Tenant;
+use std::collections::BTreeSet;
+
 use crate::cache::{CacheKind, scoped_key, tenant_scope};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
+use crate::list_cache::{self, Change};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
 use crate::respond::{json_bytes, json_response};
@@ -32,16 +38,34 @@ pub fn router(bulk_body_limit: usize) -> OpenApiRouter<AppState> {
         )
 }
 
-async fn invalidate(state: &AppState, tenant: Tenant) {
-    state
-        .cache
-        .invalidate_scope(&tenant_scope(tenant.id, "invoices"))
-        .await;
+/// The list filters (customer, status) an invoice matches.
+fn filters_of<'a>(invoices: impl IntoIterator<Item = &'a Invoice>) -> BTreeSet<String> {
+    invoices
+        .into_iter()
+        .flat_map(|i| list_cache::matching_filters(&[&i.customer, i.status.as_str()]))
+        .collect()
+}
+
+/// After a committed write: the dashboard and the list pages it can have changed.
+async fn invalidate(state: &AppState, tenant: Tenant, filters: BTreeSet<String>, change: Change) {
+    let in_order = state.db.ids_in_commit_order();
+    list_cache::invalidate(
+        state.cache.as_ref(),
+        tenant.id,
+        LIST,
+        filters,
+        change,
+        in_order,
+    )
+    .await;
     state
         .cache
         .invalidate_scope(&tenant_scope(tenant.id, "dashboard"))
         .await;
 }
+
+/// The list's name in cache scopes.
+const LIST: &str = "invoices";
 
 /// List invoices, newest first.
 #[utoipa::path(
@@ -62,14 +86,15 @@ async fn list_invoices(
 ) -> Result<Response> {
     let limit = checked_limit(query.limit)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let rest = format!(
-        "c={:?}&s={:?}&a={after:?}&l={limit}",
-        query.customer, query.status
-    );
+    let filter = list_cache::filter_key(&[
+        query.customer.as_deref(),
+        query.status.map(InvoiceStatus::as_str),
+    ]);
+    let scope = list_cache::page_scope(tenant.id, LIST, &filter, after.is_none());
     let key = scoped_key(
         state.cache.as_ref(),
-        &tenant_scope(tenant.id, "invoices"),
-        &rest,
+        &scope,
+        &format!("a={after:?}&l={limit}"),
     )
     .await;
     let load =
@@ -99,10 +124,19 @@ async fn create_invoice(
     AppJson(new): AppJson<NewInvoice>,
 ) -> Result<Response> {
     let fields = new.into_fields(Utc::now().date_naive(), "")?;
-    let mut tx = state.db.begin_write().await?;
-    let invoice = queries::insert(&mut tx, tenant.id, &fields, &crate::time::now()).await?;
-    tx.commit().await?;
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let mut invoices = state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                queries::insert(conn, tenant_id, &[fields], &crate::time::now()).await
+            })
+        })
+        .await?;
+    let invoice = invoices
+        .pop()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("an insert returned no row")))?;
+    invalidate(&state, tenant, filters_of([&invoice]), Change::Added).await;
     Ok(created(&invoice))
 }
 
@@ -141,14 +175,17 @@ async fn create_invoices_bulk(
         .enumerate()
         .map(|(i, new)| new.into_fields(today, &format!("invoices[{i}].")))
         .collect::<Result<Vec<_>>>()?;
-    let now = crate::time::now();
-    let mut tx = state.db.begin_write().await?;
-    let mut ids = Vec::with_capacity(items.len());
-    for fields in &items {
-        ids.push(queries::insert(&mut tx, tenant.id, fields, &now).await?.id);
-    }
-    tx.commit().await?;
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let invoices = state
+        .db
+        .write(move |conn| {
+            Box::pin(
+                async move { queries::insert(conn, tenant_id, &items, &crate::time::now()).await },
+            )
+        })
+        .await?;
+    invalidate(&state, tenant, filters_of(&invoices), Change::Added).await;
+    let ids: Vec<i64> = invoices.iter().map(|invoice| invoice.id).collect();
     Ok((
         StatusCode::CREATED,
         AppJson(BulkCreated {
@@ -201,15 +238,29 @@ async fn update_invoice(
     AppPath(id): AppPath<i64>,
     AppJson(patch): AppJson<InvoicePatch>,
 ) -> Result<AppJson<Invoice>> {
-    let mut tx = state.db.begin_write().await?;
-    let current = queries::find(&mut **tx, tenant.id, id)
-        .await?
-        .ok_or(AppError::NotFound("invoice"))?;
-    let fields = patch.apply(&current)?;
-    let updated =
-        queries::update(&mut tx, tenant.id, &current, &fields, &crate::time::now()).await?;
-    tx.commit().await?;
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let (before, updated) = state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                let current = queries::lock(&mut *conn, tenant_id, id)
+                    .await?
+                    .ok_or(AppError::NotFound("invoice"))?;
+                let fields = patch.apply(&current)?;
+                let updated =
+                    queries::update(conn, tenant_id, &current, &fields, &crate::time::now())
+                        .await?;
+                Ok((current, updated))
+            })
+        })
+        .await?;
+    invalidate(
+        &state,
+        tenant,
+        filters_of([&before, &updated]),
+        Change::Changed,
+    )
+    .await;
     Ok(AppJson(updated))
 }
 
@@ -230,9 +281,12 @@ async fn delete_invoice(
     tenant: Tenant,
     AppPath(id): AppPath<i64>,
 ) -> Result<StatusCode> {
-    if !queries::delete(&state.db, tenant.id, id).await? {
-        return Err(AppError::NotFound("invoice"));
-    }
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let deleted = state
+        .db
+        .write(move |conn| Box::pin(async move { queries::delete(conn, tenant_id, id).await }))
+        .await?
+        .ok_or(AppError::NotFound("invoice"))?;
+    invalidate(&state, tenant, filters_of([&deleted]), Change::Changed).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,14 @@
 //! Invoice SQL. Every statement is scoped by `tenant_id`, so no query can reach another
 //! tenant's rows whatever id a client sends.
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection};
 
 use super::model::{COLUMNS, Invoice, InvoiceFields, InvoiceListQuery, InvoiceRow, InvoiceStatus};
 use crate::db::Db;
 use crate::db::filter::{Arg, Filter};
 use crate::error::Result;
 use crate::pagination::{Page, into_page};
+use crate::totals::InvoiceDeltas;
 
 pub async fn list(
     db: &Db,
@@ -44,7 +45,27 @@ pub async fn list(
     Ok(into_page(invoices, limit, |invoice| invoice.id))
 }
 
-/// One invoice of the tenant, from the pool or inside a write transaction.
+/// One invoice of the tenant, read and locked inside a write transaction, so no other
+/// write can change or delete it before this one commits (on PostgreSQL two
+/// transactions could otherwise both read the old row, and the totals would count
+/// its change twice). A no-op UPDATE takes the row lock on both backends.
+pub async fn lock(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    invoice_id: i64,
+) -> Result<Option<Invoice>> {
+    let sql = format!(
+        "UPDATE invoice SET updated_at = updated_at WHERE invoice_id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
+    );
+    let row: Option<InvoiceRow> = sqlx::query_as(&sql)
+        .bind(invoice_id)
+        .bind(tenant_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(Invoice::try_from).transpose()
+}
+
+/// One invoice of the tenant.
 pub async fn find<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     tenant_id: i64,
@@ -71,8 +92,8 @@ fn paid_at(fields: &InvoiceFields, previous: Option<&Invoice>, now: &str) -> Opt
     }
 }
 
-pub async fn insert(
-    tx: &mut Transaction<'static, Any>,
+async fn insert_row(
+    conn: &mut AnyConnection,
     tenant_id: i64,
     fields: &InvoiceFields,
     now: &str,
@@ -91,13 +112,32 @@ pub async fn insert(
         .bind(fields.due_on.to_string())
         .bind(paid_at(fields, None, now))
         .bind(now)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
     Invoice::try_from(row)
 }
 
+/// Inserts invoices (in order) and counts them into the dashboard totals; all or none
+/// when the caller's transaction rolls back on an error.
+pub async fn insert(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    items: &[InvoiceFields],
+    now: &str,
+) -> Result<Vec<Invoice>> {
+    let mut deltas = InvoiceDeltas::default();
+    let mut invoices = Vec::with_capacity(items.len());
+    for fields in items {
+        let invoice = insert_row(conn, tenant_id, fields, now).await?;
+        deltas.add(&invoice, 1)?;
+        invoices.push(invoice);
+    }
+    deltas.apply(conn, tenant_id).await?;
+    Ok(invoices)
+}
+
 pub async fn update(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     tenant_id: i64,
     current: &Invoice,
     fields: &InvoiceFields,
@@ -118,19 +158,34 @@ pub async fn update(
         .bind(now)
         .bind(current.id)
         .bind(tenant_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
-    Invoice::try_from(row)
+    let updated = Invoice::try_from(row)?;
+    let mut deltas = InvoiceDeltas::default();
+    deltas.add(current, -1)?;
+    deltas.add(&updated, 1)?;
+    deltas.apply(conn, tenant_id).await?;
+    Ok(updated)
 }
 
-/// Whether a row was deleted.
-pub async fn delete(db: &Db, tenant_id: i64, invoice_id: i64) -> Result<bool> {
-    let mut tx = db.begin_write().await?;
-    let result = sqlx::query("DELETE FROM invoice WHERE invoice_id = $1 AND tenant_id = $2")
+/// The deleted invoice, if there was one.
+pub async fn delete(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    invoice_id: i64,
+) -> Result<Option<Invoice>> {
+    let sql =
+        format!("DELETE FROM invoice WHERE invoice_id = $1 AND tenant_id = $2 RETURNING {COLUMNS}");
+    let row: Option<InvoiceRow> = sqlx::query_as(&sql)
         .bind(invoice_id)
         .bind(tenant_id)
-        .execute(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?;
-    tx.commit().await?;
-    Ok(result.rows_affected() > 0)
+    let Some(deleted) = row.map(Invoice::try_from).transpose()? else {
+        return Ok(None);
+    };
+    let mut deltas = InvoiceDeltas::default();
+    deltas.add(&deleted, -1)?;
+    deltas.apply(conn, tenant_id).await?;
+    Ok(Some(deleted))
 }

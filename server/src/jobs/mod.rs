@@ -1,5 +1,6 @@
-//! `/api/jobs`: list (cached 1 min), create, read, update. Writes invalidate the
-//! tenant's job lists and dashboard.
+//! `/api/jobs`: list (cached 1 min), create, read, update. Writes update the dashboard
+//! totals in their transaction, then invalidate the tenant's dashboard and the list
+//! pages they can have changed (`list_cache`).
 
 pub mod model;
 mod queries;
@@ -10,10 +11,11 @@ use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::model::{Job, JobListQuery, JobPatch, NewJob};
+use self::model::{Job, JobListQuery, JobPatch, JobStatus, NewJob};
 use crate::auth::Tenant;
 use crate::cache::{CacheKind, scoped_key, tenant_scope};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
+use crate::list_cache::{self, Change};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
 use crate::respond::{json_bytes, json_response};
@@ -25,11 +27,27 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job, update_job))
 }
 
-async fn invalidate(state: &AppState, tenant: Tenant) {
-    state
-        .cache
-        .invalidate_scope(&tenant_scope(tenant.id, "jobs"))
-        .await;
+/// The list's name in cache scopes.
+const LIST: &str = "jobs";
+
+/// After a committed write: the dashboard and the list pages it can have changed. Lists
+/// are scoped by the status filter; a date range is part of the page key, so a write
+/// outside a page's range still renews it (rare, and never stale).
+async fn invalidate(state: &AppState, tenant: Tenant, jobs: &[&Job], change: Change) {
+    let filters: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|job| list_cache::matching_filters(&[job.status.as_str()]))
+        .collect();
+    let in_order = state.db.ids_in_commit_order();
+    list_cache::invalidate(
+        state.cache.as_ref(),
+        tenant.id,
+        LIST,
+        filters,
+        change,
+        in_order,
+    )
+    .await;
     state
         .cache
         .invalidate_scope(&tenant_scope(tenant.id, "dashboard"))
@@ -56,16 +74,10 @@ async fn list_jobs(
     query.check_range()?;
     let limit = checked_limit(query.limit)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let rest = format!(
-        "s={:?}&f={:?}&t={:?}&a={after:?}&l={limit}",
-        query.status, query.from, query.to
-    );
-    let key = scoped_key(
-        state.cache.as_ref(),
-        &tenant_scope(tenant.id, "jobs"),
-        &rest,
-    )
-    .await;
+    let filter = list_cache::filter_key(&[query.status.map(JobStatus::as_str)]);
+    let scope = list_cache::page_scope(tenant.id, LIST, &filter, after.is_none());
+    let rest = format!("f={:?}&t={:?}&a={after:?}&l={limit}", query.from, query.to);
+    let key = scoped_key(state.cache.as_ref(), &scope, &rest).await;
     let load =
         async { json_bytes(&queries::list(&state.db, tenant.id, &query, after, limit).await?) };
     let body = state
@@ -93,10 +105,16 @@ async fn create_job(
     AppJson(new): AppJson<NewJob>,
 ) -> Result<(StatusCode, AppJson<Job>)> {
     let fields = new.into_fields()?;
-    let mut tx = state.db.begin_write().await?;
-    let job = queries::insert(&mut tx, tenant.id, &fields, &crate::time::now()).await?;
-    tx.commit().await?;
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let job = state
+        .db
+        .write(move |conn| {
+            Box::pin(
+                async move { queries::insert(conn, tenant_id, &fields, &crate::time::now()).await },
+            )
+        })
+        .await?;
+    invalidate(&state, tenant, &[&job], Change::Added).await;
     Ok((StatusCode::CREATED, AppJson(job)))
 }
 
@@ -143,13 +161,22 @@ async fn update_job(
     AppPath(id): AppPath<i64>,
     AppJson(patch): AppJson<JobPatch>,
 ) -> Result<AppJson<Job>> {
-    let mut tx = state.db.begin_write().await?;
-    let current = queries::find(&mut **tx, tenant.id, id)
-        .await?
-        .ok_or(AppError::NotFound("job"))?;
-    let fields = patch.apply(&current)?;
-    let updated = queries::update(&mut tx, tenant.id, id, &fields, &crate::time::now()).await?;
-    tx.commit().await?;
-    invalidate(&state, tenant).await;
+    let tenant_id = tenant.id;
+    let (before, updated) = state
+        .db
+        .write(move |conn| {
+            Box::pin(async move {
+                let current = queries::lock(&mut *conn, tenant_id, id)
+                    .await?
+                    .ok_or(AppError::NotFound("job"))?;
+                let fields = patch.apply(&current)?;
+                let updated =
+                    queries::update(conn, tenant_id, &current, &fields, &crate::time::now())
+                        .await?;
+                Ok((current, updated))
+            })
+        })
+        .await?;
+    invalidate(&state, tenant, &[&before, &updated], Change::Changed).await;
     Ok(AppJson(updated))
 }

@@ -1,12 +1,13 @@
 //! Job SQL, every statement scoped by `tenant_id`.
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection};
 
 use super::model::{COLUMNS, Job, JobFields, JobListQuery, JobRow};
 use crate::db::Db;
 use crate::db::filter::{Arg, Filter};
 use crate::error::Result;
 use crate::pagination::{Page, into_page};
+use crate::totals::JobDeltas;
 
 pub async fn list(
     db: &Db,
@@ -46,7 +47,23 @@ pub async fn list(
     Ok(into_page(jobs, limit, |job| job.id))
 }
 
-/// One job of the tenant, from the pool or inside a write transaction.
+/// One job of the tenant, read and locked inside a write transaction, so no other
+/// write can change or delete it before this one commits (on PostgreSQL two
+/// transactions could otherwise both read the old row, and the totals would count
+/// its change twice). A no-op UPDATE takes the row lock on both backends.
+pub async fn lock(conn: &mut AnyConnection, tenant_id: i64, job_id: i64) -> Result<Option<Job>> {
+    let sql = format!(
+        "UPDATE job SET updated_at = updated_at WHERE job_id = $1 AND tenant_id = $2 RETURNING {COLUMNS}"
+    );
+    let row: Option<JobRow> = sqlx::query_as(&sql)
+        .bind(job_id)
+        .bind(tenant_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(Job::try_from).transpose()
+}
+
+/// One job of the tenant.
 pub async fn find<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     tenant_id: i64,
@@ -61,8 +78,9 @@ pub async fn find<'e>(
     row.map(Job::try_from).transpose()
 }
 
+/// Inserts a job and counts it into the dashboard totals.
 pub async fn insert(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     tenant_id: i64,
     fields: &JobFields,
     now: &str,
@@ -78,15 +96,19 @@ pub async fn insert(
         .bind(fields.status.as_str())
         .bind(fields.scheduled_on.to_string())
         .bind(now)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
-    Job::try_from(row)
+    let job = Job::try_from(row)?;
+    let mut deltas = JobDeltas::default();
+    deltas.add(job.status, 1);
+    deltas.apply(conn, tenant_id).await?;
+    Ok(job)
 }
 
 pub async fn update(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     tenant_id: i64,
-    job_id: i64,
+    current: &Job,
     fields: &JobFields,
     now: &str,
 ) -> Result<Job> {
@@ -100,9 +122,14 @@ pub async fn update(
         .bind(fields.status.as_str())
         .bind(fields.scheduled_on.to_string())
         .bind(now)
-        .bind(job_id)
+        .bind(current.id)
         .bind(tenant_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
-    Job::try_from(row)
+    let updated = Job::try_from(row)?;
+    let mut deltas = JobDeltas::default();
+    deltas.add(current.status, -1);
+    deltas.add(updated.status, 1);
+    deltas.apply(conn, tenant_id).await?;
+    Ok(updated)
 }

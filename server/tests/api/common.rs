@@ -216,6 +216,21 @@ impl TestServer {
             .sum()
     }
 
+    /// A pool on the server's own database (its PostgreSQL schema, or its SQLite file),
+    /// for tests that compare what the API says with what is stored.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match self.backend {
+            Backend::Sqlite => aimate_server::db::sqlite_url_for(&self.config.data_dir),
+            Backend::Postgres => self.config.database_url.clone().expect("pg url"),
+        };
+        sqlx::pool::PoolOptions::<sqlx::Any>::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("connect to the test database")
+    }
+
     /// Takes the database's write lock from outside the server until the guard is
     /// released: writes queue behind it, the way a stuck writer would make them.
     pub async fn hold_write_lock(&self) -> WriteLock {

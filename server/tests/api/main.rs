@@ -18,3 +18,5 @@ mod limits; // rate limiting, load shedding, pool exhaustion, CORS
 mod ops; // liveness, readiness, metrics, request ids, OpenAPI
 mod preferences; // per-user settings
 mod shutdown; // graceful drain
+mod totals; // dashboard aggregates == a full recount after random writes
+mod writes; // group commit: concurrent writers, failures alone, bulk all-or-nothing
