@@ -8,6 +8,7 @@
 #   scripts/bench-mix.sh [RATE=10k] [DURATION=30s]
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test scripts/bench-mix.sh
 #
+# WEIGHTS (as `aimate load --weights`) changes the mix, to see what a route costs.
 # With DATABASE_URL the server runs on PostgreSQL, in a schema of its own (dropped after).
 #
 # Goals (issue 9): achieved >= 99 % of the target (valid), server CPU <= 60 us per
@@ -18,9 +19,14 @@ cd "$(dirname "$0")/.."
 rate="${1:-10k}"
 duration="${2:-30s}"
 
-echo "building release binary (before any measurement)…"
-cargo build --release --quiet --bin aimate
-aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
+# AIMATE_BIN runs another build (e.g. to compare two commits in one session).
+if [ -n "${AIMATE_BIN:-}" ]; then
+  aimate="$AIMATE_BIN"
+else
+  echo "building release binary (before any measurement)…"
+  cargo build --release --quiet --bin aimate
+  aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
+fi
 
 work="$(mktemp -d)"
 pids=()
@@ -67,7 +73,8 @@ pids+=("$!")
 
 echo "load: $rate for $duration (5 s warm-up) on $backend…"
 "$aimate" load --target "http://127.0.0.1:$port" --admin-token bench \
-  --stages "$rate" --warmup 5s --duration "$duration" --out "$work/run.json" 2> "$work/load.txt" || {
+  --stages "$rate" --warmup 5s --duration "$duration" --out "$work/run.json" \
+  ${WEIGHTS:+--weights "$WEIGHTS"} 2> "$work/load.txt" || {
   cat "$work/load.txt" >&2
   exit 1
 }

@@ -19,20 +19,27 @@ use moka::Expiry;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 
-/// What is cached, with the guide's TTL for each ("Caching Strategy").
+/// What is cached, with the guide's TTL for each ("Caching Strategy"). Single invoices
+/// and jobs are not in the guide's list; they are read often (a detail view per list
+/// click) and take their list's TTL. Every entry is invalidated by the writes that
+/// change it, so a TTL bounds memory, never staleness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheKind {
     Dashboard,
     InvoiceList,
     JobList,
     Preferences,
+    Invoice,
+    Job,
 }
 
 impl CacheKind {
     pub fn ttl(self) -> Duration {
         match self {
             Self::Dashboard => Duration::from_secs(120),
-            Self::InvoiceList | Self::JobList => Duration::from_secs(60),
+            Self::InvoiceList | Self::JobList | Self::Invoice | Self::Job => {
+                Duration::from_secs(60)
+            }
             Self::Preferences => Duration::from_secs(15 * 60),
         }
     }
@@ -44,6 +51,8 @@ impl CacheKind {
             Self::InvoiceList => "invoice_list",
             Self::JobList => "job_list",
             Self::Preferences => "preferences",
+            Self::Invoice => "invoice",
+            Self::Job => "job",
         }
     }
 }

@@ -109,51 +109,79 @@ impl InvoiceDeltas {
         Ok(())
     }
 
-    /// Applies the net changes. `Kind::All` rows go first: they bound every other sum,
-    /// so only they can overflow, and the write is refused before anything else moves.
+    /// Applies the net changes in one statement (one round trip, whatever the number of
+    /// rows). A row whose sum would pass i64 is not updated (the upsert's WHERE), so it
+    /// is missing from RETURNING and the write is refused; only `all` rows can overflow,
+    /// as they bound every other sum. Rows left at count 0 are deleted.
     pub async fn apply(self, conn: &mut AnyConnection, tenant_id: i64) -> Result<()> {
-        for ((kind, currency, bucket), delta) in self.rows {
-            if delta == Delta::default() {
-                continue;
+        let rows: Vec<_> = self
+            .rows
+            .into_iter()
+            .filter(|(_, delta)| *delta != Delta::default())
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut emptied = false;
+        // Chunks keep a huge bulk import under both backends' bind-parameter limits.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let counts = upsert(conn, tenant_id, chunk).await?;
+            if counts.len() < chunk.len() {
+                return Err(overflow());
             }
-            // The WHERE makes a would-be overflow update nothing, so RETURNING is empty.
-            let count: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO invoice_totals (tenant_id, kind, currency, bucket, count, amount_cents) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (tenant_id, kind, currency, bucket) DO UPDATE \
-                 SET count = invoice_totals.count + excluded.count, \
-                     amount_cents = invoice_totals.amount_cents + excluded.amount_cents \
-                 WHERE excluded.amount_cents <= 0 \
-                    OR invoice_totals.amount_cents <= 9223372036854775807 - excluded.amount_cents \
-                 RETURNING count",
-            )
-            .bind(tenant_id)
-            .bind(kind.as_str())
-            .bind(&currency)
-            .bind(&bucket)
-            .bind(delta.count)
-            .bind(delta.amount_cents)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match count {
-                None => return Err(overflow()),
-                Some(0) => {
-                    sqlx::query(
-                        "DELETE FROM invoice_totals WHERE tenant_id = $1 AND kind = $2 \
-                         AND currency = $3 AND bucket = $4 AND count = 0",
-                    )
-                    .bind(tenant_id)
-                    .bind(kind.as_str())
-                    .bind(&currency)
-                    .bind(&bucket)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Some(_) => {}
-            }
+            emptied |= counts.contains(&0);
+        }
+        if emptied {
+            sqlx::query("DELETE FROM invoice_totals WHERE tenant_id = $1 AND count = 0")
+                .bind(tenant_id)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
+}
+
+/// Rows per upsert statement: 5 bind parameters each, well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+type Row = ((Kind, String, String), Delta);
+
+/// One multi-row upsert; returns the new count of every row it changed.
+async fn upsert(conn: &mut AnyConnection, tenant_id: i64, rows: &[Row]) -> Result<Vec<i64>> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let p = 2 + i * 5;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO invoice_totals (tenant_id, kind, currency, bucket, count, amount_cents) \
+         VALUES {} \
+         ON CONFLICT (tenant_id, kind, currency, bucket) DO UPDATE \
+         SET count = invoice_totals.count + excluded.count, \
+             amount_cents = invoice_totals.amount_cents + excluded.amount_cents \
+         WHERE excluded.amount_cents <= 0 \
+            OR invoice_totals.amount_cents <= 9223372036854775807 - excluded.amount_cents \
+         RETURNING count",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(tenant_id);
+    for ((kind, currency, bucket), delta) in rows {
+        query = query
+            .bind(kind.as_str())
+            .bind(currency.as_str())
+            .bind(bucket.as_str())
+            .bind(delta.count)
+            .bind(delta.amount_cents);
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
 }
 
 /// What a set of job writes changes in `job_totals`.

@@ -148,9 +148,14 @@ impl Db {
         // by itself when COMMIT fails on a full disk, then sqlx's own ROLLBACK fails and
         // its depth stays at 1) would fail every later `begin` with a 500: close it
         // instead of pooling it. The ping first flushes the rollback of a dropped
-        // transaction, so only a truly stuck connection is closed.
+        // transaction, so only a truly stuck connection is closed. A connection that
+        // was never in a transaction (every plain read) skips the ping: on SQLite each
+        // round trip wakes the connection's worker thread, and reads are most requests.
         pool_options = pool_options.after_release(|conn, _meta| {
             Box::pin(async move {
+                if !conn.is_in_transaction() {
+                    return Ok(true);
+                }
                 conn.ping().await?;
                 Ok(!conn.is_in_transaction())
             })

@@ -46,9 +46,16 @@ fn filters_of<'a>(invoices: impl IntoIterator<Item = &'a Invoice>) -> BTreeSet<S
         .collect()
 }
 
-/// After a committed write: the dashboard and the list pages it can have changed.
-async fn invalidate(state: &AppState, tenant: Tenant, filters: BTreeSet<String>, change: Change) {
+/// The cache scope of one invoice's `GET /api/invoices/{id}` body.
+fn item_scope(tenant_id: i64, id: i64) -> String {
+    tenant_scope(tenant_id, &format!("invoice:{id}"))
+}
+
+/// After a committed write: the dashboard, the list pages it can have changed and the
+/// invoices it changed (a create changes no cached invoice: its id was never served).
+async fn invalidate(state: &AppState, tenant: Tenant, changed: &[&Invoice], change: Change) {
     let in_order = state.db.ids_in_commit_order();
+    let filters = filters_of(changed.iter().copied());
     list_cache::invalidate(
         state.cache.as_ref(),
         tenant.id,
@@ -58,6 +65,14 @@ async fn invalidate(state: &AppState, tenant: Tenant, filters: BTreeSet<String>,
         in_order,
     )
     .await;
+    if change == Change::Changed {
+        for invoice in changed {
+            state
+                .cache
+                .invalidate_scope(&item_scope(tenant.id, invoice.id))
+                .await;
+        }
+    }
     state
         .cache
         .invalidate_scope(&tenant_scope(tenant.id, "dashboard"))
@@ -136,7 +151,7 @@ async fn create_invoice(
     let invoice = invoices
         .pop()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("an insert returned no row")))?;
-    invalidate(&state, tenant, filters_of([&invoice]), Change::Added).await;
+    invalidate(&state, tenant, &[&invoice], Change::Added).await;
     Ok(created(&invoice))
 }
 
@@ -184,7 +199,8 @@ async fn create_invoices_bulk(
             )
         })
         .await?;
-    invalidate(&state, tenant, filters_of(&invoices), Change::Added).await;
+    let added: Vec<&Invoice> = invoices.iter().collect();
+    invalidate(&state, tenant, &added, Change::Added).await;
     let ids: Vec<i64> = invoices.iter().map(|invoice| invoice.id).collect();
     Ok((
         StatusCode::CREATED,
@@ -211,11 +227,19 @@ async fn get_invoice(
     State(state): State<AppState>,
     tenant: Tenant,
     AppPath(id): AppPath<i64>,
-) -> Result<AppJson<Invoice>> {
-    let invoice = queries::find(&state.db.pool, tenant.id, id)
-        .await?
-        .ok_or(AppError::NotFound("invoice"))?;
-    Ok(AppJson(invoice))
+) -> Result<Response> {
+    let key = scoped_key(state.cache.as_ref(), &item_scope(tenant.id, id), "").await;
+    let load = async {
+        let invoice = queries::find(&state.db.pool, tenant.id, id)
+            .await?
+            .ok_or(AppError::NotFound("invoice"))?;
+        json_bytes(&invoice)
+    };
+    let body = state
+        .cache
+        .get_or_load(CacheKind::Invoice, key, Box::pin(load))
+        .await?;
+    Ok(json_response(body))
 }
 
 /// Change some fields of an invoice.
@@ -254,13 +278,7 @@ async fn update_invoice(
             })
         })
         .await?;
-    invalidate(
-        &state,
-        tenant,
-        filters_of([&before, &updated]),
-        Change::Changed,
-    )
-    .await;
+    invalidate(&state, tenant, &[&before, &updated], Change::Changed).await;
     Ok(AppJson(updated))
 }
 
@@ -287,6 +305,6 @@ async fn delete_invoice(
         .write(move |conn| Box::pin(async move { queries::delete(conn, tenant_id, id).await }))
         .await?
         .ok_or(AppError::NotFound("invoice"))?;
-    invalidate(&state, tenant, filters_of([&deleted]), Change::Changed).await;
+    invalidate(&state, tenant, &[&deleted], Change::Changed).await;
     Ok(StatusCode::NO_CONTENT)
 }

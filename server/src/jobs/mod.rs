@@ -27,6 +27,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job, update_job))
 }
 
+/// The cache scope of one job's `GET /api/jobs/{id}` body.
+fn item_scope(tenant_id: i64, id: i64) -> String {
+    tenant_scope(tenant_id, &format!("job:{id}"))
+}
+
 /// The list's name in cache scopes.
 const LIST: &str = "jobs";
 
@@ -34,6 +39,14 @@ const LIST: &str = "jobs";
 /// are scoped by the status filter; a date range is part of the page key, so a write
 /// outside a page's range still renews it (rare, and never stale).
 async fn invalidate(state: &AppState, tenant: Tenant, jobs: &[&Job], change: Change) {
+    if change == Change::Changed {
+        for job in jobs {
+            state
+                .cache
+                .invalidate_scope(&item_scope(tenant.id, job.id))
+                .await;
+        }
+    }
     let filters: std::collections::BTreeSet<String> = jobs
         .iter()
         .flat_map(|job| list_cache::matching_filters(&[job.status.as_str()]))
@@ -134,11 +147,19 @@ async fn get_job(
     State(state): State<AppState>,
     tenant: Tenant,
     AppPath(id): AppPath<i64>,
-) -> Result<AppJson<Job>> {
-    let job = queries::find(&state.db.pool, tenant.id, id)
-        .await?
-        .ok_or(AppError::NotFound("job"))?;
-    Ok(AppJson(job))
+) -> Result<Response> {
+    let key = scoped_key(state.cache.as_ref(), &item_scope(tenant.id, id), "").await;
+    let load = async {
+        let job = queries::find(&state.db.pool, tenant.id, id)
+            .await?
+            .ok_or(AppError::NotFound("job"))?;
+        json_bytes(&job)
+    };
+    let body = state
+        .cache
+        .get_or_load(CacheKind::Job, key, Box::pin(load))
+        .await?;
+    Ok(json_response(body))
 }
 
 /// Change some fields of a job.

@@ -6,7 +6,8 @@ use crate::common::{Backend, TestServer};
 
 backend_tests!(
     reads_are_cached_and_writes_invalidate,
-    list_pages_survive_unrelated_writes_and_stay_fresh
+    list_pages_survive_unrelated_writes_and_stay_fresh,
+    single_reads_are_cached_and_renewed_by_their_writes
 );
 
 async fn reads_are_cached_and_writes_invalidate(backend: Backend) {
@@ -191,5 +192,60 @@ async fn list_pages_survive_unrelated_writes_and_stay_fresh(backend: Backend) {
     assert!(!ids(&b_sent).contains(&b_id));
     let (_, b_paid) = srv.get("/api/invoices?customer=B&status=paid", &key).await;
     assert_eq!(ids(&b_paid), [b_id]);
+    srv.stop().await.unwrap();
+}
+
+/// `GET /api/invoices/{id}` and `GET /api/jobs/{id}`: the second read is a hit, and a
+/// write to that row is visible in the very next read.
+async fn single_reads_are_cached_and_renewed_by_their_writes(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let key = srv.tenant("Items").await;
+    let invoice = srv
+        .invoice(&key, json!({"customer": "A", "amount_cents": 10}))
+        .await;
+    let path = format!("/api/invoices/{}", invoice["id"]);
+    let hits = |cache: &'static str| {
+        let srv = &srv;
+        async move {
+            srv.metric(
+                "cache_requests_total",
+                &[&format!("cache=\"{cache}\""), "result=\"hit\""],
+            )
+            .await
+        }
+    };
+    assert_eq!(srv.get(&path, &key).await, (200, invoice.clone()));
+    let before = hits("invoice").await;
+    assert_eq!(srv.get(&path, &key).await, (200, invoice.clone()));
+    assert_eq!(hits("invoice").await, before + 1.0);
+
+    let (_, patched) = srv
+        .send(Method::PATCH, &path, &key, json!({"amount_cents": 11}))
+        .await;
+    assert_eq!(srv.get(&path, &key).await, (200, patched));
+    srv.request(Method::DELETE, &path, &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(srv.get(&path, &key).await.0, 404);
+    // Another tenant never sees it, cached or not.
+    let other = srv.tenant("Other").await;
+    let (_, job) = srv
+        .send(
+            Method::POST,
+            "/api/jobs",
+            &key,
+            json!({"customer": "A", "title": "T", "scheduled_on": "2026-12-01"}),
+        )
+        .await;
+    let job_path = format!("/api/jobs/{}", job["id"]);
+    assert_eq!(srv.get(&job_path, &key).await, (200, job.clone()));
+    assert_eq!(srv.get(&job_path, &other).await.0, 404);
+    let (_, done) = srv
+        .send(Method::PATCH, &job_path, &key, json!({"status": "done"}))
+        .await;
+    assert_eq!(srv.get(&job_path, &key).await, (200, done));
     srv.stop().await.unwrap();
 }
