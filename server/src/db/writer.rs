@@ -163,9 +163,22 @@ async fn run_writer(pool: AnyPool, mut receiver: mpsc::Receiver<Queued>, stats: 
     }
 }
 
+/// A batch slower than this is logged: writers queue behind it.
+const SLOW_BATCH: Duration = Duration::from_millis(500);
+
 /// Runs one batch in one transaction and answers every write in it.
 async fn commit_batch(pool: AnyPool, mut batch: Vec<Queued>) {
+    let started = Instant::now();
     let outcome = run_batch(&pool, &mut batch).await;
+    let took = started.elapsed();
+    if took > SLOW_BATCH {
+        tracing::warn!(
+            writes = batch.len(),
+            took_ms = took.as_millis() as u64,
+            ok = outcome.is_ok(),
+            "slow write batch: later writes waited behind it"
+        );
+    }
     for queued in batch {
         queued.write.finish(outcome.clone());
     }
