@@ -61,17 +61,26 @@ struct TotalsRow {
 }
 
 /// Everything the dashboard shows, in one round trip over `invoice_totals` and
-/// `job_totals` (kept exact by every write, see `totals`). The cost is a few index range
-/// reads: the rows per status and currency, this month's paid bucket, and the `sent`
-/// due-date buckets before today (one per distinct due date of an unpaid sent invoice),
-/// never the invoices themselves.
+/// `job_totals` (kept exact by every write, see `totals`). Each branch is an index range
+/// on (tenant, kind, bucket): the rows per status and currency, this month's paid
+/// bucket, and for "overdue" the `sent` totals of the months before this one plus this
+/// month's days before today. So a read touches tens of rows whether the tenant has a
+/// hundred invoices or a million.
 // CAST(… AS BIGINT): PostgreSQL sums BIGINT into NUMERIC, which the Any driver cannot carry.
 const TOTALS_SQL: &str = "\
 SELECT kind, currency, bucket, count, amount_cents FROM invoice_totals \
- WHERE tenant_id = $1 AND (kind = 'status' OR (kind = 'paid_month' AND bucket = $2)) \
+ WHERE tenant_id = $1 AND kind = 'status' \
 UNION ALL \
-SELECT 'sent_past_due', currency, '', CAST(SUM(count) AS BIGINT), CAST(SUM(amount_cents) AS BIGINT) \
- FROM invoice_totals WHERE tenant_id = $1 AND kind = 'sent_due' AND bucket < $3 GROUP BY currency \
+SELECT kind, currency, bucket, count, amount_cents FROM invoice_totals \
+ WHERE tenant_id = $1 AND kind = 'paid_month' AND bucket = $2 \
+UNION ALL \
+SELECT 'sent_past_due', currency, '', CAST(SUM(count) AS BIGINT), CAST(SUM(amount_cents) AS BIGINT) FROM ( \
+ SELECT currency, count, amount_cents FROM invoice_totals \
+  WHERE tenant_id = $1 AND kind = 'sent_due_month' AND bucket < $2 \
+ UNION ALL \
+ SELECT currency, count, amount_cents FROM invoice_totals \
+  WHERE tenant_id = $1 AND kind = 'sent_due' AND bucket >= $4 AND bucket < $3 \
+) AS past_due GROUP BY currency \
 UNION ALL \
 SELECT 'job', '', status, count, CAST(0 AS BIGINT) FROM job_totals WHERE tenant_id = $1";
 
@@ -93,11 +102,13 @@ fn add_money(totals: &mut BTreeMap<String, MoneyTotal>, row: &TotalsRow) {
 pub async fn compute(db: &Db, tenant_id: i64) -> Result<Dashboard> {
     let now = Utc::now();
     let today = now.date_naive().to_string();
-    let this_month = crate::totals::paid_month(&crate::time::timestamp(now)).to_owned();
+    let this_month = crate::totals::month_of(&today).to_owned();
+    let first_of_month = format!("{this_month}-01");
     let rows: Vec<TotalsRow> = sqlx::query_as(TOTALS_SQL)
         .bind(tenant_id)
         .bind(&this_month)
         .bind(&today)
+        .bind(&first_of_month)
         .fetch_all(&db.pool)
         .await?;
     let mut outstanding = BTreeMap::new();

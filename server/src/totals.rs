@@ -23,6 +23,7 @@ pub enum Kind {
     All,
     Status,
     SentDue,
+    SentDueMonth,
     PaidMonth,
 }
 
@@ -32,6 +33,7 @@ impl Kind {
             Self::All => "all",
             Self::Status => "status",
             Self::SentDue => "sent_due",
+            Self::SentDueMonth => "sent_due_month",
             Self::PaidMonth => "paid_month",
         }
     }
@@ -44,9 +46,9 @@ struct Delta {
     amount_cents: i64,
 }
 
-/// The month bucket (`YYYY-MM`) of an RFC 3339 `paid_at`.
-pub fn paid_month(paid_at: &str) -> &str {
-    paid_at.get(..7).unwrap_or(paid_at)
+/// The month bucket (`YYYY-MM`) of a `YYYY-MM-DD` date or an RFC 3339 timestamp.
+pub fn month_of(date: &str) -> &str {
+    date.get(..7).unwrap_or(date)
 }
 
 fn overflow() -> AppError {
@@ -98,10 +100,11 @@ impl InvoiceDeltas {
             InvoiceStatus::Sent => {
                 let due = invoice.due_on.to_string();
                 self.add_row(Kind::SentDue, currency, &due, sign, amount)?;
+                self.add_row(Kind::SentDueMonth, currency, month_of(&due), sign, amount)?;
             }
             InvoiceStatus::Paid => {
                 if let Some(paid_at) = &invoice.paid_at {
-                    self.add_row(Kind::PaidMonth, currency, paid_month(paid_at), sign, amount)?;
+                    self.add_row(Kind::PaidMonth, currency, month_of(paid_at), sign, amount)?;
                 }
             }
             InvoiceStatus::Draft | InvoiceStatus::Overdue => {}
@@ -251,6 +254,7 @@ mod tests {
                 ("status", "paid", 1, 500),
                 ("status", "sent", -1, -500),
                 ("sent_due", "2026-12-01", -1, -500),
+                ("sent_due_month", "2026-12", -1, -500),
                 ("paid_month", "2026-11", 1, 500),
             ]
         );

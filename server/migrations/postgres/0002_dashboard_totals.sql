@@ -6,9 +6,12 @@
 --   kind 'all'        bucket ''           every invoice; bounds every other sum, so a
 --                                         write that would overflow it is refused (422)
 --   kind 'status'     bucket the status   invoice count and amount per status
---   kind 'sent_due'   bucket due_on       'sent' invoices by due date: "overdue" is the
---                                         sum of buckets before today, exact across
---                                         midnight with no rescan of invoices
+--   kind 'sent_due'   bucket due_on       'sent' invoices by due date
+--   kind 'sent_due_month' bucket 'YYYY-MM' the same by due month. "Overdue" is the months
+--                                         before this one plus this month's days before
+--                                         today: exact across midnight and month ends,
+--                                         and a read touches at most the past months and
+--                                         this month's days, never the invoices
 --   kind 'paid_month' bucket 'YYYY-MM'    'paid' invoices by the month of paid_at
 -- No CHECK (count >= 0) on the sums: an upsert's VALUES row carries the delta, which is
 -- negative when a write takes an invoice out, and both backends check it before the
@@ -17,12 +20,13 @@
 
 CREATE TABLE invoice_totals (
     tenant_id    BIGINT NOT NULL REFERENCES tenant (tenant_id) ON DELETE CASCADE,
-    kind         TEXT NOT NULL CHECK (kind IN ('all', 'status', 'sent_due', 'paid_month')),
+    kind         TEXT NOT NULL CHECK (kind IN ('all', 'status', 'sent_due', 'sent_due_month', 'paid_month')),
     currency     TEXT NOT NULL,
     bucket       TEXT NOT NULL,
     count        BIGINT NOT NULL,
     amount_cents BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, kind, currency, bucket)
+    -- bucket before currency: the dashboard reads bucket ranges across currencies.
+    PRIMARY KEY (tenant_id, kind, bucket, currency)
 );
 
 CREATE TABLE job_totals (
@@ -44,6 +48,10 @@ FROM invoice GROUP BY tenant_id, currency, status;
 INSERT INTO invoice_totals (tenant_id, kind, currency, bucket, count, amount_cents)
 SELECT tenant_id, 'sent_due', currency, due_on, COUNT(*), SUM(amount_cents)
 FROM invoice WHERE status = 'sent' GROUP BY tenant_id, currency, due_on;
+
+INSERT INTO invoice_totals (tenant_id, kind, currency, bucket, count, amount_cents)
+SELECT tenant_id, 'sent_due_month', currency, substr(due_on, 1, 7), COUNT(*), SUM(amount_cents)
+FROM invoice WHERE status = 'sent' GROUP BY tenant_id, currency, substr(due_on, 1, 7);
 
 INSERT INTO invoice_totals (tenant_id, kind, currency, bucket, count, amount_cents)
 SELECT tenant_id, 'paid_month', currency, substr(paid_at, 1, 7), COUNT(*), SUM(amount_cents)

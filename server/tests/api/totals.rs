@@ -51,6 +51,8 @@ async fn recounted_totals(pool: &AnyPool, tenant: i64) -> Vec<TotalsRow> {
          SELECT 'all' AS kind, currency, '' AS bucket, {sums} GROUP BY currency \
          UNION ALL SELECT 'status', currency, status, {sums} GROUP BY currency, status \
          UNION ALL SELECT 'sent_due', currency, due_on, {sums} AND status = 'sent' GROUP BY currency, due_on \
+         UNION ALL SELECT 'sent_due_month', currency, substr(due_on, 1, 7), {sums} AND status = 'sent' \
+           GROUP BY currency, substr(due_on, 1, 7) \
          UNION ALL SELECT 'paid_month', currency, substr(paid_at, 1, 7), {sums} AND status = 'paid' \
            GROUP BY currency, substr(paid_at, 1, 7) \
          ) AS recount ORDER BY 1, 2, 3"
