@@ -18,9 +18,14 @@ rate="${1:-10k}"
 duration="${2:-30s}"
 weights="${3-dashboard=1}"
 
-echo "building release binary (before any measurement)…"
-cargo build --release --quiet --bin aimate
-aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
+# AIMATE_BIN runs another build (e.g. to compare two commits in one session).
+if [ -n "${AIMATE_BIN:-}" ]; then
+  aimate="$AIMATE_BIN"
+else
+  echo "building release binary (before any measurement)…"
+  cargo build --release --quiet --bin aimate
+  aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
+fi
 
 work="$(mktemp -d)"
 server_pid=""

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod collect;
 pub mod ledger;
+pub mod pacer;
 pub mod plan;
 pub mod procstat;
 mod progress;

@@ -193,6 +193,9 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         .seed(&api_key, options.seed_invoices, options.seed_jobs)
         .await?;
 
+    let authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}"))
+        .map_err(|_| ApiError::BadApiKey)?;
+    let pacer = crate::pacer::Pacer::start().map_err(StageError::Pacer)?;
     let started_at = SystemTime::now();
     let run_start = Instant::now();
     let cpu_at_start = procstat::cpu_time();
@@ -278,8 +281,10 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 users,
             },
             mix: options.mix.clone(),
-            api_key: api_key.clone(),
+            authorization: authorization.clone(),
             invoice_ids: invoice_ids.clone(),
+            pacer: (window.target_rps <= crate::runner::PRECISE_PACING_MAX_RPS)
+                .then(|| pacer.clone()),
             records: sender.clone(),
             ledger: ledger.clone(),
             stop: stop.clone(),
