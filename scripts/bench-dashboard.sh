@@ -11,42 +11,30 @@
 # never the invoices). Do not run it while anything compiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 
 reads="${1:-300}"
 
-if [ -n "${AIMATE_BIN:-}" ]; then
-  aimate="$AIMATE_BIN"
-else
-  echo "building release binary (before any measurement)…"
-  cargo build --release --quiet --bin aimate
-  aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
-fi
+aimate_binary
 
 work="$(mktemp -d)"
 server_pid=""
-schema=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  if [ -n "$schema" ]; then psql -q "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
+  drop_bench_schema
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-server_url=""
-if [ -n "${DATABASE_URL:-}" ]; then
-  schema="aimate_bench_$$"
-  psql -q "$DATABASE_URL" -c "CREATE SCHEMA $schema" >/dev/null
-  case "$DATABASE_URL" in *\?*) sep='&' ;; *) sep='?' ;; esac
-  server_url="${DATABASE_URL}${sep}options=-c%20search_path%3D${schema}"
-fi
+bench_schema
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 env -u DATABASE_URL AIMATE_LOG=warn AIMATE_ADMIN_TOKEN=bench AIMATE_RATE_LIMIT_PER_SECOND=0 \
   ${server_url:+DATABASE_URL="$server_url"} \
   "$aimate" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
 server_pid=$!
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/api/health" 2>/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$port/api/health"
 
 python3 - "$port" "$reads" <<'PY'
 import http.client, json, random, statistics, sys, time

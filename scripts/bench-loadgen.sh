@@ -13,19 +13,13 @@
 # requests; <= 200 MB RSS. Do not run it while anything compiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 
 rate="${1:-10k}"
 duration="${2:-30s}"
 weights="${3-dashboard=1}"
 
-# AIMATE_BIN runs another build (e.g. to compare two commits in one session).
-if [ -n "${AIMATE_BIN:-}" ]; then
-  aimate="$AIMATE_BIN"
-else
-  echo "building release binary (before any measurement)…"
-  cargo build --release --quiet --bin aimate
-  aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
-fi
+aimate_binary
 
 work="$(mktemp -d)"
 server_pid=""
@@ -36,12 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 # Access log off and rate limit out of the way: this measures the generator.
 AIMATE_LOG=warn AIMATE_ADMIN_TOKEN=bench AIMATE_RATE_LIMIT_PER_SECOND=100000000 AIMATE_RATE_LIMIT_BURST=100000000 \
   "$aimate" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
 server_pid=$!
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/api/health" && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$port/api/health"
 
 /usr/bin/time -v -o "$work/time.txt" "$aimate" load --target "http://127.0.0.1:$port" --admin-token bench \
   --stages "$rate" --warmup 5s --duration "$duration" --out "$work/run.json" \

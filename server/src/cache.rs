@@ -174,6 +174,20 @@ pub fn tenant_scope(tenant_id: i64, what: &str) -> String {
     format!("t{tenant_id}:{what}")
 }
 
+/// A cached JSON response: the body under `scope` + `rest` (the scope's current
+/// generation embedded), or `load`'s, stored for the kind's TTL.
+pub async fn cached_json(
+    cache: &dyn Cache,
+    kind: CacheKind,
+    scope: &str,
+    rest: &str,
+    load: Loader<'_>,
+) -> Result<axum::response::Response, AppError> {
+    let key = scoped_key(cache, scope, rest).await;
+    let body = cache.get_or_load(kind, key, load).await?;
+    Ok(crate::respond::json_response(body))
+}
+
 /// Builds the full key of an entry: `scope#generation:rest`.
 pub async fn scoped_key(cache: &dyn Cache, scope: &str, rest: &str) -> String {
     let generation = cache.generation(scope).await;

@@ -14,12 +14,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Tenant;
-use crate::cache::{CacheKind, scoped_key, tenant_scope};
+use crate::cache::{CacheKind, cached_json, tenant_scope};
 use crate::db::Db;
 use crate::error::Result;
 use crate::invoices::model::InvoiceStatus;
 use crate::jobs::model::JobStatus;
-use crate::respond::{json_bytes, json_response};
+use crate::respond::json_bytes;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -160,16 +160,14 @@ pub async fn compute(db: &Db, tenant_id: i64) -> Result<Dashboard> {
     responses((status = 200, description = "Totals and counts", body = Dashboard))
 )]
 async fn get_dashboard(State(state): State<AppState>, tenant: Tenant) -> Result<Response> {
-    let key = scoped_key(
-        state.cache.as_ref(),
-        &tenant_scope(tenant.id, "dashboard"),
-        "v1",
-    )
-    .await;
+    let scope = tenant_scope(tenant.id, "dashboard");
     let load = async { json_bytes(&compute(&state.db, tenant.id).await?) };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::Dashboard, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::Dashboard,
+        &scope,
+        "v1",
+        Box::pin(load),
+    )
+    .await
 }

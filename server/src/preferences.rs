@@ -9,11 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Tenant;
-use crate::cache::{CacheKind, scoped_key, tenant_scope};
+use crate::cache::{CacheKind, cached_json, tenant_scope};
 use crate::db::Db;
 use crate::error::{AppError, AppJson, AppPath, Result};
 use crate::openapi::ErrorResponse;
-use crate::respond::{json_bytes, json_response};
+use crate::respond::json_bytes;
 use crate::state::AppState;
 use crate::validate::{self, Validate};
 
@@ -170,13 +170,16 @@ async fn get_preferences(
     AppPath(user_id): AppPath<String>,
 ) -> Result<Response> {
     check_user_id(&user_id)?;
-    let key = scoped_key(state.cache.as_ref(), &cache_scope(tenant, &user_id), "v1").await;
+    let scope = cache_scope(tenant, &user_id);
     let load = async { json_bytes(&load(&state.db, tenant.id, &user_id).await?) };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::Preferences, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::Preferences,
+        &scope,
+        "v1",
+        Box::pin(load),
+    )
+    .await
 }
 
 /// Replace a user's preferences.

@@ -160,8 +160,9 @@ impl Db {
                 Ok(!conn.is_in_transaction())
             })
         });
+        let pragmas: Arc<str> = sqlite_pragmas(settings.sqlite_synchronous).into();
         if backend == Backend::Sqlite {
-            let pragmas: Arc<str> = sqlite_pragmas(settings.sqlite_synchronous).into();
+            let pragmas = pragmas.clone();
             pool_options = pool_options.after_connect(move |conn, _meta| {
                 let pragmas = pragmas.clone();
                 Box::pin(async move {
@@ -171,7 +172,7 @@ impl Db {
             });
         }
         let pool = pool_options
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(connect_err)?;
         let migrator = match backend {
@@ -181,7 +182,7 @@ impl Db {
         migrator.run(&pool).await?;
         let sqlite = backend == Backend::Sqlite;
         Ok(Self {
-            writer: sqlite.then(|| Writer::start(pool.clone(), settings.acquire_timeout)),
+            writer: sqlite.then(|| Writer::start(options, pragmas, settings.acquire_timeout)),
             synchronous: sqlite.then_some(settings.sqlite_synchronous),
             pool,
             backend,

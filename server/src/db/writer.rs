@@ -10,6 +10,13 @@
 //! previous commit is in flight (as PostgreSQL's `commit_delay = 0`), so an idle server
 //! commits a lone write at once.
 //!
+//! The writer has a connection of its own, outside the pool: it is the only connection
+//! that writes, so its page cache stays valid between batches (a pooled connection finds
+//! the database changed by another and re-reads its pages), and a batch costs no pool
+//! checkout. A connection left broken by a failed batch (a full disk makes SQLite roll
+//! back on its own, and sqlx then believes a transaction is still open) is dropped and
+//! a new one opened for the next batch.
+//!
 //! A write that sat in the queue past its deadline (the pool's acquire timeout) is
 //! answered 503 without running, and the queue itself is bounded: a stuck write lock
 //! turns into fast 503s with Retry-After, never an unbounded backlog.
@@ -19,7 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use sqlx::{AnyConnection, AnyPool, Executor};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::AppError;
@@ -105,11 +113,14 @@ fn busy() -> AppError {
 }
 
 impl Writer {
-    /// Starts the writer task on `pool`; it ends when the last handle is dropped.
-    pub fn start(pool: AnyPool, max_wait: Duration) -> Self {
+    /// Starts the writer task; it opens its connection with `options` and runs
+    /// `pragmas` on it (again after every reconnect), and ends when the last handle is
+    /// dropped.
+    pub fn start(options: AnyConnectOptions, pragmas: Arc<str>, max_wait: Duration) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run_writer(pool, receiver, stats.clone()));
+        let connector = Connector { options, pragmas };
+        tokio::spawn(run_writer(connector, receiver, stats.clone()));
         Self {
             queue,
             max_wait,
@@ -139,7 +150,26 @@ impl Writer {
     }
 }
 
-async fn run_writer(pool: AnyPool, mut receiver: mpsc::Receiver<Queued>, stats: Arc<WriterStats>) {
+/// Opens the writer's connection.
+struct Connector {
+    options: AnyConnectOptions,
+    pragmas: Arc<str>,
+}
+
+impl Connector {
+    async fn connect(&self) -> Result<AnyConnection, AppError> {
+        let mut conn = self.options.connect().await?;
+        conn.execute(&*self.pragmas).await?;
+        Ok(conn)
+    }
+}
+
+async fn run_writer(
+    connector: Connector,
+    mut receiver: mpsc::Receiver<Queued>,
+    stats: Arc<WriterStats>,
+) {
+    let mut connection: Option<AnyConnection> = None;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -155,10 +185,24 @@ async fn run_writer(pool: AnyPool, mut receiver: mpsc::Receiver<Queued>, stats: 
         stats
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        // A task per batch: a panic in one write ends its batch (rolled back, every
-        // requester answered 503 by the dropped replies), never the writer.
-        if let Err(error) = tokio::spawn(commit_batch(pool.clone(), batch)).await {
-            tracing::error!(%error, "a write batch panicked; it was rolled back");
+        let conn = match connection.take() {
+            Some(conn) => conn,
+            None => match connector.connect().await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    for queued in batch {
+                        queued.write.finish(Err(error.clone()));
+                    }
+                    continue;
+                }
+            },
+        };
+        // A task per batch: a panic in one write ends its batch (rolled back with the
+        // connection, which is dropped; every requester answered 503 by the dropped
+        // replies), never the writer.
+        match tokio::spawn(commit_batch(conn, batch)).await {
+            Ok(conn) => connection = conn,
+            Err(error) => tracing::error!(%error, "a write batch panicked; it was rolled back"),
         }
     }
 }
@@ -166,10 +210,11 @@ async fn run_writer(pool: AnyPool, mut receiver: mpsc::Receiver<Queued>, stats: 
 /// A batch slower than this is logged: writers queue behind it.
 const SLOW_BATCH: Duration = Duration::from_millis(500);
 
-/// Runs one batch in one transaction and answers every write in it.
-async fn commit_batch(pool: AnyPool, mut batch: Vec<Queued>) {
+/// Runs one batch in one transaction and answers every write in it. Gives the
+/// connection back unless the batch left it unusable.
+async fn commit_batch(mut conn: AnyConnection, mut batch: Vec<Queued>) -> Option<AnyConnection> {
     let started = Instant::now();
-    let outcome = run_batch(&pool, &mut batch).await;
+    let outcome = run_batch(&mut conn, &mut batch).await;
     let took = started.elapsed();
     if took > SLOW_BATCH {
         tracing::warn!(
@@ -179,13 +224,21 @@ async fn commit_batch(pool: AnyPool, mut batch: Vec<Queued>) {
             "slow write batch: later writes waited behind it"
         );
     }
+    let failed = outcome.is_err();
     for queued in batch {
         queued.write.finish(outcome.clone());
     }
+    if failed {
+        // The ping runs a dropped transaction's pending rollback first.
+        if conn.ping().await.is_err() || conn.is_in_transaction() {
+            return None;
+        }
+    }
+    Some(conn)
 }
 
-async fn run_batch(pool: &AnyPool, batch: &mut [Queued]) -> Result<(), AppError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn run_batch(conn: &mut AnyConnection, batch: &mut [Queued]) -> Result<(), AppError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     if let [alone] = batch {
         // A batch of one needs no savepoint: if it fails, the whole transaction is its
         // own (rolled back when `tx` drops). Two statements fewer per write when the

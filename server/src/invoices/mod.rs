@@ -18,12 +18,12 @@ use self::model::{
 use crate::auth::Tenant;
 use std::collections::BTreeSet;
 
-use crate::cache::{CacheKind, scoped_key, tenant_scope};
+use crate::cache::{CacheKind, cached_json, tenant_scope};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
 use crate::list_cache::{self, Change};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
-use crate::respond::{json_bytes, json_response};
+use crate::respond::json_bytes;
 use crate::state::AppState;
 use crate::validate::Validate;
 
@@ -106,19 +106,17 @@ async fn list_invoices(
         query.status.map(InvoiceStatus::as_str),
     ]);
     let scope = list_cache::page_scope(tenant.id, LIST, &filter, after.is_none());
-    let key = scoped_key(
-        state.cache.as_ref(),
-        &scope,
-        &format!("a={after:?}&l={limit}"),
-    )
-    .await;
+    let rest = format!("a={after:?}&l={limit}");
     let load =
         async { json_bytes(&queries::list(&state.db, tenant.id, &query, after, limit).await?) };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::InvoiceList, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::InvoiceList,
+        &scope,
+        &rest,
+        Box::pin(load),
+    )
+    .await
 }
 
 /// Create an invoice.
@@ -228,18 +226,21 @@ async fn get_invoice(
     tenant: Tenant,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response> {
-    let key = scoped_key(state.cache.as_ref(), &item_scope(tenant.id, id), "").await;
     let load = async {
         let invoice = queries::find(&state.db.pool, tenant.id, id)
             .await?
             .ok_or(AppError::NotFound("invoice"))?;
         json_bytes(&invoice)
     };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::Invoice, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    let scope = item_scope(tenant.id, id);
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::Invoice,
+        &scope,
+        "",
+        Box::pin(load),
+    )
+    .await
 }
 
 /// Change some fields of an invoice.

@@ -13,12 +13,12 @@ use utoipa_axum::routes;
 
 use self::model::{Job, JobListQuery, JobPatch, JobStatus, NewJob};
 use crate::auth::Tenant;
-use crate::cache::{CacheKind, scoped_key, tenant_scope};
+use crate::cache::{CacheKind, cached_json, tenant_scope};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
 use crate::list_cache::{self, Change};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
-use crate::respond::{json_bytes, json_response};
+use crate::respond::json_bytes;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -90,14 +90,16 @@ async fn list_jobs(
     let filter = list_cache::filter_key(&[query.status.map(JobStatus::as_str)]);
     let scope = list_cache::page_scope(tenant.id, LIST, &filter, after.is_none());
     let rest = format!("f={:?}&t={:?}&a={after:?}&l={limit}", query.from, query.to);
-    let key = scoped_key(state.cache.as_ref(), &scope, &rest).await;
     let load =
         async { json_bytes(&queries::list(&state.db, tenant.id, &query, after, limit).await?) };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::JobList, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::JobList,
+        &scope,
+        &rest,
+        Box::pin(load),
+    )
+    .await
 }
 
 /// Create a job.
@@ -148,18 +150,21 @@ async fn get_job(
     tenant: Tenant,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response> {
-    let key = scoped_key(state.cache.as_ref(), &item_scope(tenant.id, id), "").await;
     let load = async {
         let job = queries::find(&state.db.pool, tenant.id, id)
             .await?
             .ok_or(AppError::NotFound("job"))?;
         json_bytes(&job)
     };
-    let body = state
-        .cache
-        .get_or_load(CacheKind::Job, key, Box::pin(load))
-        .await?;
-    Ok(json_response(body))
+    let scope = item_scope(tenant.id, id);
+    cached_json(
+        state.cache.as_ref(),
+        CacheKind::Job,
+        &scope,
+        "",
+        Box::pin(load),
+    )
+    .await
 }
 
 /// Change some fields of a job.

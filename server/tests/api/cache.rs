@@ -21,21 +21,11 @@ async fn reads_are_cached_and_writes_invalidate(backend: Backend) {
     )
     .await;
 
-    let hits = |cache: &'static str| {
-        let srv = &srv;
-        async move {
-            srv.metric(
-                "cache_requests_total",
-                &[&format!("cache=\"{cache}\""), "result=\"hit\""],
-            )
-            .await
-        }
-    };
     let (_, first) = srv.get("/api/dashboard", &key).await;
-    let before = hits("dashboard").await;
+    let before = srv.cache_hits("dashboard").await;
     let (_, second) = srv.get("/api/dashboard", &key).await;
     assert_eq!(first, second, "a cached read returns the same body");
-    assert_eq!(hits("dashboard").await, before + 1.0);
+    assert_eq!(srv.cache_hits("dashboard").await, before + 1.0);
 
     // A write is visible in the very next list and dashboard read.
     srv.get("/api/invoices", &key).await;
@@ -80,10 +70,10 @@ async fn reads_are_cached_and_writes_invalidate(backend: Backend) {
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1);
     let (_, dashboard) = srv.get("/api/dashboard", &key).await;
     assert_eq!(dashboard["jobs_by_status"]["scheduled"], 1);
-    let list_hits = hits("invoice_list").await;
+    let list_hits = srv.cache_hits("invoice_list").await;
     srv.get("/api/invoices", &key).await;
     assert_eq!(
-        hits("invoice_list").await,
+        srv.cache_hits("invoice_list").await,
         list_hits + 1.0,
         "an unchanged list is served from cache"
     );
@@ -109,13 +99,6 @@ async fn list_pages_survive_unrelated_writes_and_stay_fresh(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201);
-    let hits = || async {
-        srv.metric(
-            "cache_requests_total",
-            &["cache=\"invoice_list\"", "result=\"hit\""],
-        )
-        .await
-    };
     let ids = |page: &serde_json::Value| -> Vec<i64> {
         page["items"]
             .as_array()
@@ -139,14 +122,14 @@ async fn list_pages_survive_unrelated_writes_and_stay_fresh(backend: Backend) {
             json!({"customer": "A", "amount_cents": 999, "status": "sent"}),
         )
         .await;
-    let before = hits().await;
+    let before = srv.cache_hits("invoice_list").await;
     let (_, fresh_first) = srv.get("/api/invoices?limit=20", &key).await;
     assert_eq!(fresh_first["items"][0], created);
     let (_, again_b) = srv.get("/api/invoices?customer=B", &key).await;
     assert_eq!(again_b, only_b);
     let (_, again_second) = srv.get(&second_path, &key).await;
     assert_eq!(again_second, second);
-    let survived = hits().await - before;
+    let survived = srv.cache_hits("invoice_list").await - before;
     let expected = if backend == Backend::Sqlite { 2.0 } else { 1.0 };
     assert_eq!(
         survived, expected,
@@ -206,20 +189,10 @@ async fn single_reads_are_cached_and_renewed_by_their_writes(backend: Backend) {
         .invoice(&key, json!({"customer": "A", "amount_cents": 10}))
         .await;
     let path = format!("/api/invoices/{}", invoice["id"]);
-    let hits = |cache: &'static str| {
-        let srv = &srv;
-        async move {
-            srv.metric(
-                "cache_requests_total",
-                &[&format!("cache=\"{cache}\""), "result=\"hit\""],
-            )
-            .await
-        }
-    };
     assert_eq!(srv.get(&path, &key).await, (200, invoice.clone()));
-    let before = hits("invoice").await;
+    let before = srv.cache_hits("invoice").await;
     assert_eq!(srv.get(&path, &key).await, (200, invoice.clone()));
-    assert_eq!(hits("invoice").await, before + 1.0);
+    assert_eq!(srv.cache_hits("invoice").await, before + 1.0);
 
     let (_, patched) = srv
         .send(Method::PATCH, &path, &key, json!({"amount_cents": 11}))

@@ -216,6 +216,13 @@ impl TestServer {
             .sum()
     }
 
+    /// `cache_requests_total` hits of one cache (`dashboard`, `invoice_list`, …).
+    pub async fn cache_hits(&self, cache: &str) -> f64 {
+        let label = format!("cache=\"{cache}\"");
+        self.metric("cache_requests_total", &[&label, "result=\"hit\""])
+            .await
+    }
+
     /// A pool on the server's own database (its PostgreSQL schema, or its SQLite file),
     /// for tests that compare what the API says with what is stored.
     pub async fn database(&self) -> sqlx::AnyPool {

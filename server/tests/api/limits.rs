@@ -111,6 +111,8 @@ async fn sheds_load_past_max_inflight(backend: Backend) {
     srv.stop().await.unwrap();
 }
 
+/// A dry pool (PostgreSQL: a write stuck on a lock holds the only connection) answers
+/// 503 within the acquire timeout, readiness says why, and it recovers by itself.
 async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
     let Some(srv) = TestServer::start(backend, |c| {
         c.db_pool_min = 1;
@@ -132,6 +134,19 @@ async fn dry_pool_answers_503_fast_and_recovers(backend: Backend) {
         .await;
 
     let started = Instant::now();
+    if backend == Backend::Sqlite {
+        // SQLite's writer has a connection of its own, outside the pool: a stuck write
+        // cannot dry the pool, so even a pool of one keeps serving reads.
+        let (status, body) = srv.get(&path, &key).await;
+        assert_eq!((status, body), (200, invoice));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let health = srv.client.get(srv.url("/api/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        lock.release().await;
+        assert_eq!(stuck.await.unwrap().0, 201);
+        srv.stop().await.unwrap();
+        return;
+    }
     let (status, body) = srv.get(&path, &key).await;
     assert_eq!((status, error_code(&body)), (503, "db_pool_exhausted"));
     assert!(
