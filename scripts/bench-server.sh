@@ -21,9 +21,10 @@ rounds="${4:-5}"
 command -v wrk >/dev/null || { echo "bench-server: wrk is not installed (apt-get install -y wrk)" >&2; exit 2; }
 
 echo "building release binaries (before any measurement)…"
-cargo build --release --quiet --bin aimate
+[ -n "${AIMATE_BIN:-}" ] || cargo build --release --quiet --bin aimate
 cargo build --release --quiet -p aimate-server --example bare_hyper
 target="${CARGO_TARGET_DIR:-target}/release"
+aimate="${AIMATE_BIN:-$target/aimate}"
 
 work="$(mktemp -d)"
 pids=()
@@ -44,9 +45,9 @@ aimate_port="$(free_port)"
 bare_port="$(free_port)"
 
 # Rate limit out of the way: this measures the request path, not the limiter's 429s.
-key="$("$target/aimate" tenant create "Bench" --data-dir "$work/data" 2>/dev/null)"
+key="$("$aimate" tenant create "Bench" --data-dir "$work/data" 2>/dev/null)"
 AIMATE_LOG="${AIMATE_LOG:-info}" AIMATE_RATE_LIMIT_PER_SECOND=100000000 AIMATE_RATE_LIMIT_BURST=100000000 \
-  "$target/aimate" serve --bind "127.0.0.1:$aimate_port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
+  "$aimate" serve --bind "127.0.0.1:$aimate_port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
 aimate_pid=$!
 pids+=("$aimate_pid")
 "$target/examples/bare_hyper" "127.0.0.1:$bare_port" >/dev/null &

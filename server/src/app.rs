@@ -16,7 +16,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, Request, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -76,7 +75,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(dashboard::router())
         .merge(preferences::router())
-        .route_layer(from_fn_with_state(state.clone(), auth::require_tenant));
+        .route_layer(auth::RequireTenantLayer::new(state.clone()));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenant_api)
         .merge(tenants::router())

@@ -20,9 +20,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Request};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
+use prometheus::Histogram;
 use tokio::sync::Semaphore;
 use tower::Service;
 
@@ -60,10 +61,65 @@ fn request_id(request: &Request<Body>) -> HeaderValue {
         })
 }
 
-#[derive(Debug, Clone)]
+/// The `http_request_method` label: the methods HTTP defines by name, anything else
+/// `_OTHER` (OpenTelemetry's rule), so made-up methods cannot grow the label set.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// A route's latency histogram children, resolved once per (method, status): the
+/// prometheus vector hashes three label strings under a lock on every lookup.
+#[derive(Default)]
+struct Durations(std::sync::RwLock<std::collections::HashMap<(&'static str, u16), Histogram>>);
+
+impl Durations {
+    fn observe(
+        &self,
+        metrics: &Metrics,
+        template: &str,
+        method: &'static str,
+        status: StatusCode,
+        seconds: f64,
+    ) {
+        let key = (method, status.as_u16());
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let histogram = known.unwrap_or_else(|| {
+            let child =
+                metrics
+                    .request_duration
+                    .with_label_values(&[method, template, status.as_str()]);
+            self.0
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, child.clone());
+            child
+        });
+        histogram.observe(seconds);
+    }
+}
+
+#[derive(Clone)]
 struct RouteInfo {
     template: Arc<str>,
     admitted: bool,
+    durations: Arc<Durations>,
 }
 
 pub struct EdgeSettings {
@@ -73,6 +129,8 @@ pub struct EdgeSettings {
 
 struct Shared {
     routes: matchit::Router<RouteInfo>,
+    /// Children of requests that matched no route.
+    unmatched: Durations,
     slots: Semaphore,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -99,6 +157,7 @@ impl<S> Edge<S> {
             let info = RouteInfo {
                 template: template.into(),
                 admitted: !OPERATIONS_ROUTES.contains(&template),
+                durations: Arc::default(),
             };
             if let Err(error) = routes.insert(template, info) {
                 // Only a malformed or conflicting template fails; such a route is then
@@ -109,6 +168,7 @@ impl<S> Edge<S> {
         let slots = Semaphore::new(settings.max_inflight.clamp(1, Semaphore::MAX_PERMITS));
         let shared = Shared {
             routes,
+            unmatched: Durations::default(),
             slots,
             timeout: settings.request_timeout,
             metrics,
@@ -188,15 +248,18 @@ where
             drop(in_flight);
 
             let elapsed = started.elapsed();
-            let template = route
-                .as_ref()
-                .map_or(UNMATCHED_ROUTE, |info| &info.template);
+            let (template, durations) = match &route {
+                Some(info) => (&*info.template, &*info.durations),
+                None => (UNMATCHED_ROUTE, &shared.unmatched),
+            };
             let status = response.status();
-            shared
-                .metrics
-                .request_duration
-                .with_label_values(&[method.as_str(), template, status.as_str()])
-                .observe(elapsed.as_secs_f64());
+            durations.observe(
+                &shared.metrics,
+                template,
+                method_label(&method),
+                status,
+                elapsed.as_secs_f64(),
+            );
             log_access(
                 &method,
                 template,

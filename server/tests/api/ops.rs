@@ -10,7 +10,8 @@ backend_tests!(
     liveness_and_readiness,
     metrics_use_documented_names_and_route_templates,
     request_ids,
-    openapi_matches_the_routes
+    openapi_matches_the_routes,
+    made_up_methods_share_one_label
 );
 
 async fn liveness_and_readiness(backend: Backend) {
@@ -305,4 +306,35 @@ fn collect_refs(value: &Value) -> Vec<String> {
         Value::Array(items) => items.iter().flat_map(collect_refs).collect(),
         _ => Vec::new(),
     }
+}
+
+/// OpenTelemetry's rule for `http_request_method`: known methods by name, any other
+/// `_OTHER`, so a client inventing methods cannot grow the metric's series.
+async fn made_up_methods_share_one_label(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .count()
+    };
+    // Warm up the labels a normal request creates.
+    srv.client.get(srv.url("/nope")).send().await.unwrap();
+    let before = series(&srv.metrics().await);
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        let response = srv
+            .client
+            .request(method, srv.url("/nope"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    let text = srv.metrics().await;
+    assert!(text.contains("http_request_method=\"_OTHER\""), "{text}");
+    assert!(!text.contains("M7X"));
+    assert!(series(&text) <= before + 2, "made-up methods added series");
+    srv.stop().await.unwrap();
 }
