@@ -27,8 +27,9 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_DB_POOL_MIN", default_value_t = 1)]
     pub db_pool_min: u32,
 
-    /// Most connections the pool opens. SQLite has one writer, so a small pool (4–8) is
-    /// enough; for PostgreSQL keep instances × this under `max_connections`.
+    /// Most connections the pool opens. On SQLite the pool serves reads (the one writer
+    /// has a connection of its own), so a small pool (4–8) is enough; for PostgreSQL
+    /// keep instances × this under `max_connections`.
     #[arg(long, env = "AIMATE_DB_POOL_MAX", default_value_t = 8)]
     pub db_pool_max: u32,
 
