@@ -193,8 +193,10 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         .seed(&api_key, options.seed_invoices, options.seed_jobs)
         .await?;
 
-    let authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}"))
+    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}"))
         .map_err(|_| ApiError::BadApiKey)?;
+    // Kept out of any debug output of the request (it is the tenant's secret).
+    authorization.set_sensitive(true);
     let pacer = crate::pacer::Pacer::start().map_err(StageError::Pacer)?;
     let started_at = SystemTime::now();
     let run_start = Instant::now();
