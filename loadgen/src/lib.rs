@@ -17,5 +17,6 @@ pub mod runner;
 pub mod scenarios;
 pub mod schedule;
 pub mod scrape;
+pub mod sender;
 
 pub use run::{AbortGuard, Credentials, LoadError, LoadOptions, StageClock, run};

@@ -198,6 +198,9 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     // Kept out of any debug output of the request (it is the tenant's secret).
     authorization.set_sensitive(true);
     let pacer = crate::pacer::Pacer::start().map_err(StageError::Pacer)?;
+    let http_sender =
+        crate::sender::Sender::new(&options.target, authorization, options.request_timeout)
+            .map_err(StageError::from)?;
     let started_at = SystemTime::now();
     let run_start = Instant::now();
     let cpu_at_start = procstat::cpu_time();
@@ -283,7 +286,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 users,
             },
             mix: options.mix.clone(),
-            authorization: authorization.clone(),
+            sender: http_sender.clone(),
             invoice_ids: invoice_ids.clone(),
             pacer: (window.target_rps <= crate::runner::PRECISE_PACING_MAX_RPS)
                 .then(|| pacer.clone()),

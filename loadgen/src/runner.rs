@@ -7,10 +7,10 @@
 //!
 //! goose supplies the users, their HTTP client and the run's lifetime; the rate and
 //! every measurement are ours (its throttle is a ceiling in 10 ms bursts, its latency
-//! aggregates are rounded). Requests go straight to the user's reqwest client: goose's
-//! `GooseUser::request` builds its own per-request metric record (URL, headers and
-//! names copied into strings) even with its metrics off, which cost the generator
-//! CPU that, at 10k req/s on a shared machine, is taken from the server under test.
+//! aggregates are rounded). Requests go through [`Sender`] (hyper-util's client), not
+//! goose's `GooseUser::request` and reqwest: those build a metric record of copied
+//! strings and re-parse the URL for every request even with goose's metrics off, CPU
+//! that at 10k req/s on a shared machine is taken from the server under test.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +20,7 @@ use goose::GooseAttack;
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::goose::{GooseUser, Scenario, Transaction, TransactionResult};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
-use reqwest::{Method, Url};
+use http::Method;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::collect::{Outcome, RequestRecord};
@@ -30,6 +29,7 @@ use crate::pacer::Pacer;
 use crate::run::Message;
 use crate::scenarios::{Mix, plan_request};
 use crate::schedule::Schedule;
+use crate::sender::{Sender, Sent};
 
 /// Everything a stage's users share.
 pub struct StageContext {
@@ -40,8 +40,8 @@ pub struct StageContext {
     pub stage_end: Instant,
     pub schedule: Schedule,
     pub mix: Mix,
-    /// `Bearer <key>`, built once.
-    pub authorization: HeaderValue,
+    /// The users' HTTP client, with the tenant's key.
+    pub sender: Sender,
     pub invoice_ids: Vec<i64>,
     /// Wakes each user at its intended send time to a tenth of a millisecond; `None`
     /// leaves it to tokio's 1 ms timer (see [`PRECISE_PACING_MAX_RPS`]).
@@ -117,33 +117,31 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
         "DELETE" => Method::DELETE,
         _ => Method::GET,
     };
-    let mut builder = user
-        .client
-        .request(method, url_for(&user.base_url, &planned.path))
-        .header(AUTHORIZATION, ctx.authorization.clone());
-    if let Some(body) = &planned.body {
-        builder = builder.json(body);
-    }
-
+    let json = planned
+        .body
+        .as_ref()
+        .and_then(|body| serde_json::to_vec(body).ok());
     let started = Instant::now();
-    let response = builder.send().await;
-    // Latency is to the response's headers (time to first byte), as goose measures it.
-    let finished = Instant::now();
-    let outcome = match &response {
-        Ok(http) => Outcome::Status(http.status().as_u16()),
-        Err(error) if error.is_timeout() => Outcome::Timeout,
-        Err(error) if error.is_connect() => Outcome::ConnectError,
-        Err(_) => Outcome::OtherError,
+    let (sent, finished) = ctx
+        .sender
+        .send(method, &planned.path, json, planned.body.is_some())
+        .await;
+    let outcome = match &sent {
+        Sent::Response { status, .. } => Outcome::Status(*status),
+        Sent::Timeout => Outcome::Timeout,
+        Sent::ConnectError => Outcome::ConnectError,
+        Sent::OtherError => Outcome::OtherError,
     };
-    if let Ok(http) = response {
-        // The body is read to its end, so the connection goes back to the pool.
-        let body = http.bytes().await;
-        if let (Outcome::Status(200..=299), Some(request_body), Ok(body)) =
-            (&outcome, &planned.body, body)
-            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body)
-        {
-            ctx.ledger.extend(ledger::acks(action, request_body, &body));
-        }
+    if let (
+        Sent::Response {
+            status: 200..=299,
+            body: Some(body),
+        },
+        Some(request_body),
+    ) = (&sent, &planned.body)
+        && let Ok(body) = serde_json::from_slice::<serde_json::Value>(body)
+    {
+        ctx.ledger.extend(ledger::acks(action, request_body, &body));
     }
     let since_start = |at: Instant| at.saturating_duration_since(ctx.run_start);
     // The collector outlives every user; a closed channel only means the run is over.
@@ -158,25 +156,14 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
     Ok(())
 }
 
-/// `base` with `path_and_query` (`/api/invoices?limit=50`) in place of its path: no
-/// re-parse of the scheme and host for every request.
-fn url_for(base: &Url, path_and_query: &str) -> Url {
-    let mut url = base.clone();
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (path_and_query, None),
-    };
-    url.set_path(path);
-    url.set_query(query);
-    url
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("goose could not run the stage: {0}")]
     Goose(String),
-    #[error("cannot start the send pacer thread: {0}")]
+    #[error("cannot start the send pacer: {0}")]
     Pacer(std::io::Error),
+    #[error(transparent)]
+    Target(#[from] crate::sender::BadTarget),
 }
 
 /// Runs one stage to its end. `run_time` covers start-up, warm-up and steady window.
