@@ -28,12 +28,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        write!(
-            writer,
-            "{{\"timestamp\":\"{now}\",\"level\":\"{}\",\"target\":",
-            metadata.level()
-        )?;
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        write!(writer, "\",\"level\":\"{}\",\"target\":", metadata.level())?;
         write_json_str(&mut writer, metadata.target())?;
         let mut fields = FieldWriter {
             out: &mut writer,
@@ -92,14 +89,59 @@ impl<W: Write> Visit for FieldWriter<'_, W> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, |out| write_json_str(out, &format!("{value:?}")));
+        // Formatted straight through an escaping writer: no String per field.
+        self.field(field, |out| {
+            out.write_char('"')?;
+            write!(JsonEscaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
     }
 }
 
-/// Writes `text` as a JSON string literal. Scans bytes: every character that needs an
-/// escape is ASCII, so runs of anything else are copied whole.
+/// Escapes what is written through it as the inside of a JSON string.
+struct JsonEscaped<'w, W: Write>(&'w mut W);
+
+impl<W: Write> Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        write_json_str_inner(self.0, text)
+    }
+}
+
+/// RFC 3339 UTC with microseconds, `2026-11-29T17:04:05.123456Z`. The date and time to
+/// the second are formatted once per second per thread: a line is written per request,
+/// and chrono's formatting (and its String) was a visible share of the access log.
+fn write_timestamp(out: &mut impl Write, at: std::time::SystemTime) -> fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (secs, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let whole = chrono::DateTime::<chrono::Utc>::from_timestamp(
+                i64::try_from(secs).unwrap_or(i64::MAX),
+                0,
+            )
+            .unwrap_or_default();
+            cached.1 = whole.format("%Y-%m-%dT%H:%M:%S").to_string();
+            cached.0 = secs;
+        }
+        write!(out, "{}.{micros:06}Z", cached.1)
+    })
+}
+
+/// Writes `text` as a JSON string literal.
 fn write_json_str(out: &mut impl Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
+    write_json_str_inner(out, text)?;
+    out.write_char('"')
+}
+
+/// Writes `text` escaped for the inside of a JSON string. Scans bytes: every character
+/// that needs an escape is ASCII, so runs of anything else are copied whole.
+fn write_json_str_inner(out: &mut impl Write, text: &str) -> fmt::Result {
     let mut start = 0;
     for (i, byte) in text.bytes().enumerate() {
         let escaped = match byte {
@@ -119,14 +161,27 @@ fn write_json_str(out: &mut impl Write, text: &str) -> fmt::Result {
         }
         start = i + 1;
     }
-    out.write_str(&text[start..])?;
-    out.write_char('"')
+    out.write_str(&text[start..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_796_000_645_000_007);
+        let mut out = String::new();
+        write_timestamp(&mut out, at).unwrap();
+        let again = at + std::time::Duration::from_micros(5);
+        out.push(' ');
+        write_timestamp(&mut out, again).unwrap();
+        assert_eq!(
+            out,
+            "2026-11-30T01:04:05.000007Z 2026-11-30T01:04:05.000012Z"
+        );
+    }
 
     #[test]
     fn escapes_like_json() {
@@ -179,6 +234,11 @@ mod tests {
         assert_eq!(lines[0]["odd"], "\"x\\\"y\"");
         assert_eq!(lines[1]["count"], -3);
         assert_eq!(lines[1]["message"], "second \"line\"");
-        assert!(lines[1]["timestamp"].as_str().unwrap().ends_with('Z'));
+        let timestamp = lines[1]["timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{timestamp}"
+        );
+        assert_eq!(timestamp.len(), "2026-11-29T17:04:05.123456Z".len());
     }
 }
