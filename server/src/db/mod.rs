@@ -18,7 +18,6 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 
 pub use errors::classify_error;
-pub use writer::{MAX_BATCH, WriteFn};
 
 use crate::error::AppError;
 use writer::Writer;
