@@ -15,6 +15,8 @@
 //! update or delete can touch a row on any page: it bumps both, for the combinations
 //! the row matched before and after. Pages of other customers or statuses survive.
 
+use std::collections::BTreeSet;
+
 use crate::cache::{Cache, tenant_scope};
 
 /// What a write did to the rows of a list.
@@ -53,27 +55,51 @@ pub fn page_scope(tenant_id: i64, list: &str, filter: &str, first_page: bool) ->
     tenant_scope(tenant_id, &format!("{list}:{filter}:{part}"))
 }
 
-/// Makes every page a write may have changed unreachable. `ids_in_commit_order`: new
-/// ids become visible in increasing order (one writer), so creates spare later pages.
+/// The scope of one row's cached `GET /api/{list}/{id}` body.
+pub fn item_scope(tenant_id: i64, list: &str, id: i64) -> String {
+    tenant_scope(tenant_id, &format!("{list}:item:{id}"))
+}
+
+/// What a committed write changed in one list: the filter combinations its rows match
+/// (before and after) and the ids of rows that existed before it.
+pub struct Written {
+    pub filters: BTreeSet<String>,
+    pub ids: Vec<i64>,
+    pub change: Change,
+}
+
+/// After a committed write: makes unreachable every page it may have changed, the
+/// cached bodies of the rows it changed (a create changes none: its ids were never
+/// served), and the tenant's dashboard. `ids_in_commit_order`: new ids become visible
+/// in increasing order (one writer), so creates spare later pages.
 pub async fn invalidate(
     cache: &dyn Cache,
     tenant_id: i64,
     list: &str,
-    filters: impl IntoIterator<Item = String>,
-    change: Change,
+    written: Written,
     ids_in_commit_order: bool,
 ) {
-    let later_pages_too = change == Change::Changed || !ids_in_commit_order;
-    for filter in filters {
+    let later_pages_too = written.change == Change::Changed || !ids_in_commit_order;
+    for filter in &written.filters {
         cache
-            .invalidate_scope(&page_scope(tenant_id, list, &filter, true))
+            .invalidate_scope(&page_scope(tenant_id, list, filter, true))
             .await;
         if later_pages_too {
             cache
-                .invalidate_scope(&page_scope(tenant_id, list, &filter, false))
+                .invalidate_scope(&page_scope(tenant_id, list, filter, false))
                 .await;
         }
     }
+    if written.change == Change::Changed {
+        for id in written.ids {
+            cache
+                .invalidate_scope(&item_scope(tenant_id, list, id))
+                .await;
+        }
+    }
+    cache
+        .invalidate_scope(&tenant_scope(tenant_id, "dashboard"))
+        .await;
 }
 
 #[cfg(test)]

@@ -16,11 +16,9 @@ use self::model::{
     BulkCreated, BulkInvoices, Invoice, InvoiceListQuery, InvoicePatch, InvoiceStatus, NewInvoice,
 };
 use crate::auth::Tenant;
-use std::collections::BTreeSet;
-
-use crate::cache::{CacheKind, cached_json, tenant_scope};
+use crate::cache::{CacheKind, cached_json};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
-use crate::list_cache::{self, Change};
+use crate::list_cache::{self, Change, Written};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
 use crate::respond::json_bytes;
@@ -38,45 +36,18 @@ pub fn router(bulk_body_limit: usize) -> OpenApiRouter<AppState> {
         )
 }
 
-/// The list filters (customer, status) an invoice matches.
-fn filters_of<'a>(invoices: impl IntoIterator<Item = &'a Invoice>) -> BTreeSet<String> {
-    invoices
-        .into_iter()
-        .flat_map(|i| list_cache::matching_filters(&[&i.customer, i.status.as_str()]))
-        .collect()
-}
-
-/// The cache scope of one invoice's `GET /api/invoices/{id}` body.
-fn item_scope(tenant_id: i64, id: i64) -> String {
-    tenant_scope(tenant_id, &format!("invoice:{id}"))
-}
-
-/// After a committed write: the dashboard, the list pages it can have changed and the
-/// invoices it changed (a create changes no cached invoice: its id was never served).
+/// After a committed write: the dashboard, the list pages and the invoices it changed.
 async fn invalidate(state: &AppState, tenant: Tenant, changed: &[&Invoice], change: Change) {
-    let in_order = state.db.ids_in_commit_order();
-    let filters = filters_of(changed.iter().copied());
-    list_cache::invalidate(
-        state.cache.as_ref(),
-        tenant.id,
-        LIST,
-        filters,
+    let written = Written {
+        filters: changed
+            .iter()
+            .flat_map(|i| list_cache::matching_filters(&[&i.customer, i.status.as_str()]))
+            .collect(),
+        ids: changed.iter().map(|invoice| invoice.id).collect(),
         change,
-        in_order,
-    )
-    .await;
-    if change == Change::Changed {
-        for invoice in changed {
-            state
-                .cache
-                .invalidate_scope(&item_scope(tenant.id, invoice.id))
-                .await;
-        }
-    }
-    state
-        .cache
-        .invalidate_scope(&tenant_scope(tenant.id, "dashboard"))
-        .await;
+    };
+    let in_order = state.db.ids_in_commit_order();
+    list_cache::invalidate(state.cache.as_ref(), tenant.id, LIST, written, in_order).await;
 }
 
 /// The list's name in cache scopes.
@@ -232,7 +203,7 @@ async fn get_invoice(
             .ok_or(AppError::NotFound("invoice"))?;
         json_bytes(&invoice)
     };
-    let scope = item_scope(tenant.id, id);
+    let scope = list_cache::item_scope(tenant.id, LIST, id);
     cached_json(
         state.cache.as_ref(),
         CacheKind::Invoice,

@@ -13,9 +13,9 @@ use utoipa_axum::routes;
 
 use self::model::{Job, JobListQuery, JobPatch, JobStatus, NewJob};
 use crate::auth::Tenant;
-use crate::cache::{CacheKind, cached_json, tenant_scope};
+use crate::cache::{CacheKind, cached_json};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, Result};
-use crate::list_cache::{self, Change};
+use crate::list_cache::{self, Change, Written};
 use crate::openapi::ErrorResponse;
 use crate::pagination::{Page, checked_limit, decode_cursor};
 use crate::respond::json_bytes;
@@ -27,44 +27,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job, update_job))
 }
 
-/// The cache scope of one job's `GET /api/jobs/{id}` body.
-fn item_scope(tenant_id: i64, id: i64) -> String {
-    tenant_scope(tenant_id, &format!("job:{id}"))
-}
-
 /// The list's name in cache scopes.
 const LIST: &str = "jobs";
 
-/// After a committed write: the dashboard and the list pages it can have changed. Lists
+/// After a committed write: the dashboard, the list pages and the jobs it changed. Lists
 /// are scoped by the status filter; a date range is part of the page key, so a write
 /// outside a page's range still renews it (rare, and never stale).
 async fn invalidate(state: &AppState, tenant: Tenant, jobs: &[&Job], change: Change) {
-    if change == Change::Changed {
-        for job in jobs {
-            state
-                .cache
-                .invalidate_scope(&item_scope(tenant.id, job.id))
-                .await;
-        }
-    }
-    let filters: std::collections::BTreeSet<String> = jobs
-        .iter()
-        .flat_map(|job| list_cache::matching_filters(&[job.status.as_str()]))
-        .collect();
-    let in_order = state.db.ids_in_commit_order();
-    list_cache::invalidate(
-        state.cache.as_ref(),
-        tenant.id,
-        LIST,
-        filters,
+    let written = Written {
+        filters: jobs
+            .iter()
+            .flat_map(|job| list_cache::matching_filters(&[job.status.as_str()]))
+            .collect(),
+        ids: jobs.iter().map(|job| job.id).collect(),
         change,
-        in_order,
-    )
-    .await;
-    state
-        .cache
-        .invalidate_scope(&tenant_scope(tenant.id, "dashboard"))
-        .await;
+    };
+    let in_order = state.db.ids_in_commit_order();
+    list_cache::invalidate(state.cache.as_ref(), tenant.id, LIST, written, in_order).await;
 }
 
 /// List jobs, newest first.
@@ -156,7 +135,7 @@ async fn get_job(
             .ok_or(AppError::NotFound("job"))?;
         json_bytes(&job)
     };
-    let scope = item_scope(tenant.id, id);
+    let scope = list_cache::item_scope(tenant.id, LIST, id);
     cached_json(
         state.cache.as_ref(),
         CacheKind::Job,
