@@ -85,7 +85,25 @@ impl LoadPlan {
             duration,
         })
     }
+
+    /// Runtime workers the generator needs for this plan's fastest stage, at most
+    /// `cores`. One worker sends ~10k req/s for ~20 ms CPU per 1,000 requests; two
+    /// spend ~27, because every wake-up between workers is a futex call and a context
+    /// switch on a machine the server under test shares (scripts/bench-loadgen.sh). So
+    /// one worker per [`RATE_PER_WORKER`], which keeps each below ~40 % busy.
+    pub fn generator_workers(&self, cores: usize) -> usize {
+        let fastest = self
+            .stages
+            .iter()
+            .map(|stage| stage.rate_per_second)
+            .fold(0.0, f64::max);
+        let wanted = (fastest / RATE_PER_WORKER).ceil() as usize;
+        wanted.clamp(1, cores.max(1))
+    }
 }
+
+/// Requests per second one generator worker is given (see [`LoadPlan::generator_workers`]).
+pub const RATE_PER_WORKER: f64 = 20_000.0;
 
 #[cfg(test)]
 mod tests {
@@ -130,5 +148,20 @@ mod tests {
             LoadPlan::parse("100", "soon", "30s"),
             Err(PlanError::BadDuration("soon".into()))
         );
+    }
+
+    #[test]
+    fn one_generator_worker_per_20k_of_the_fastest_stage_at_most_one_per_core() {
+        let workers = |stages: &str, cores| {
+            LoadPlan::parse(stages, "1s", "1s")
+                .unwrap()
+                .generator_workers(cores)
+        };
+        assert_eq!(workers("100,1k,10k", 2), 1);
+        assert_eq!(workers("20k", 8), 1);
+        assert_eq!(workers("100,20001", 8), 2);
+        assert_eq!(workers("100k,1k", 8), 5);
+        assert_eq!(workers("100k", 2), 2);
+        assert_eq!(workers("100k", 0), 1);
     }
 }

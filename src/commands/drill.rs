@@ -46,7 +46,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
-    let runtime = super::runtime()?;
+    let runtime = super::generator_runtime(&plan)?;
     let (own, target, credentials) = match &args.target {
         Some(target) => {
             let credentials = match (&args.api_key, &args.admin_token) {

@@ -71,7 +71,8 @@ fn temp_path(out: &Path) -> Result<std::path::PathBuf, Failure> {
 pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
     let options = options(args)?;
     let temp = temp_path(&args.out)?;
-    let outcome = super::runtime()?.block_on(aimate_loadgen::run(options));
+    let runtime = super::generator_runtime(&options.plan)?;
+    let outcome = runtime.block_on(aimate_loadgen::run(options));
     let record = match outcome {
         Ok(record) => record,
         Err(error) => {

@@ -11,6 +11,8 @@ mod tenant;
 
 use std::process::ExitCode;
 
+use aimate_loadgen::plan::LoadPlan;
+
 use crate::Failure;
 use crate::cli::{Cli, Command, TenantCommand};
 
@@ -25,6 +27,18 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Drill(args) => drill::run(&args),
         Command::Chaos(command) => chaos::run(command),
     }
+}
+
+/// The runtime a command that generates load (`load`, `drill`) drives its users on:
+/// as few workers as the plan needs (see `LoadPlan::generator_workers`), since the
+/// server under test usually shares the machine. The drill's own server is a child
+/// process with its own runtime.
+fn generator_runtime(plan: &LoadPlan) -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.generator_workers(cores))
+        .enable_all()
+        .build()?)
 }
 
 /// A multi-threaded runtime for commands that need one.
