@@ -90,6 +90,12 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// A connection that moved no byte and had no request in flight for this long is
+    /// closed (HTTP/1 between requests, h2 with GOAWAY). Keep it above the idle timeout
+    /// of the clients' and load balancers' connection pools, so they close first.
+    #[arg(long, env = "AIMATE_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub keep_alive_timeout: Duration,
+
     /// After SIGTERM, readiness answers 503 for this long before the listener closes, so
     /// load balancers stop sending traffic first.
     #[arg(long, env = "AIMATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]

@@ -10,6 +10,7 @@ mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
+mod connection;
 mod dashboard;
 pub mod db;
 pub mod edge;

@@ -76,6 +76,7 @@ pub async fn run_until(
     let options = ServeOptions {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
+        keep_alive_timeout: config.keep_alive_timeout,
         drain_timeout: config.drain_timeout,
     };
     let shutdown_delay = config.shutdown_delay;

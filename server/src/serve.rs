@@ -1,6 +1,6 @@
 //! The accept loop: hyper-util's auto (HTTP/1.1 + h2c) connection builder, because
 //! `axum::serve` has no header-read timeout (slowloris), no connection cap and an
-//! unbounded graceful drain.
+//! unbounded graceful drain. Each connection's own timeouts are in [`crate::connection`].
 //!
 //! ```text
 //! shutdown signal ─▶ stop accepting ─▶ ask every connection to finish its request
@@ -19,16 +19,20 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
+
+use crate::connection::{self, Activity, ConnectionLimits, Tracked};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
     pub drain_timeout: Duration,
 }
 
@@ -61,7 +65,12 @@ where
         .header_read_timeout(options.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let limits = ConnectionLimits {
+        header_read_timeout: options.header_read_timeout,
+        keep_alive_timeout: options.keep_alive_timeout,
+    };
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
     let connection_slots = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
 
@@ -89,23 +98,46 @@ where
         };
         // Small JSON responses: send them now rather than wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let builder = builder.clone();
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
+        let closing = closing.clone();
+        let drain_timeout = options.drain_timeout;
+        connections.spawn(async move {
+            let _slot = slot;
+            if !connection::first_byte(&stream, &limits).await {
+                return;
             }
-            drop(slot);
+            let activity = Activity::new();
+            let counted = activity.clone();
+            // The guard lives as long as the request's future: until hyper has the response.
+            let app = app.map_future(move |response| {
+                let in_flight = counted.request();
+                async move {
+                    let response = response.await;
+                    drop(in_flight);
+                    response
+                }
+            });
+            let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+            let connection =
+                builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
+            connection::drive(
+                connection,
+                |connection| connection.graceful_shutdown(),
+                activity,
+                limits,
+                closing,
+                drain_timeout,
+            )
+            .await;
         });
     }
 
     drop(listener);
+    closing.cancel();
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => Drain::Complete,
+        () = connections.wait() => Drain::Complete,
         () = tokio::time::sleep(options.drain_timeout) => Drain::TimedOut,
     }
 }

@@ -12,6 +12,7 @@ mod bad_input; // every kind of bad request gets the right 4xx and a JSON error
 mod cache; // TTL cache hits and invalidation on writes
 mod dashboard; // totals and counts
 mod disk; // a full disk: 507 for writes, reads and readiness kept, recovery
+mod hostile; // silent, idle, never-reading and malformed clients over raw sockets
 mod invoices; // CRUD, filters, pagination, bulk all-or-nothing
 mod jobs; // CRUD, filters, date ranges
 mod limits; // rate limiting, load shedding, pool exhaustion, CORS

@@ -1,0 +1,220 @@
+//! One client connection's life, and the timeouts that stop sockets which do nothing
+//! from filling the connection cap (`--max-connections`) and locking everyone out.
+//!
+//! ```text
+//! accepted ─▶ first byte within header_read_timeout, else closed
+//!          ─▶ hyper-util auto builder (HTTP/1.1 or h2c); HTTP/1 request headers within
+//!             header_read_timeout (hyper's own timer, per request)
+//!          ─▶ no byte read or written and no request in flight for keep_alive_timeout
+//!             ─▶ graceful close (HTTP/1: closed between requests; h2: GOAWAY)
+//!          ─▶ server shutdown ─▶ graceful close
+//!          ─▶ a graceful close not done within its grace (e.g. a client that never
+//!             reads its response, so the write never ends) ─▶ the socket is dropped
+//! ```
+//!
+//! The first-byte wait is ours because the auto builder reads the first bytes to tell
+//! HTTP/1 from the h2 preface before hyper's header timer starts: a silent socket waited
+//! there forever. Activity is counted on the socket (bytes moved) and on the service
+//! (requests in flight), so a slow handler is never mistaken for an idle client.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// The timeouts of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// For the first byte, for each HTTP/1 request's headers, and the grace a
+    /// connection gets to finish closing once it was asked to.
+    pub header_read_timeout: Duration,
+    /// An idle connection (nothing moving, nothing in flight) is closed after this.
+    pub keep_alive_timeout: Duration,
+}
+
+/// Waits for the client's first byte. `false`: it sent nothing in time, closed the
+/// socket or the socket failed; there is nobody to answer, so the caller drops it.
+pub async fn first_byte(stream: &TcpStream, limits: &ConnectionLimits) -> bool {
+    let mut probe = [0_u8; 1];
+    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut probe)).await {
+        Ok(Ok(read)) => read > 0,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "connection failed before its first byte");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("connection sent nothing within the header read timeout: closed");
+            false
+        }
+    }
+}
+
+/// What a connection did last, shared by its socket wrapper, its service and its driver.
+#[derive(Debug)]
+pub struct Activity {
+    opened: Instant,
+    /// Milliseconds after `opened` of the last read or write that moved bytes.
+    last_io_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_io_ms.store(millis, Ordering::Relaxed);
+    }
+
+    fn last_io(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed))
+    }
+
+    /// Counts a request in flight until the returned guard drops (when its response
+    /// was handed to hyper).
+    pub fn request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// The socket, noting every read or write that moved bytes.
+pub struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Tracked<T> {
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // hyper writes headers and body in one writev only if we say we can.
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How often a connection with a request in flight but nothing moving is looked at again.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
+/// Runs `connection` to its end, closing it (`close`: hyper's graceful shutdown) when
+/// idle or when `shutdown` fires; a close that does not finish in time drops the socket.
+pub async fn drive<C, Err>(
+    connection: C,
+    close: fn(Pin<&mut C>),
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    shutdown: tokio_util::sync::CancellationToken,
+    drain_timeout: Duration,
+) where
+    C: Future<Output = Result<(), Err>>,
+    Err: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    // Set once the connection was asked to close: by when it must be gone.
+    let mut closing_by: Option<Instant> = None;
+    let mut next_check = activity.last_io() + limits.keep_alive_timeout;
+    loop {
+        let wake_at = closing_by.unwrap_or(next_check);
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if closing_by.is_none() => {
+                close(connection.as_mut());
+                closing_by = Some(Instant::now() + drain_timeout);
+            }
+            () = tokio::time::sleep_until(wake_at) => {
+                if closing_by.is_some() {
+                    tracing::debug!("connection did not finish closing in time: dropped");
+                    return;
+                }
+                let now = Instant::now();
+                let idle_since = activity.last_io();
+                if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    next_check = now + BUSY_RECHECK;
+                } else if now >= idle_since + limits.keep_alive_timeout {
+                    tracing::debug!("connection idle for the keep-alive timeout: closing");
+                    close(connection.as_mut());
+                    closing_by = Some(now + limits.header_read_timeout);
+                } else {
+                    next_check = idle_since + limits.keep_alive_timeout;
+                }
+            }
+        }
+    }
+}
