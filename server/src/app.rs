@@ -49,7 +49,8 @@ pub fn app(
     let router: Router = router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state)
+        .layer(crate::panics::layer());
     let settings = EdgeSettings {
         max_inflight: config.max_inflight,
         request_timeout: config.request_timeout,

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 mod pagination;
+mod panics;
 mod preferences;
 pub mod ratelimit;
 mod respond;

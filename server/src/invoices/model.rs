@@ -108,8 +108,10 @@ pub struct NewInvoice {
     #[serde(default = "default_status")]
     pub status: InvoiceStatus,
     /// Defaults to today (UTC).
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub issued_on: Option<NaiveDate>,
     /// Defaults to 30 days after `issued_on`.
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub due_on: Option<NaiveDate>,
 }
 
@@ -154,9 +156,10 @@ impl NewInvoice {
     /// Fills defaults and validates; `field_prefix` names the item in bulk errors.
     pub fn into_fields(self, today: NaiveDate, field_prefix: &str) -> Result<InvoiceFields> {
         let issued_on = self.issued_on.unwrap_or(today);
-        let due_on = self
-            .due_on
-            .unwrap_or_else(|| issued_on + chrono::Days::new(30));
+        let due_on = match self.due_on {
+            Some(due_on) => due_on,
+            None => validate::days_after(&format!("{field_prefix}due_on"), issued_on, 30)?,
+        };
         let mut fields = InvoiceFields {
             customer: self.customer,
             amount_cents: self.amount_cents,
@@ -178,7 +181,9 @@ pub struct InvoicePatch {
     pub amount_cents: Option<i64>,
     pub currency: Option<String>,
     pub status: Option<InvoiceStatus>,
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub issued_on: Option<NaiveDate>,
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub due_on: Option<NaiveDate>,
 }
 

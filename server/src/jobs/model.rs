@@ -95,6 +95,7 @@ pub struct NewJob {
     /// Defaults to `scheduled`.
     #[serde(default = "default_status")]
     pub status: JobStatus,
+    #[serde(deserialize_with = "validate::date")]
     pub scheduled_on: NaiveDate,
 }
 
@@ -138,6 +139,7 @@ pub struct JobPatch {
     pub customer: Option<String>,
     pub title: Option<String>,
     pub status: Option<JobStatus>,
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub scheduled_on: Option<NaiveDate>,
 }
 
@@ -159,8 +161,10 @@ impl JobPatch {
 pub struct JobListQuery {
     pub status: Option<JobStatus>,
     /// Only jobs scheduled on or after this date.
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub from: Option<NaiveDate>,
     /// Only jobs scheduled on or before this date.
+    #[serde(default, deserialize_with = "validate::optional_date")]
     pub to: Option<NaiveDate>,
     /// Page size, 1–200 (default 50).
     pub limit: Option<u32>,

@@ -264,6 +264,68 @@ async fn bad_requests_get_clear_4xx(backend: Backend) {
             "invalid_query",
         ),
         (
+            "a date filter past the year 9999",
+            raw(
+                Method::GET,
+                "/api/jobs?to=%2B10000-01-01",
+                None,
+                String::new(),
+            )
+            .await,
+            400,
+            "invalid_query",
+        ),
+        (
+            // chrono parses it; deriving due_on from it used to panic and drop the
+            // connection with no answer.
+            "an issue date in the year 262142",
+            raw(
+                Method::POST,
+                "/api/invoices",
+                json_ct,
+                r#"{"customer":"A","amount_cents":1,"issued_on":"+262142-12-31"}"#.into(),
+            )
+            .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            "a derived due date past the year 9999",
+            raw(
+                Method::POST,
+                "/api/invoices",
+                json_ct,
+                r#"{"customer":"A","amount_cents":1,"issued_on":"9999-12-20"}"#.into(),
+            )
+            .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            "a year 0 due date in a patch",
+            raw(
+                Method::PATCH,
+                &invoice_path,
+                json_ct,
+                r#"{"due_on":"0000-06-01"}"#.into(),
+            )
+            .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            "a job scheduled in the year 10000",
+            raw(
+                Method::POST,
+                "/api/jobs",
+                json_ct,
+                r#"{"customer":"A","title":"T","scheduled_on":"+10000-01-01"}"#.into(),
+            )
+            .await,
+            422,
+            "validation_failed",
+        ),
+        (
             "unknown route",
             raw(Method::GET, "/api/nothing", None, String::new()).await,
             404,
