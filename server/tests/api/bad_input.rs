@@ -7,7 +7,10 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::common::{Backend, TestServer, error_code, json_of};
 
-backend_tests!(bad_requests_get_clear_4xx);
+backend_tests!(
+    bad_requests_get_clear_4xx,
+    a_nul_in_a_filter_is_not_a_busy_database
+);
 
 async fn bad_requests_get_clear_4xx(backend: Backend) {
     let Some(srv) = TestServer::start(backend, |_| {}).await else {
@@ -345,5 +348,29 @@ async fn bad_requests_get_clear_4xx(backend: Backend) {
     // None of that changed the stored invoice.
     let (_, stored) = srv.get(&invoice_path, &key).await;
     assert_eq!(stored, invoice);
+    srv.stop().await.unwrap();
+}
+
+async fn a_nul_in_a_filter_is_not_a_busy_database(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let key = srv.tenant("A").await;
+    srv.invoice(&key, json!({"customer": "A", "amount_cents": 1}))
+        .await;
+    let (status, body) = srv.get("/api/invoices?customer=%00", &key).await;
+    match backend {
+        // SQLite stores and compares NUL like any character: no invoice has it.
+        Backend::Sqlite => {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["items"], json!([]));
+        }
+        // PostgreSQL refuses it with SQLSTATE 22021, which the SQLite reading of error
+        // codes took for SQLITE_BUSY (503 db_busy).
+        Backend::Postgres => {
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(error_code(&body), "invalid_value");
+        }
+    }
     srv.stop().await.unwrap();
 }
