@@ -8,6 +8,7 @@
 //! The middleware resolves the tenant, applies the rate limit, and sets the
 //! `RateLimit-*` headers; handlers take [`Tenant`] as an extractor.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ use futures_util::future::BoxFuture;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::auth_failures::AuthFailures;
+use crate::connection::PeerAddr;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::metrics::Metrics;
@@ -108,27 +111,52 @@ impl AuthCache {
         Self { lookups, metrics }
     }
 
-    async fn tenant_for(&self, db: &Db, api_key: &str) -> Result<Option<Tenant>, AppError> {
+    /// The tenant of `api_key`. A key not in the cache is looked up in the database,
+    /// unless `peer` made too many failed attempts lately (`failures`): then 429.
+    async fn tenant_for(
+        &self,
+        db: &Db,
+        api_key: &str,
+        failures: Option<(&AuthFailures, IpAddr)>,
+    ) -> Result<Option<Tenant>, AppError> {
         let digest: [u8; 32] = Sha256::digest(api_key.as_bytes()).into();
-        let entry = self
-            .lookups
-            .entry(digest)
-            .or_try_insert_with(async {
-                let id: Option<i64> =
-                    sqlx::query_scalar("SELECT tenant_id FROM tenant WHERE api_key_hash = $1")
+        let (tenant, result) = match self.lookups.get(&digest).await {
+            Some(tenant) => (tenant, "hit"),
+            None => {
+                if let Some(wait) = failures.and_then(|(f, peer)| f.blocked(peer)) {
+                    self.metrics.rate_limited.inc();
+                    return Err(AppError::RateLimited {
+                        retry_after_secs: ceil_secs(wait),
+                    });
+                }
+                let entry = self
+                    .lookups
+                    .entry(digest)
+                    .or_try_insert_with(async {
+                        let id: Option<i64> = sqlx::query_scalar(
+                            "SELECT tenant_id FROM tenant WHERE api_key_hash = $1",
+                        )
                         .bind(to_hex(&digest))
                         .fetch_optional(&db.pool)
                         .await?;
-                Ok::<_, AppError>(id.map(|id| Tenant { id }))
-            })
-            .await
-            .map_err(|shared| (*shared).clone())?;
-        let result = if entry.is_fresh() { "miss" } else { "hit" };
+                        Ok::<_, AppError>(id.map(|id| Tenant { id }))
+                    })
+                    .await
+                    .map_err(|shared| (*shared).clone())?;
+                let result = if entry.is_fresh() { "miss" } else { "hit" };
+                (entry.into_value(), result)
+            }
+        };
         self.metrics
             .cache_requests
             .with_label_values(&["auth", result])
             .inc();
-        Ok(entry.into_value())
+        if tenant.is_none()
+            && let Some((failures, peer)) = failures
+        {
+            failures.failed(peer);
+        }
+        Ok(tenant)
     }
 }
 
@@ -193,7 +221,12 @@ where
         return AppError::Unauthorized("missing `Authorization: Bearer <api key>` header")
             .into_response();
     };
-    let tenant = match state.auth.tenant_for(&state.db, api_key).await {
+    let peer = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|peer| peer.0.ip());
+    let failures = state.auth_failures.as_ref().zip(peer);
+    let tenant = match state.auth.tenant_for(&state.db, api_key, failures).await {
         Ok(Some(tenant)) => tenant,
         Ok(None) => return AppError::Unauthorized("the API key is not valid").into_response(),
         Err(error) => return error.into_response(),

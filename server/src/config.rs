@@ -61,6 +61,12 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_RATE_LIMIT_BURST", default_value_t = 400)]
     pub rate_limit_burst: u32,
 
+    /// Failed authentications a client address may make per second (ten times that at
+    /// once); past it, keys the server has not seen recently are refused from that address
+    /// with 429 and no database lookup. Keys already known keep working. 0 disables.
+    #[arg(long, env = "AIMATE_AUTH_FAILURES_PER_SECOND", default_value_t = 5)]
+    pub auth_failures_per_second: u32,
+
     /// Browser origins allowed by CORS, comma separated (none by default).
     #[arg(long, env = "AIMATE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<HeaderValue>,

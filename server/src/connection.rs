@@ -28,6 +28,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+/// The address a request's connection came from (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The timeouts of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {

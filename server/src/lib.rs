@@ -8,9 +8,10 @@
 
 mod app;
 pub mod auth;
+mod auth_failures;
 pub mod cache;
 pub mod config;
-mod connection;
+pub mod connection;
 mod dashboard;
 pub mod db;
 pub mod edge;
@@ -25,6 +26,7 @@ mod ops;
 mod pagination;
 mod panics;
 mod preferences;
+mod probe;
 pub mod ratelimit;
 mod respond;
 mod run;

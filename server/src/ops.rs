@@ -2,8 +2,6 @@
 //! probes and scrapers keep working while the API is saturated:
 //! `/health` (liveness), `/api/health` (readiness), `/api/metrics` (Prometheus).
 
-use std::time::{Duration, Instant};
-
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,9 +12,6 @@ use utoipa_axum::routes;
 
 use crate::error::AppJson;
 use crate::state::AppState;
-
-/// A readiness probe must answer before the prober gives up, even when the pool is dry.
-const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,12 +31,12 @@ async fn liveness() -> AppJson<Liveness> {
     AppJson(Liveness { status: "ok" })
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ComponentHealth {
     /// `up` or `down`.
     pub status: &'static str,
     pub latency_ms: Option<f64>,
-    /// Why the component is down.
+    /// Why the component is down, in words safe to show anyone (details go to the log).
     pub error: Option<String>,
 }
 
@@ -75,38 +70,6 @@ pub struct Readiness {
     pub cache: CacheHealth,
 }
 
-async fn check_database(state: &AppState) -> ComponentHealth {
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        DB_CHECK_TIMEOUT,
-        sqlx::query("SELECT 1").execute(&state.db.pool),
-    )
-    .await;
-    let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    let (open, idle) = state.db.connection_counts();
-    let error = match outcome {
-        Ok(Ok(_)) => None,
-        Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_)
-            if idle == 0 && open >= state.db.max_connections =>
-        {
-            Some(format!(
-                "connection pool exhausted: {open} of {} connections in use",
-                state.db.max_connections
-            ))
-        }
-        Ok(Err(e)) => Some(crate::db::classify_error(e).to_string()),
-        Err(_) => Some(format!(
-            "no answer within {} ms",
-            DB_CHECK_TIMEOUT.as_millis()
-        )),
-    };
-    ComponentHealth {
-        status: if error.is_none() { "up" } else { "down" },
-        latency_ms,
-        error,
-    }
-}
-
 /// Readiness: 503 while the database is unreachable or the server is draining.
 #[utoipa::path(
     get,
@@ -119,7 +82,7 @@ async fn check_database(state: &AppState) -> ComponentHealth {
 )]
 async fn readiness(State(state): State<AppState>) -> Response {
     let draining = state.lifecycle.is_draining();
-    let check = check_database(&state).await;
+    let check = state.database_probe.check(&state.db).await;
     let (open, idle) = state.db.connection_counts();
     let database_up = check.error.is_none();
     let status = match (draining, database_up) {

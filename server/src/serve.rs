@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
-use crate::connection::{self, Activity, ConnectionLimits, Tracked};
+use crate::connection::{self, Activity, ConnectionLimits, PeerAddr, Tracked};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -56,8 +56,6 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    // hyper hands us its own body type; the app takes axum's.
-    let app = app.map_request(|request: Request<Incoming>| request.map(Body::new));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -84,7 +82,7 @@ where
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -109,6 +107,12 @@ where
             }
             let activity = Activity::new();
             let counted = activity.clone();
+            // hyper hands us its own body type; the app takes axum's, and the peer.
+            let app = app.map_request(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            });
             // The guard lives as long as the request's future: until hyper has the response.
             let app = app.map_future(move |response| {
                 let in_flight = counted.request();

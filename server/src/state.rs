@@ -7,10 +7,12 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::AuthCache;
+use crate::auth_failures::AuthFailures;
 use crate::cache::{Cache, MemoryCache};
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::probe::DatabaseProbe;
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 
 #[derive(Clone)]
@@ -30,9 +32,12 @@ pub struct Shared {
     /// `None` when rate limiting is disabled.
     pub limiter: Option<Arc<dyn RateLimiter>>,
     pub auth: Arc<AuthCache>,
+    /// `None` when failed authentications are not limited.
+    pub auth_failures: Option<AuthFailures>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
     pub lifecycle: Arc<Lifecycle>,
+    pub database_probe: DatabaseProbe,
     /// The rendered OpenAPI document, set once the router (and so the document) exists.
     openapi: OnceLock<Bytes>,
 }
@@ -82,9 +87,11 @@ impl AppState {
             cache,
             limiter: limiter.map(|l| l as Arc<dyn RateLimiter>),
             auth: Arc::new(AuthCache::new(metrics.clone())),
+            auth_failures: AuthFailures::new(config.auth_failures_per_second),
             metrics,
             config: Arc::new(config),
             lifecycle: Arc::new(Lifecycle::default()),
+            database_probe: DatabaseProbe::default(),
             openapi: OnceLock::new(),
         })))
     }

@@ -7,7 +7,8 @@ use crate::common::{ADMIN_TOKEN, Backend, TestServer, error_code, json_of};
 backend_tests!(
     api_keys_are_required,
     admin_endpoint_guards,
-    tenants_cannot_see_each_other
+    tenants_cannot_see_each_other,
+    an_address_sending_unknown_keys_is_cut_off_from_new_lookups
 );
 
 async fn api_keys_are_required(backend: Backend) {
@@ -187,5 +188,64 @@ async fn tenants_cannot_see_each_other(backend: Backend) {
     // Alice's data is untouched by Bob's attempts.
     let (status, still) = srv.get(&invoice_path, &alice).await;
     assert_eq!((status, &still["amount_cents"]), (200, &json!(999)));
+    srv.stop().await.unwrap();
+}
+
+async fn an_address_sending_unknown_keys_is_cut_off_from_new_lookups(backend: Backend) {
+    // 2 failures a second, 20 at once.
+    let Some(srv) = TestServer::start(backend, |c| c.auth_failures_per_second = 2).await else {
+        return;
+    };
+    let known = srv.tenant("Known").await;
+    assert_eq!(srv.get("/api/dashboard", &known).await.0, 200);
+    let misses_before = srv
+        .metric(
+            "cache_requests_total",
+            &["cache=\"auth\"", "result=\"miss\""],
+        )
+        .await;
+
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let (status, body) = srv.get("/api/dashboard", &format!("amk_guess_{i}")).await;
+        if status == 429 {
+            assert_eq!(error_code(&body), "rate_limited");
+        }
+        statuses.push(status);
+    }
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    assert!((20..=22).contains(&unauthorized), "{statuses:?}");
+    assert!(
+        statuses[unauthorized..].iter().all(|&s| s == 429),
+        "{statuses:?}"
+    );
+    // Only the failures before the cut-off cost a database lookup.
+    let misses = srv
+        .metric(
+            "cache_requests_total",
+            &["cache=\"auth\"", "result=\"miss\""],
+        )
+        .await
+        - misses_before;
+    assert!(misses <= 22.0, "{misses} lookups");
+
+    // A key the server already knows keeps working from the same address; a new one
+    // waits for the budget (Retry-After says how long).
+    assert_eq!(srv.get("/api/dashboard", &known).await.0, 200);
+    let newcomer = srv.tenant("Newcomer").await;
+    let response = srv
+        .request(Method::GET, "/api/dashboard", &newcomer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(srv.get("/api/dashboard", &newcomer).await.0, 200);
     srv.stop().await.unwrap();
 }
