@@ -38,7 +38,11 @@ pub fn app(
 + 'static {
     let (router, doc) = routes(&state).split_for_parts();
     let templates: Vec<String> = doc.paths.paths.keys().cloned().collect();
-    match doc.to_json() {
+    let rendered = serde_json::to_value(&doc).and_then(|mut json| {
+        openapi::document_common_responses(&mut json, |path| crate::edge::is_admitted(path));
+        serde_json::to_vec(&json)
+    });
+    match rendered {
         Ok(json) => state.set_openapi(json.into()),
         // Built from our own static annotations; should it ever fail to serialize, its
         // route answers 404 rather than the server refusing to start.

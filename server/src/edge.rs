@@ -36,6 +36,11 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Routes that are never shed nor timed out: probes and scrapers must work while the
 /// API is saturated.
+/// Whether requests to `template` go through load shedding and the request timeout.
+pub fn is_admitted(template: &str) -> bool {
+    !OPERATIONS_ROUTES.contains(&template)
+}
+
 const OPERATIONS_ROUTES: &[&str] = &[
     "/health",
     "/api/health",
@@ -156,7 +161,7 @@ impl<S> Edge<S> {
         for template in templates {
             let info = RouteInfo {
                 template: template.into(),
-                admitted: !OPERATIONS_ROUTES.contains(&template),
+                admitted: is_admitted(template),
                 durations: Arc::default(),
             };
             if let Err(error) = routes.insert(template, info) {

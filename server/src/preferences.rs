@@ -58,8 +58,13 @@ pub struct Notifications {
 pub struct Preferences {
     pub theme: Theme,
     /// A BCP 47 language tag such as `en` or `en-GB`.
+    #[schema(
+        pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$",
+        example = "en-GB"
+    )]
     pub locale: String,
     /// Three-letter currency code used for display.
+    #[schema(pattern = r"^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     pub notifications: Notifications,
 }

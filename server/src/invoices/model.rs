@@ -99,10 +99,14 @@ impl TryFrom<InvoiceRow> for Invoice {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
+    /// 1–200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub customer: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_cents: i64,
     /// Three-letter currency code; defaults to USD.
     #[serde(default = "default_currency")]
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// Defaults to `draft`.
     #[serde(default = "default_status")]
@@ -177,8 +181,11 @@ impl NewInvoice {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoicePatch {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub customer: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_cents: Option<i64>,
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     pub status: Option<InvoiceStatus>,
     #[serde(default, deserialize_with = "validate::optional_date")]

@@ -90,7 +90,11 @@ impl TryFrom<JobRow> for Job {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
+    /// 1–200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub customer: String,
+    /// 1–200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     /// Defaults to `scheduled`.
     #[serde(default = "default_status")]
@@ -136,7 +140,9 @@ impl NewJob {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub customer: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: Option<String>,
     pub status: Option<JobStatus>,
     #[serde(default, deserialize_with = "validate::optional_date")]

@@ -229,6 +229,64 @@ async fn openapi_matches_the_routes(backend: Backend) {
         "the document lists exactly the API's routes"
     );
 
+    // Every answer the layers around a handler can give is documented, with the error
+    // body: the key check and rate limit on tenant routes, body extraction on writes,
+    // shedding on everything but the operational routes.
+    let responses = |method: &str, path: &str| doc["paths"][path][method]["responses"].clone();
+    let statuses = |method: &str, path: &str| -> BTreeSet<String> {
+        responses(method, path)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let has = |method: &str, path: &str, wanted: &[&str]| {
+        let got = statuses(method, path);
+        for status in wanted {
+            assert!(
+                got.contains(*status),
+                "{method} {path} lacks {status}: {got:?}"
+            );
+        }
+    };
+    has(
+        "post",
+        "/api/invoices",
+        &[
+            "201", "400", "401", "413", "415", "422", "429", "500", "503",
+        ],
+    );
+    has(
+        "get",
+        "/api/invoices/{id}",
+        &["200", "400", "401", "404", "429", "503"],
+    );
+    has(
+        "put",
+        "/api/users/{user_id}/preferences",
+        &["400", "401", "415", "422", "429"],
+    );
+    has(
+        "post",
+        "/api/admin/tenants",
+        &["201", "401", "403", "415", "422", "503"],
+    );
+    assert!(
+        !statuses("get", "/health").contains("503"),
+        "liveness is never shed"
+    );
+    assert_eq!(
+        responses("post", "/api/invoices")["415"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorResponse"
+    );
+    assert!(responses("get", "/api/dashboard")["429"]["headers"]["Retry-After"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer",
+        "{}",
+        doc["components"]
+    );
+
     // Every documented route is served: the router knows it (no route_not_found, no 405).
     for (method, path) in &documented {
         let concrete = path.replace("{id}", "1").replace("{user_id}", "u1");
