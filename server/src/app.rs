@@ -39,7 +39,7 @@ pub fn app(
     let (router, doc) = routes(&state).split_for_parts();
     let templates: Vec<String> = doc.paths.paths.keys().cloned().collect();
     let rendered = serde_json::to_value(&doc).and_then(|mut json| {
-        openapi::document_common_responses(&mut json, |path| crate::edge::is_admitted(path));
+        openapi::document_common_responses(&mut json, crate::edge::is_admitted);
         serde_json::to_vec(&json)
     });
     match rendered {
