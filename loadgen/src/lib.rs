@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod collect;
+pub mod guard;
 pub mod ledger;
 pub mod pacer;
 pub mod plan;
@@ -19,4 +20,5 @@ pub mod schedule;
 pub mod scrape;
 pub mod sender;
 
-pub use run::{AbortGuard, Credentials, LoadError, LoadOptions, StageClock, run};
+pub use guard::AbortGuard;
+pub use run::{Credentials, LoadError, LoadOptions, StageClock, run};

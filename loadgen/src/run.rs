@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{Api, ApiError};
 use crate::collect::{Collector, RequestRecord, StageWindow};
+use crate::guard::{AbortGuard, Guard, Tripped};
 use crate::ledger::Ledger;
 use crate::plan::LoadPlan;
 use crate::procstat;
@@ -33,17 +34,6 @@ pub enum Credentials {
     ApiKey(String),
     /// Creates a tenant of its own through the admin endpoint.
     AdminToken(String),
-}
-
-/// Stops the run when a second breaks the guard `for_seconds` seconds in a row: more
-/// than `max_error_rate` of its requests failed, or (when set) its latency percentile
-/// went over the bound.
-#[derive(Debug, Clone, Copy)]
-pub struct AbortGuard {
-    pub max_error_rate: f64,
-    /// (percentile, bound) of each second's latency.
-    pub max_latency: Option<(f64, Duration)>,
-    pub for_seconds: u32,
 }
 
 /// A stage's clock, for whoever must act inside its windows (a chaos method).
@@ -100,85 +90,80 @@ pub enum Message {
     Request(RequestRecord),
 }
 
-/// Files records as they arrive and watches the error rate.
+/// How often the collector judges the seconds whose grace is over when no record
+/// arrives (a silent server must still be judged).
+const GUARD_TICK: Duration = Duration::from_millis(250);
+
+/// Files records as they arrive, keeps the status line, and stops the run when the
+/// abort guard trips.
 async fn collect(
     mut messages: mpsc::UnboundedReceiver<Message>,
     mut collector: Collector,
-    guard: AbortGuard,
+    rules: AbortGuard,
+    run_start: Instant,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
 ) -> (Collector, Option<Abort>) {
+    let mut guard = Guard::new(rules);
     let mut abort = None;
-    let (mut second, mut total, mut errors, mut bad_seconds) = (0u64, 0u64, 0u64, 0u32);
-    let (mut stage_name, mut stage_rate, mut errors_so_far) = (String::new(), 0.0, 0u64);
-    let mut second_latency = LatencyHistogram::new();
-    while let Some(message) = messages.recv().await {
+    let mut tick = tokio::time::interval(GUARD_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The status line shows answers by the second they arrived in.
+    let (mut shown_second, mut answered, mut errors_so_far) = (0_u64, 0_u64, 0_u64);
+    let (mut stage_name, mut stage_rate) = (String::new(), 0.0);
+    let mut answered_latency = LatencyHistogram::new();
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if let Some(tripped) = guard.close_until(run_start.elapsed()) {
+                    abort.get_or_insert_with(|| trip(&tripped, &stop));
+                }
+                continue;
+            }
+        };
         let record = match message {
             Message::Stage(window) => {
                 (stage_name, stage_rate) = (window.name.clone(), window.target_rps);
+                guard.add_stage(window.clone());
                 collector.add_stage(window);
                 continue;
             }
             Message::Request(record) => record,
         };
-        let this_second = record.intended.as_secs();
-        if this_second != second {
+        if record.finished.as_secs() != shown_second {
             progress.second(
                 &stage_name,
                 stage_rate,
-                total,
-                &second_latency,
+                answered,
+                &answered_latency,
                 errors_so_far,
             );
-            second_latency = LatencyHistogram::new();
-            let rate = if total > 0 {
-                errors as f64 / total as f64
-            } else {
-                0.0
-            };
-            let slow = guard.max_latency.and_then(|(p, bound)| {
-                let micros = second_latency.quantile_micros(p / 100.0)?;
-                (micros > u64::try_from(bound.as_micros()).unwrap_or(u64::MAX))
-                    .then(|| format!("p({p}) {:.0} ms over {bound:?}", micros as f64 / 1000.0))
-            });
-            bad_seconds = if total > 0 && (rate > guard.max_error_rate || slow.is_some()) {
-                bad_seconds + 1
-            } else {
-                0
-            };
-            if bad_seconds >= guard.for_seconds && abort.is_none() {
-                let reason = match &slow {
-                    Some(slow) => format!(
-                        "latency guard broken for {} s in a row (last second: {slow})",
-                        guard.for_seconds
-                    ),
-                    None => format!(
-                        "error rate above {:.1}% for {} s in a row (last second: {:.1}% of {total})",
-                        guard.max_error_rate * 100.0,
-                        guard.for_seconds,
-                        rate * 100.0
-                    ),
-                };
-                abort = Some(Abort {
-                    t_ms: this_second * 1000,
-                    reason: reason.clone(),
-                });
-                stop.store(true, Ordering::SeqCst);
-                goose::trigger_killswitch(&reason);
-            }
-            (second, total, errors) = (this_second, 0, 0);
+            (shown_second, answered) = (record.finished.as_secs(), 0);
+            answered_latency = LatencyHistogram::new();
         }
-        total += 1;
-        let is_error = u64::from(record.outcome.is_error());
-        errors += is_error;
-        errors_so_far += is_error;
-        second_latency.record(
+        answered += 1;
+        errors_so_far += u64::from(record.outcome.is_error());
+        answered_latency.record(
             u64::try_from(record.finished.saturating_sub(record.intended).as_micros())
                 .unwrap_or(u64::MAX),
         );
+        guard.record(&record);
         collector.push(record);
     }
     (collector, abort)
+}
+
+fn trip(tripped: &Tripped, stop: &AtomicBool) -> Abort {
+    stop.store(true, Ordering::SeqCst);
+    goose::trigger_killswitch(&tripped.reason);
+    Abort {
+        t_ms: tripped.second * 1000,
+        reason: tripped.reason.clone(),
+    }
 }
 
 /// Runs the plan against the target and returns what it measured.
@@ -213,6 +198,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         receiver,
         Collector::new(Vec::new()),
         options.guard,
+        run_start,
         stop.clone(),
         progress.clone(),
     ));

@@ -483,3 +483,73 @@ fn postgres_sessions_are_exhausted_and_no_write_is_lost() {
     assert!(held > 0, "{stderr}");
     assert!(stderr.contains(", 0 missing, 0 unverified"), "{stderr}");
 }
+
+/// 300 ms on every response from 3 s on, against a safeguard of `p(95) < 100ms` for 3 s:
+/// the run must stop itself about 3 s (plus the guard's grace) into the fault, long
+/// before its 30 s are up.
+const SLOW_EXPERIMENT: &str = r#"
+title = "Latency past the safeguard"
+instances = 1
+rollbacks = ["reset-toxics"]
+[load]
+rate = "50"
+warmup = "1s"
+duration = "30s"
+[[method]]
+fault = "toxic"
+type = "latency"
+stream = "downstream"
+toxicity = 1.0
+attributes = { latency = 300, jitter = 0 }
+at = "3s"
+duration = "25s"
+[safeguard]
+objectives = ["rate(errors) < 50%", "p(95) < 100ms"]
+for = "3s"
+"#;
+
+#[test]
+fn a_latency_safeguard_stops_a_run_whose_latency_breaks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.toml");
+    std::fs::write(&file, SLOW_EXPERIMENT).unwrap();
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let output = run(aimate(dir.path())
+        .args(["chaos", "run"])
+        .arg(&file)
+        .arg("--slo")
+        .arg(repo_file("slo.toml"))
+        .arg("--out-dir")
+        .arg(&out)
+        .env("TMPDIR", dir.path()));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    let aborted = &record["aborted"];
+    let reason = aborted["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("p(95)"),
+        "not stopped by the latency guard: {aborted}\n{stderr}"
+    );
+    // The fault starts 3 s into the stage's run clock (plus start-up); three bad seconds
+    // and the grace after the last one: stopped well before the 31 s of load.
+    let at_s = aborted["t_ms"].as_u64().unwrap() / 1000;
+    assert!((4..=12).contains(&at_s), "stopped at {at_s} s: {reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "an aborted experiment is not a pass"
+    );
+}
