@@ -61,7 +61,7 @@ pub struct ChaosRunArgs {
     #[arg(long, default_value = "slo.toml")]
     pub slo: PathBuf,
     /// Run the instances on this PostgreSQL instead of a SQLite file of the drill's.
-    #[arg(long, env = "AIMATE_CHAOS_DATABASE_URL")]
+    #[arg(long, env = "AIMATE_CHAOS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Parent directory of the report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aimate_reports::redact::{redact_url, scrub};
 use sqlx::{Connection, Executor};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
@@ -15,8 +16,9 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExhaustError {
-    #[error("cannot open the database `{target}`: {source}")]
-    Database { target: String, source: sqlx::Error },
+    /// `target` and `detail` are redacted: no password reaches a log, an error or a record.
+    #[error("cannot open the database `{target}`: {detail}")]
+    Database { target: String, detail: String },
     #[error("cannot reach {addr}: {source}")]
     Connect {
         addr: SocketAddr,
@@ -75,9 +77,9 @@ pub async fn hold_sqlite_writer(
     lease: Duration,
 ) -> Result<Lease, ExhaustError> {
     let target = path.display().to_string();
-    let database_error = |source| ExhaustError::Database {
+    let database_error = |source: sqlx::Error| ExhaustError::Database {
         target: target.clone(),
-        source,
+        detail: source.to_string(),
     };
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{target}"))
         .await
@@ -107,8 +109,8 @@ pub async fn hold_postgres_sessions(
             Ok(session) => sessions.push(session),
             Err(source) if sessions.is_empty() => {
                 return Err(ExhaustError::Database {
-                    target: url.to_owned(),
-                    source,
+                    target: redact_url(url),
+                    detail: scrub(&source.to_string(), url),
                 });
             }
             // The server refused more: that is the exhaustion we wanted.

@@ -187,3 +187,20 @@ async fn postgres_sessions_are_held_and_given_back() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(count_sessions().await < before + 5, "sessions given back");
 }
+
+#[tokio::test]
+async fn a_failed_postgres_hold_does_not_reveal_the_password() {
+    let password = "s3cr@t:pa/ss";
+    let url = format!("postgres://app:{password}@127.0.0.1:1/aimate?password=Qu3ry-s3cret");
+    let error = match hold_postgres_sessions(&url, 2, Duration::from_secs(5)).await {
+        Ok(_) => panic!("nothing listens on port 1"),
+        Err(error) => error.to_string(),
+    };
+    for secret in [password, "pa/ss", "Qu3ry-s3cret"] {
+        assert!(!error.contains(secret), "`{secret}` in: {error}");
+    }
+    assert!(
+        error.contains("postgres://app:***@127.0.0.1:1/aimate"),
+        "{error}"
+    );
+}

@@ -12,6 +12,7 @@ pub mod expr;
 pub mod grade;
 pub mod histogram;
 pub mod record;
+pub mod redact;
 pub mod render;
 pub mod spec;
 pub mod summary;

@@ -99,3 +99,53 @@ fn usage_and_config_errors_exit_2() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("cannot listen on"), "{stderr}");
 }
+
+/// A password with `@`, `:` and `/` (raw, as people paste it) and a secret query value.
+const PASSWORD: &str = "s3cr@t:pa/ss";
+const QUERY_SECRET: &str = "Qu3ry-s3cret";
+
+fn secret_url() -> String {
+    // Port 1: nothing listens, so connecting fails and the error is shown.
+    format!("postgres://app:{PASSWORD}@127.0.0.1:1/aimate?sslpassword={QUERY_SECRET}")
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [PASSWORD, "pa/ss", QUERY_SECRET] {
+        assert!(!text.contains(secret), "{what} shows `{secret}`:\n{text}");
+    }
+}
+
+#[test]
+fn no_database_password_reaches_an_error_or_help_text() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server refuses to start, saying why, without the password.
+    let output = run(aimate(dir.path())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--db-acquire-timeout",
+            "1s",
+        ])
+        .env("DATABASE_URL", secret_url()));
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert_no_secret(
+        "serve's error",
+        &format!("{stderr}{}", String::from_utf8_lossy(&output.stdout)),
+    );
+    // Help never prints the values of the secret-holding variables.
+    for args in [&["serve", "--help"][..], &["chaos", "run", "--help"][..]] {
+        let output = run(aimate(dir.path())
+            .args(args)
+            .env("DATABASE_URL", secret_url())
+            .env("AIMATE_CHAOS_DATABASE_URL", secret_url())
+            .env("AIMATE_ADMIN_TOKEN", QUERY_SECRET));
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_no_secret(
+            &format!("{args:?}"),
+            &String::from_utf8_lossy(&output.stdout),
+        );
+    }
+}

@@ -49,10 +49,11 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot connect to the {backend} database: {source}")]
+    /// `detail` is scrubbed of the URL's secrets (sqlx may quote the URL).
+    #[error("cannot connect to the {backend} database: {detail}")]
     Connect {
         backend: &'static str,
-        source: sqlx::Error,
+        detail: String,
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -130,9 +131,9 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(redact_url(url)));
         };
-        let connect_err = |source| DbError::Connect {
+        let connect_err = |source: sqlx::Error| DbError::Connect {
             backend: backend.name(),
-            source,
+            detail: aimate_reports::redact::scrub(&source.to_string(), url),
         };
         let options = AnyConnectOptions::from_str(url)
             .map_err(connect_err)?
@@ -248,34 +249,5 @@ impl Db {
     }
 }
 
-/// A URL safe to print: the password, if any, replaced.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redacts_password_only() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_url("sqlite://data/aimate.db"),
-            "sqlite://data/aimate.db"
-        );
-    }
-}
+/// A URL with its password and secret query values hidden (shared with the harness).
+pub use aimate_reports::redact::redact_url;
