@@ -8,10 +8,18 @@
 //! GET|POST|DELETE /proxies/{proxy}/toxics/{toxic}
 //! ```
 //!
-//! Errors are Toxiproxy's `{"error": "…", "status": N}`. When a token is configured,
-//! every call needs `Authorization: Bearer <token>`.
+//! Errors are Toxiproxy's `{"error": "…", "status": N}`.
+//!
+//! Who may call (a web page the operator visits must not be able to point a proxy at
+//! anything): a request must be addressed to the API itself (its `Host` names the bound
+//! address, `localhost` on loopback, or an IP literal on a wildcard bind, so DNS
+//! rebinding cannot reach it), must not come from a page of another origin (`Origin`),
+//! a body must be declared `application/json`, and when a token is configured every
+//! call needs `Authorization: Bearer <token>` (compared in constant time). Off loopback
+//! a token is mandatory.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,15 +40,53 @@ use crate::toxic::{Stream, Toxic, ToxicKind};
 pub struct ApiState {
     proxies: Arc<Mutex<BTreeMap<String, Proxy>>>,
     token: Option<Arc<str>>,
+    /// Where the API listens: requests must be addressed to it.
+    bound: SocketAddr,
 }
 
 impl ApiState {
-    pub fn new(token: Option<String>) -> Self {
+    /// `token`: `None` or empty means no token is asked for.
+    pub fn new(token: Option<String>, bound: SocketAddr) -> Self {
         Self {
             proxies: Arc::new(Mutex::new(BTreeMap::new())),
-            token: token.map(Into::into),
+            token: token.filter(|t| !t.trim().is_empty()).map(Into::into),
+            bound,
         }
     }
+
+    /// Whether a `Host` header value addresses this API.
+    fn host_allowed(&self, host: &str) -> bool {
+        let (name, port) = match host.rsplit_once(':') {
+            // `[::1]:8474` or `127.0.0.1:8474`; a bare IPv6 literal has no port here.
+            Some((name, port)) if !name.ends_with(':') && port.parse::<u16>().is_ok() => {
+                (name, port.parse::<u16>().unwrap_or(0))
+            }
+            _ => (host, 80),
+        };
+        if port != self.bound.port() {
+            return false;
+        }
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let ip = name.parse::<IpAddr>().ok();
+        let bound_ip = self.bound.ip();
+        if bound_ip.is_unspecified() {
+            ip.is_some() || name.eq_ignore_ascii_case("localhost")
+        } else {
+            ip == Some(bound_ip)
+                || (bound_ip.is_loopback() && name.eq_ignore_ascii_case("localhost"))
+        }
+    }
+}
+
+/// Compares a given secret with the expected one in time independent of where they
+/// differ (the length may show; the token's bytes do not).
+fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0_u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 pub struct ApiError {
@@ -147,8 +193,7 @@ fn full() -> f32 {
     1.0
 }
 
-/// Reads a JSON body whatever its `Content-Type`: Toxiproxy does, and `curl -d` sends
-/// form encoding by default.
+/// Reads a JSON body (its `Content-Type` was checked by [`guard`]).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(bad_json)
 }
@@ -177,20 +222,57 @@ pub fn router(state: ApiState) -> Router {
             "/proxies/{proxy}/toxics/{toxic}",
             get(get_toxic).post(update_toxic).delete(delete_toxic),
         )
-        .layer(from_fn_with_state(state.clone(), require_token))
+        .layer(from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    let host = text(header::HOST).unwrap_or_default();
+    if !state.host_allowed(host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "requests must be addressed to the control API ({}), not `{host}`",
+                state.bound
+            ),
+        )
+        .into_response();
+    }
+    if let Some(origin) = text(header::ORIGIN)
+        && origin != format!("http://{host}")
+    {
+        return ApiError::new(StatusCode::FORBIDDEN, "cross-origin requests are refused")
+            .into_response();
+    }
     if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(format!("Bearer {token}").as_str()) {
+        let given = text(header::AUTHORIZATION)
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !secrets_match(given.as_bytes(), token.as_bytes()) {
             return ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
                 .into_response();
         }
+    }
+    let has_body = text(header::CONTENT_LENGTH).is_some_and(|length| length != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    let json = text(header::CONTENT_TYPE).is_some_and(|content_type| {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if has_body && !json {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request body must be sent as `Content-Type: application/json`",
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -269,7 +351,9 @@ async fn update_proxy(
             .as_ref()
             .is_some_and(|u| *u != proxy.upstream);
     if moved {
-        // A new address means a new listener: restart it, keeping the toxics.
+        // A new address means a new listener. The old one must let go of its port first
+        // (the listen address may stay the same); if the new one cannot start, the old
+        // one comes back as it was, toxics and all.
         let listen = update
             .listen
             .clone()
@@ -278,10 +362,23 @@ async fn update_proxy(
             .upstream
             .clone()
             .unwrap_or_else(|| proxy.upstream.clone());
-        let toxics = proxy.toxics();
-        let enabled = proxy.enabled();
-        proxies.remove(&name);
-        let replacement = Proxy::start(&name, &listen, &upstream).await?;
+        let (old_listen, old_upstream) = (proxy.listen_addr().to_string(), proxy.upstream.clone());
+        let (toxics, enabled) = (proxy.toxics(), proxy.enabled());
+        if let Some(old) = proxies.remove(&name) {
+            old.stop().await;
+        }
+        let replacement = match Proxy::start(&name, &listen, &upstream).await {
+            Ok(replacement) => replacement,
+            Err(error) => {
+                let restored = Proxy::start(&name, &old_listen, &old_upstream).await?;
+                for toxic in toxics {
+                    restored.add_toxic(toxic)?;
+                }
+                restored.set_enabled(enabled);
+                proxies.insert(name, restored);
+                return Err(error.into());
+            }
+        };
         for toxic in toxics {
             replacement.add_toxic(toxic)?;
         }
@@ -421,6 +518,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
+    let token = token.filter(|t| !t.trim().is_empty());
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(ServeError::ExposedWithoutToken(addr));
     }
@@ -431,7 +529,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     on_listening(bound);
-    axum::serve(listener, router(ApiState::new(token)))
+    axum::serve(listener, router(ApiState::new(token, bound)))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Listen { addr, source })

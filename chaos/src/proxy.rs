@@ -164,6 +164,18 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Stops the proxy and waits until its listener is closed, so its port can be
+    /// bound again right away (dropping only asks the accept task to stop).
+    pub async fn stop(mut self) {
+        self.accept.abort();
+        self.close_connections();
+        // `Drop` owns the fields; swap the handle out to await it.
+        let accept = std::mem::replace(&mut self.accept, tokio::spawn(async {}));
+        let _ = accept.await;
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();

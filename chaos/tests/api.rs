@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn api(token: Option<&str>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(ApiState::new(token.map(str::to_owned)));
+    let app = router(ApiState::new(token.map(str::to_owned), addr));
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
@@ -238,4 +238,143 @@ async fn a_configured_token_is_required() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn web_pages_and_foreign_hosts_cannot_drive_the_api() {
+    let base = api(None).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let upstream = echo_server().await;
+    let client = reqwest::Client::new();
+    let create = json!({"name": "evil", "listen": "127.0.0.1:0", "upstream": upstream});
+
+    // A page on another origin (a browser sends its Origin on every POST).
+    let response = client
+        .post(format!("{base}/proxies"))
+        .header("origin", "http://attacker.example")
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // DNS rebinding: the attacker's name resolves to 127.0.0.1, the Host stays theirs.
+    let response = client
+        .post(format!("{base}/proxies"))
+        .header("host", format!("attacker.example:{port}"))
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // A "simple" cross-site form post carries text/plain: refused before it is parsed.
+    let response = client
+        .post(format!("{base}/proxies"))
+        .header("content-type", "text/plain")
+        .body(create.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let (status, proxies) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/proxies"),
+        None,
+    )
+    .await;
+    assert_eq!((status, proxies), (200, json!({})), "nothing was created");
+
+    // The API's own address, localhost, a same-origin page: all fine.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let response = client
+            .get(format!("{base}/proxies"))
+            .header("host", host.as_str())
+            .header("origin", format!("http://{host}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_token_is_no_token_and_is_refused_off_loopback() {
+    let base = api(Some("  ")).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/proxies"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let exposed: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let refused = aimate_chaos::api::serve(exposed, Some(String::new()), async {}, |_| {}).await;
+    assert!(
+        matches!(
+            refused,
+            Err(aimate_chaos::api::ServeError::ExposedWithoutToken(_))
+        ),
+        "an empty token off loopback must be refused"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_update_keeps_the_old_proxy() {
+    use reqwest::Method;
+    let base = api(None).await;
+    let upstream = echo_server().await;
+    let client = reqwest::Client::new();
+    let create = |name: &str| json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream});
+    let (_, first) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies"),
+        Some(create("first")),
+    )
+    .await;
+    let (_, second) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies"),
+        Some(create("second")),
+    )
+    .await;
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies/first/toxics"),
+        Some(json!({"name": "slow", "type": "latency", "attributes": {"latency": 50}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Moving `first` onto `second`'s port cannot work.
+    let (status, error) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies/first"),
+        Some(json!({"listen": second["listen"]})),
+    )
+    .await;
+    assert!(status >= 400, "{status} {error}");
+    // `first` is still there, where it was, with its toxic, and still forwards.
+    let (status, after) = call(&client, Method::GET, format!("{base}/proxies/first"), None).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["listen"], first["listen"]);
+    assert_eq!(after["toxics"][0]["name"], "slow");
+    let elapsed = ping(after["listen"].as_str().unwrap()).await;
+    assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+    // And a move to a free port does work.
+    let (status, moved) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies/first"),
+        Some(json!({"listen": "127.0.0.1:0"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_ne!(moved["listen"], first["listen"]);
+    assert_eq!(moved["toxics"][0]["name"], "slow");
 }
