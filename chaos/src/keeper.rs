@@ -41,26 +41,67 @@ pub enum Revert {
 }
 
 impl Revert {
-    /// Undoes the fault. A process or file that is already gone counts as undone.
+    /// The process a process revert signals, if it is one.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Resume { pid } | Self::Kill { pid } => Some(*pid),
+            Self::RemoveFile { .. } | Self::Unmount { .. } => None,
+        }
+    }
+
+    /// Pins the process this revert signals: opens a pidfd for it now. A pidfd names
+    /// one process for good, so the signal can never reach a later process that was
+    /// given the same PID. Pin while the process cannot have been reaped yet (its parent
+    /// still holds it unwaited, as when a fault is granted); a process already gone pins
+    /// to nothing, and its revert does nothing.
+    pub fn pin(self) -> Pinned {
+        let process = self
+            .pid()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            });
+        Pinned {
+            revert: self,
+            process,
+        }
+    }
+
+    /// Undoes the fault (a process revert is pinned first: see [`Revert::pin`]). A
+    /// process or file that is already gone counts as undone.
     pub fn apply(&self) -> std::io::Result<()> {
-        use rustix::process::{Pid, Signal, kill_process};
-        let signal = |pid: u32, signal| {
-            let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-                return Ok(());
-            };
-            match kill_process(pid, signal) {
+        self.clone().pin().apply()
+    }
+}
+
+/// A revert whose process, if any, is held by a pidfd.
+#[derive(Debug)]
+pub struct Pinned {
+    pub revert: Revert,
+    process: Option<std::os::fd::OwnedFd>,
+}
+
+impl Pinned {
+    pub fn apply(&self) -> std::io::Result<()> {
+        use rustix::process::{Signal, pidfd_send_signal};
+        let signal = |signal| match &self.process {
+            // Gone before it was pinned: nothing to undo.
+            None => Ok(()),
+            Some(pidfd) => match pidfd_send_signal(pidfd, signal) {
+                // Exited (and perhaps reaped) since: nothing to undo.
                 Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
                 Err(errno) => Err(std::io::Error::from(errno)),
-            }
+            },
         };
-        match self {
-            Self::Resume { pid } => signal(*pid, Signal::CONT),
-            Self::Kill { pid } => signal(*pid, Signal::KILL),
-            Self::RemoveFile { path } => match std::fs::remove_file(path) {
+        match &self.revert {
+            Revert::Resume { .. } => signal(Signal::CONT),
+            Revert::Kill { .. } => signal(Signal::KILL),
+            Revert::RemoveFile { path } => match std::fs::remove_file(path) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
                 _ => Ok(()),
             },
-            Self::Unmount { path } => {
+            Revert::Unmount { path } => {
                 match rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
                     // EINVAL: not a mount point (any more); ENOENT: gone.
                     Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
@@ -125,7 +166,7 @@ type Pipe = (Box<dyn Write + Send>, BufReader<Box<dyn Read + Send>>);
 #[derive(Debug)]
 pub struct Grant {
     id: u64,
-    pub revert: Revert,
+    pub held: Pinned,
 }
 
 impl Keeper {
@@ -199,22 +240,25 @@ impl Keeper {
     }
 
     /// Registers `revert` before the fault is applied; returns once the keeper holds it.
+    /// A process revert must be granted while its process is unreaped (both sides pin
+    /// it then; see [`Revert::pin`]).
     pub fn grant(&self, revert: Revert, until: SystemTime) -> Result<Grant, KeeperError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let held = revert.clone().pin();
         self.send(
             &Request::Grant {
                 id,
                 until_ms: unix_ms(until),
-                revert: revert.clone(),
+                revert,
             },
             Some(id),
         )?;
-        Ok(Grant { id, revert })
+        Ok(Grant { id, held })
     }
 
     /// Undoes the fault here and now, then tells the keeper it is no longer held.
     pub fn release(&self, grant: Grant) -> std::io::Result<()> {
-        let undone = grant.revert.apply();
+        let undone = grant.held.apply();
         // If the keeper is gone the fault is undone anyway; nothing more to do.
         let _ = self.send(&Request::Release { id: grant.id }, None);
         undone
@@ -259,11 +303,14 @@ pub fn keep(input: impl BufRead + Send + 'static, mut output: impl Write) -> usi
         }
         let _ = lines.send(Input::Closed);
     });
-    let mut held: HashMap<u64, (u64, Revert)> = HashMap::new();
+    let mut held: HashMap<u64, (u64, Pinned)> = HashMap::new();
     let mut reverted = 0;
-    let revert = |id: u64, revert: &Revert, why: &str| match revert.apply() {
-        Ok(()) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert}"),
-        Err(error) => eprintln!("aimate chaos keeper: lease {id} {why}: {revert} failed: {error}"),
+    let revert = |id: u64, pinned: &Pinned, why: &str| match pinned.apply() {
+        Ok(()) => eprintln!("aimate chaos keeper: lease {id} {why}: {}", pinned.revert),
+        Err(error) => eprintln!(
+            "aimate chaos keeper: lease {id} {why}: {} failed: {error}",
+            pinned.revert
+        ),
     };
     loop {
         let now = unix_ms(SystemTime::now());
@@ -290,7 +337,9 @@ pub fn keep(input: impl BufRead + Send + 'static, mut output: impl Write) -> usi
                     until_ms,
                     revert,
                 }) => {
-                    held.insert(id, (until_ms, revert));
+                    // Pinned on arrival: the controller still holds the process unreaped
+                    // while it waits for this "ok".
+                    held.insert(id, (until_ms, revert.pin()));
                     let _ = writeln!(output, "ok {id}").and_then(|()| output.flush());
                 }
                 Ok(Request::Release { id }) => {
@@ -375,5 +424,43 @@ mod tests {
         gone.apply().unwrap();
         // Pid 0x7fff_fff0 does not exist on any sane system.
         Revert::Resume { pid: 0x7fff_fff0 }.apply().unwrap();
+    }
+
+    #[test]
+    fn a_pinned_revert_signals_its_own_process_never_a_reused_pid() {
+        let mut first = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pinned = Revert::Kill { pid: first.id() }.pin();
+        first.kill().unwrap();
+        first.wait().unwrap(); // reaped: its PID is free for anyone now
+        // Another live process, standing in for one that got the same PID number: the
+        // revert names it (the number) but is pinned to the first process.
+        let mut bystander = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let impostor = Pinned {
+            revert: Revert::Kill {
+                pid: bystander.id(),
+            },
+            process: pinned.process,
+        };
+        impostor.apply().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the revert signalled a process by number"
+        );
+        // Pinned to the live bystander itself, it does end it.
+        Revert::Kill {
+            pid: bystander.id(),
+        }
+        .pin()
+        .apply()
+        .unwrap();
+        let status = bystander.wait().unwrap();
+        assert!(!status.success());
     }
 }

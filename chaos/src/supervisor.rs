@@ -11,6 +11,7 @@
 //! controller leaves no server behind, and a frozen instance is resumed at its lease's end.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -69,6 +70,9 @@ pub enum Stop {
 struct Instance {
     addr: SocketAddr,
     child: Option<Child>,
+    /// The child's pidfd, opened at spawn: every signal goes through it, so none can
+    /// reach a process that later got the same PID.
+    pidfd: Option<OwnedFd>,
     /// The keeper's promise to kill this process if the controller dies.
     reaper: Option<Grant>,
     /// The keeper's promise to resume it, while it is frozen.
@@ -126,6 +130,7 @@ impl Supervisor {
             supervisor.instances.push(Instance {
                 addr: free_port()?,
                 child: None,
+                pidfd: None,
                 reaper: None,
                 thaw: None,
             });
@@ -184,6 +189,8 @@ impl Supervisor {
                 source,
             })?;
         if let Some(pid) = child.id() {
+            // Unreaped until we wait for it: the PID is this child's while we pin it.
+            instance.pidfd = pidfd_of(pid);
             instance.reaper =
                 Some(keeper.grant(Revert::Kill { pid }, SystemTime::now() + INSTANCE_LEASE)?);
         }
@@ -201,6 +208,7 @@ impl Supervisor {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 instance.child = None;
+                instance.pidfd = None;
                 return Err(SupervisorError::Exited {
                     index,
                     status: status.to_string(),
@@ -230,8 +238,8 @@ impl Supervisor {
                 let _ = child.start_kill();
             }
             Stop::Terminate => {
-                if let Some(pid) = child.id() {
-                    signal(pid, rustix::process::Signal::TERM)
+                if let Some(pidfd) = &instance.pidfd {
+                    signal(pidfd, rustix::process::Signal::TERM)
                         .map_err(|source| SupervisorError::Signal { index, source })?;
                 }
             }
@@ -248,6 +256,8 @@ impl Supervisor {
                 Err("did not stop within 20 s of SIGTERM; killed".to_owned())
             }
         };
+        instance.pidfd = None;
+        // Pinned to the process just reaped: releasing cannot signal anything else.
         if let Some(reaper) = instance.reaper.take() {
             let _ = keeper.release(reaper);
         }
@@ -286,8 +296,11 @@ impl Supervisor {
         let Some(pid) = instance.child.as_ref().and_then(Child::id) else {
             return Ok(());
         };
+        let Some(pidfd) = &instance.pidfd else {
+            return Ok(());
+        };
         instance.thaw = Some(keeper.grant(Revert::Resume { pid }, until)?);
-        signal(pid, rustix::process::Signal::STOP)
+        signal(pidfd, rustix::process::Signal::STOP)
             .map_err(|source| SupervisorError::Signal { index, source })
     }
 
@@ -329,12 +342,14 @@ impl Supervisor {
     }
 }
 
-fn signal(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| std::io::Error::other("bad pid"))?;
-    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+/// A pidfd for `pid`; call only while that process is an unreaped child of ours.
+fn pidfd_of(pid: u32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+fn signal(pidfd: &OwnedFd, signal: rustix::process::Signal) -> std::io::Result<()> {
+    rustix::process::pidfd_send_signal(pidfd, signal).map_err(std::io::Error::from)
 }
 
 impl Drop for Supervisor {

@@ -553,3 +553,39 @@ fn a_latency_safeguard_stops_a_run_whose_latency_breaks_it() {
         "an aborted experiment is not a pass"
     );
 }
+
+#[test]
+fn an_instance_that_dies_at_start_up_is_reported_and_its_lease_signals_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let keeper = Arc::new(Keeper::spawn(&aimate_bin(), &["chaos", "keeper"]).unwrap());
+        // Processes started around it: whatever PIDs get reused, none may be signalled.
+        let mut bystanders: Vec<std::process::Child> = (0..20)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut spec = instance_spec(dir.path());
+        spec.args.push("--no-such-flag".into());
+        let started = Supervisor::start(spec, 1, keeper.clone()).await;
+        let Err(error) = started else {
+            panic!("an instance with a bad flag started");
+        };
+        assert!(error.to_string().contains("exited"), "{error}");
+        // The supervisor is gone (its leases released) and the keeper closed: a lease
+        // applied by PID number could hit a bystander that got the dead instance's PID.
+        keeper.close();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for bystander in &mut bystanders {
+            assert!(
+                bystander.try_wait().unwrap().is_none(),
+                "a bystander was signalled"
+            );
+            let _ = bystander.kill();
+            let _ = bystander.wait();
+        }
+    });
+}
