@@ -329,9 +329,18 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     for stage in &valid {
         whole.add_stage(stage, &record.server);
     }
+    // With a stage left out, say so in the scope: a PASS over the valid stages must
+    // never be read as covering an INVALID one.
+    let some_left_out = valid.len() < record.stages.len() && !valid.is_empty();
+    let run_scope = if some_left_out {
+        "run (valid stages)"
+    } else {
+        "run"
+    };
+    let route_suffix = if some_left_out { " (valid stages)" } else { "" };
     for objective in &spec.run {
         grades.push(grade_one(
-            "run",
+            run_scope,
             objective,
             measure(objective.metric, &whole, spec, false),
             run_invalid.as_deref(),
@@ -354,7 +363,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     for (name, measured) in &routes {
         for objective in &spec.route {
             grades.push(grade_one(
-                &format!("route {name}"),
+                &format!("route {name}{route_suffix}"),
                 objective,
                 measure(objective.metric, measured, spec, true),
                 None,

@@ -87,6 +87,46 @@ fn an_invalid_stage_is_not_passed_or_failed() {
 }
 
 #[test]
+fn run_grades_over_the_valid_stages_say_so_when_a_stage_is_left_out() {
+    let fast = stage(
+        "100",
+        100.0,
+        vec![("GET /api/dashboard", route(3000, 5, 0))],
+    );
+    let mut invalid = stage(
+        "1k",
+        1000.0,
+        vec![("GET /api/dashboard", route(3000, 5, 0))],
+    );
+    invalid.validity = Validity {
+        valid: false,
+        reasons: vec!["achieved 600 req/s".into()],
+    };
+    let scopes = |report: &aimate_reports::grade::Report| -> Vec<String> {
+        report.grades.iter().map(|g| g.scope.clone()).collect()
+    };
+    let mixed = grade(
+        &record(vec![fast.clone(), invalid], healthy_server()),
+        &spec(),
+    );
+    let mixed_scopes = scopes(&mixed);
+    assert!(
+        mixed_scopes.iter().any(|s| s == "run (valid stages)"),
+        "{mixed_scopes:?}"
+    );
+    assert!(!mixed_scopes.iter().any(|s| s == "run"), "{mixed_scopes:?}");
+    assert!(
+        mixed_scopes
+            .iter()
+            .any(|s| s == "route GET /api/dashboard (valid stages)"),
+        "{mixed_scopes:?}"
+    );
+    // All stages valid: plain `run`.
+    let all_valid = grade(&record(vec![fast], healthy_server()), &spec());
+    assert!(scopes(&all_valid).iter().any(|s| s == "run"));
+}
+
+#[test]
 fn one_slow_route_is_not_hidden_by_a_fast_average() {
     // 3% of requests take 900 ms: the run's P95 is fine, that route's is not.
     let run = record(
