@@ -71,9 +71,19 @@ pub fn can_mount() -> bool {
     if !rustix::process::geteuid().is_root() {
         return false;
     }
-    let probe = std::env::temp_dir().join(format!("aimate-mount-probe-{}", std::process::id()));
-    if std::fs::create_dir_all(&probe).is_err() {
-        return false;
+    // An unpredictable name, created (not reused) with mode 0700: nobody can plant a
+    // symlink or a directory of theirs for root to mount over.
+    let probe =
+        std::env::temp_dir().join(format!("aimate-mount-probe-{:016x}", rand::random::<u64>()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&probe)
+            .is_err()
+        {
+            return false;
+        }
     }
     let mounted = rustix::mount::mount(
         "aimate-probe",
@@ -94,8 +104,30 @@ pub fn can_mount() -> bool {
 /// controller dies.
 pub struct Volume {
     path: PathBuf,
+    /// The tmpfs's device, read right after mounting: a fill writes only to a file on it.
+    device: u64,
     keeper: Arc<Keeper>,
     unmount: Option<Grant>,
+}
+
+/// `statfs` magic of tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether the open `file` still lies on the drill's tmpfs (`device`): checked before
+/// every write, so a path swapped for another filesystem (a symlink, a mount over it,
+/// an unmount underneath) is never filled.
+fn on_drill_tmpfs(file: &std::fs::File, device: u64) -> std::io::Result<()> {
+    let fs = rustix::fs::fstatfs(file)?;
+    let stat = rustix::fs::fstat(file)?;
+    #[allow(clippy::useless_conversion)] // f_type's width differs between targets
+    let kind = i64::from(fs.f_type);
+    if kind == TMPFS_MAGIC && stat.st_dev == device {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            "the fill file is no longer on the drill's tmpfs; refusing to write",
+        ))
+    }
 }
 
 /// The fill file's name: hidden, and obviously the drill's.
@@ -126,13 +158,16 @@ impl Volume {
             },
             SystemTime::now() + std::time::Duration::from_secs(24 * 3600),
         );
+        let device = rustix::fs::stat(path).map(|stat| stat.st_dev);
         let mut volume = Self {
             path: path.to_owned(),
+            device: device.as_ref().map_or(0, |d| *d),
             keeper,
             unmount: None,
         };
         // On error, dropping `volume` unmounts it.
         volume.unmount = Some(unmount?);
+        volume.device = device.map_err(|errno| error(errno.into()))?;
         Ok(volume)
     }
 
@@ -169,16 +204,22 @@ impl Volume {
         let target_used = (now.total_bytes as f64 * percent / 100.0) as u64;
         let used = now.total_bytes - now.available_bytes.min(now.total_bytes);
         let mut wanted = target_used.saturating_sub(used);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(fill_error)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                // Never through a symlink planted at the fill file's name.
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)
+                .map_err(fill_error)?
+        };
         // Plain writes, not fallocate: the same on every filesystem, and a write that
         // runs out of space simply stops where the disk is full.
         let chunk = vec![0u8; 1 << 20];
         let mut written = 0u64;
         while wanted > 0 {
+            on_drill_tmpfs(&file, self.device).map_err(fill_error)?;
             let n = wanted.min(chunk.len() as u64) as usize;
             match file.write(&chunk[..n]) {
                 Ok(0) => break,
@@ -225,5 +266,24 @@ pub struct Fill {
 impl Fill {
     pub fn free(self, volume: &Volume) -> std::io::Result<()> {
         volume.keeper.release(self.grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_off_the_drill_tmpfs_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elsewhere");
+        let file = std::fs::File::create(&path).unwrap();
+        let device = rustix::fs::fstat(&file).unwrap().st_dev;
+        // Another device than the drill's: refused whatever the filesystem.
+        assert!(on_drill_tmpfs(&file, device.wrapping_add(1)).is_err());
+        // Its own device: refused unless that filesystem is a tmpfs.
+        #[allow(clippy::useless_conversion)]
+        let is_tmpfs = i64::from(rustix::fs::fstatfs(&file).unwrap().f_type) == TMPFS_MAGIC;
+        assert_eq!(on_drill_tmpfs(&file, device).is_ok(), is_tmpfs);
     }
 }

@@ -264,6 +264,21 @@ impl Keeper {
         undone
     }
 
+    /// Whether the keeper can still undo what it holds: its process runs and the pipe is
+    /// open. A controller must stop injecting the moment this turns false.
+    pub fn is_alive(&self) -> bool {
+        let pipe_open = self.pipe.lock().is_ok_and(|pipe| pipe.is_some());
+        let process_runs = match self.child.lock() {
+            Ok(mut child) => match child.as_mut() {
+                Some(child) => matches!(child.try_wait(), Ok(None)),
+                // In-process keeper: a thread of ours, alive as long as its pipe.
+                None => true,
+            },
+            Err(_) => false,
+        };
+        pipe_open && process_runs
+    }
+
     /// Tells the keeper the controller is finished: it undoes whatever is still held
     /// (as on a crash) and exits.
     pub fn close(&self) {

@@ -65,6 +65,9 @@ pub struct LoadOptions {
     pub on_stage: Option<mpsc::UnboundedSender<StageClock>>,
     /// Read back every acknowledged write after the run (`RunRecord::writes`).
     pub verify_writes: bool,
+    /// Set from outside to stop the run early (users stop sending; the record keeps
+    /// what was measured). `None`: only the abort guard stops it.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,14 @@ async fn collect(
             _ = tick.tick() => {
                 if let Some(tripped) = guard.close_until(run_start.elapsed()) {
                     abort.get_or_insert_with(|| trip(&tripped, &stop));
+                }
+                // Stopped from outside (`LoadOptions::stop`): end the stage now.
+                if stop.load(Ordering::SeqCst) && abort.is_none() {
+                    let stopped = Tripped {
+                        second: run_start.elapsed().as_secs(),
+                        reason: "stopped by the caller".to_owned(),
+                    };
+                    abort = Some(trip(&stopped, &stop));
                 }
                 continue;
             }
@@ -191,7 +202,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let cpu_at_start = procstat::cpu_time();
     let plan = &options.plan;
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = options.stop.clone().unwrap_or_default();
     let (sender, receiver) = mpsc::unbounded_channel();
     let progress = Arc::new(Progress::new(options.progress));
     let collector = tokio::spawn(collect(

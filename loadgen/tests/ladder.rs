@@ -51,6 +51,7 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         progress: false,
         on_stage: None,
         verify_writes: true,
+        stop: None,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         progress: true,
         on_stage: None,
         verify_writes: true,
+        stop: None,
     };
     let outcome = runtime.block_on(aimate_loadgen::run(options));
     if let Some(own) = own {

@@ -102,6 +102,7 @@ async fn drive(
     progress: bool,
 ) -> anyhow::Result<(RunRecord, Vec<String>)> {
     let (stage_tx, mut stage_rx) = tokio::sync::mpsc::unbounded_channel();
+    let load_stop = Arc::new(AtomicBool::new(false));
     let guard = experiment.safeguard.as_ref().map_or(
         AbortGuard {
             max_error_rate: 1.0,
@@ -138,9 +139,11 @@ async fn drive(
         progress,
         on_stage: Some(stage_tx),
         verify_writes: true,
+        stop: Some(load_stop.clone()),
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));
+    let keeper_lost = watch_keeper(target.keeper.clone(), stop.clone(), load_stop);
     // No stage at all means the load failed before it began (probe, seed): no method.
     let method = stage_rx.recv().await.map(|stage| {
         tokio::spawn(method::run(
@@ -167,6 +170,10 @@ async fn drive(
             Err(error) => failures.push(format!("the method task failed: {error}")),
         }
     }
+    keeper_lost.abort();
+    if let Ok(Some(lost)) = keeper_lost.await {
+        failures.push(lost);
+    }
     failures.extend(method::rollback(target, &experiment.rollbacks).await);
     let mut record = record??;
     record.events.extend(events);
@@ -184,6 +191,32 @@ async fn drive(
         );
     }
     Ok((record, failures))
+}
+
+/// How often the experiment checks that its lease keeper still lives.
+const KEEPER_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Watches the lease keeper: if it dies, nothing could undo a fault should this process
+/// die too, so the experiment stops at once (the method ends its faults, the load stops,
+/// the rollbacks run) and the run fails saying why. Resolves to that reason, if any.
+fn watch_keeper(
+    keeper: Arc<aimate_chaos::keeper::Keeper>,
+    method_stop: Arc<AtomicBool>,
+    load_stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Option<String>> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(KEEPER_CHECK).await;
+            if !keeper.is_alive() {
+                method_stop.store(true, Ordering::SeqCst);
+                load_stop.store(true, Ordering::SeqCst);
+                let why =
+                    "the lease keeper died: the experiment was stopped and its faults reverted";
+                eprintln!("aimate chaos: {why}");
+                return Some(why.to_owned());
+            }
+        }
+    })
 }
 
 /// The experiment files of a directory, in name order.

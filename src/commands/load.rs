@@ -51,6 +51,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         progress: true,
         on_stage: None,
         verify_writes: true,
+        stop: None,
     })
 }
 

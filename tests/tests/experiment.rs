@@ -589,3 +589,91 @@ fn an_instance_that_dies_at_start_up_is_reported_and_its_lease_signals_nobody() 
         }
     });
 }
+
+const LONG_EXPERIMENT: &str = r#"
+title = "Long enough to lose its keeper"
+instances = 1
+rollbacks = ["reset-toxics"]
+[load]
+rate = "50"
+warmup = "1s"
+duration = "40s"
+[[method]]
+fault = "toxic"
+type = "latency"
+stream = "downstream"
+toxicity = 1.0
+attributes = { latency = 20, jitter = 0 }
+at = "1s"
+duration = "35s"
+"#;
+
+/// The children of process `pid` whose command line contains `needle`.
+fn children_matching(pid: u32, needle: &str) -> Vec<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|child| child.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn an_experiment_whose_keeper_dies_stops_within_a_second_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("long.toml");
+    std::fs::write(&file, LONG_EXPERIMENT).unwrap();
+    let out = dir.path().join("out");
+    let mut controller = aimate(dir.path())
+        .args(["chaos", "run"])
+        .arg(&file)
+        .arg("--slo")
+        .arg(repo_file("slo.toml"))
+        .arg("--out-dir")
+        .arg(&out)
+        .env("TMPDIR", dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the load and the fault begin, then kill the keeper outright.
+    std::thread::sleep(Duration::from_secs(6));
+    let keepers = children_matching(controller.id(), "keeper");
+    assert_eq!(keepers.len(), 1, "one keeper expected: {keepers:?}");
+    let killed_at = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &keepers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_exit(&mut controller, Duration::from_secs(60)).expect("the run ended");
+    let stopped_after = killed_at.elapsed();
+    assert_ne!(
+        status.code(),
+        Some(0),
+        "a run that lost its keeper is not a pass"
+    );
+    // 40 s of load were planned: it stopped at once (plus the read-back and reports).
+    assert!(stopped_after < Duration::from_secs(20), "{stopped_after:?}");
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    let failures = record["run"]["config"]["experiment"]["failures"].to_string();
+    assert!(failures.contains("lease keeper died"), "{failures}");
+    let aborted_s = record["aborted"]["t_ms"].as_u64().unwrap() / 1000;
+    // The run clock's second of the stop: within about a second of the kill (~6-7 s in).
+    assert!(
+        (5..=10).contains(&aborted_s),
+        "stopped at {aborted_s} s: {}",
+        record["aborted"]
+    );
+}
