@@ -209,6 +209,22 @@ pub enum TenantCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Give a tenant a new API key (printed on stdout, shown only this once); the old key
+    /// stops working (on running servers within their 60 s auth cache).
+    RotateKey {
+        /// The tenant's id (`aimate tenant create` printed it).
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a tenant's API key (on running servers within their 60 s auth cache);
+    /// `rotate-key` issues a new one.
+    RevokeKey {
+        /// The tenant's id.
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// Which database a command works on: the same flags and variables as `aimate serve`.

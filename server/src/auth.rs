@@ -134,7 +134,8 @@ impl AuthCache {
                     .entry(digest)
                     .or_try_insert_with(async {
                         let id: Option<i64> = sqlx::query_scalar(
-                            "SELECT tenant_id FROM tenant WHERE api_key_hash = $1",
+                            "SELECT tenant_id FROM tenant \
+                             WHERE api_key_hash = $1 AND key_revoked_at IS NULL",
                         )
                         .bind(to_hex(&digest))
                         .fetch_optional(&db.pool)
@@ -157,6 +158,21 @@ impl AuthCache {
             failures.failed(peer);
         }
         Ok(tenant)
+    }
+}
+
+impl AuthCache {
+    /// Forgets what this instance knows about the key with this stored hash (hex), so
+    /// a rotated or revoked key stops working here at once; other instances forget it
+    /// within the cache's TTL.
+    pub async fn forget(&self, api_key_hash: &str) {
+        let digest: Option<Vec<u8>> = (0..api_key_hash.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(api_key_hash.get(i..i + 2)?, 16).ok())
+            .collect();
+        if let Some(digest) = digest.and_then(|d| <[u8; 32]>::try_from(d).ok()) {
+            self.lookups.invalidate(&digest).await;
+        }
     }
 }
 

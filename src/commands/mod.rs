@@ -22,6 +22,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Tenant(TenantCommand::Create { name, database }) => {
             Ok(tenant::create(&name, &database)?)
         }
+        Command::Tenant(TenantCommand::RotateKey { id, database }) => {
+            Ok(tenant::rotate_key(id, &database)?)
+        }
+        Command::Tenant(TenantCommand::RevokeKey { id, database }) => {
+            Ok(tenant::revoke_key(id, &database)?)
+        }
         Command::Load(args) => load::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Drill(args) => drill::run(&args),

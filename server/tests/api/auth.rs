@@ -8,7 +8,8 @@ backend_tests!(
     api_keys_are_required,
     admin_endpoint_guards,
     tenants_cannot_see_each_other,
-    an_address_sending_unknown_keys_is_cut_off_from_new_lookups
+    an_address_sending_unknown_keys_is_cut_off_from_new_lookups,
+    keys_rotate_and_revoke_at_once_on_this_instance
 );
 
 async fn api_keys_are_required(backend: Backend) {
@@ -247,5 +248,97 @@ async fn an_address_sending_unknown_keys_is_cut_off_from_new_lookups(backend: Ba
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
     assert_eq!(srv.get("/api/dashboard", &newcomer).await.0, 200);
+    srv.stop().await.unwrap();
+}
+
+async fn keys_rotate_and_revoke_at_once_on_this_instance(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |_| {}).await else {
+        return;
+    };
+    let admin = |method: Method, path: &str| {
+        srv.client
+            .request(method, srv.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    let created: serde_json::Value = admin(Method::POST, "/api/admin/tenants")
+        .json(&json!({"name": "Rotating"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, old_key) = (
+        created["id"].as_i64().unwrap(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    );
+    // Known to this instance's auth cache before the rotation.
+    assert_eq!(srv.get("/api/dashboard", &old_key).await.0, 200);
+
+    let (status, rotated) = json_of(
+        admin(Method::POST, &format!("/api/admin/tenants/{id}/key"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["id"], id);
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, old_key);
+    assert_eq!(
+        srv.get("/api/dashboard", &old_key).await.0,
+        401,
+        "the old key still works"
+    );
+    assert_eq!(srv.get("/api/dashboard", &new_key).await.0, 200);
+
+    let revoked = admin(Method::DELETE, &format!("/api/admin/tenants/{id}/key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(
+        srv.get("/api/dashboard", &new_key).await.0,
+        401,
+        "a revoked key still works"
+    );
+    // Revoking twice is fine; a rotation brings the tenant back with a fresh key.
+    let again = admin(Method::DELETE, &format!("/api/admin/tenants/{id}/key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+    let (_, back) = json_of(
+        admin(Method::POST, &format!("/api/admin/tenants/{id}/key"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        srv.get("/api/dashboard", back["api_key"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+
+    // Unknown tenant, no admin token, a tenant's own key: refused.
+    let (status, body) = json_of(
+        admin(Method::POST, "/api/admin/tenants/987654/key")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    let anonymous = srv
+        .client
+        .delete(srv.url(&format!("/api/admin/tenants/{id}/key")))
+        .bearer_auth(back["api_key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     srv.stop().await.unwrap();
 }

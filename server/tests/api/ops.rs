@@ -181,6 +181,8 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/metrics"),
     ("GET", "/api/openapi.json"),
     ("POST", "/api/admin/tenants"),
+    ("POST", "/api/admin/tenants/{id}/key"),
+    ("DELETE", "/api/admin/tenants/{id}/key"),
     ("GET", "/api/invoices"),
     ("POST", "/api/invoices"),
     ("POST", "/api/invoices/bulk"),
