@@ -184,12 +184,7 @@ struct RawSafeguard {
 
 /// A duration such as `10s`, `500ms` or `1m`; negative ones get their own message.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.starts_with('-') {
-        return Err(format!("`{text}` is negative; durations start at 0"));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration such as 10s or 500ms ({e})"))
+    aimate_reports::duration::parse(text).map_err(|error| error.to_string())
 }
 
 fn line_of(text: &str, span: Range<usize>) -> usize {

@@ -69,7 +69,7 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, PlanError> {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, PlanError> {
-    humantime::parse_duration(text.trim())
+    aimate_reports::duration::parse(text)
         .map_err(|_| PlanError::BadDuration(text.trim().to_owned()))
 }
 

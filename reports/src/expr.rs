@@ -126,26 +126,12 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
     }
 }
 
-/// A duration in microseconds: `250us`, `100ms`, `2s`, `1.5s`.
+/// A duration in microseconds, in the one grammar of every input
+/// ([`crate::duration`]): `250us`, `100ms`, `1.5s`, `1m`.
 pub fn parse_duration_micros(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix("ms") {
-        (n, 1_000.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000_000.0)
-    } else {
-        return Err(format!("`{text}` needs a unit: us, ms or s"));
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}` is not a duration"));
-    }
-    Ok(value * scale)
+    crate::duration::parse(text)
+        .map(|duration| duration.as_secs_f64() * 1e6)
+        .map_err(|error| error.to_string())
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -235,7 +221,8 @@ mod tests {
     fn says_what_is_wrong() {
         for (bad, says) in [
             ("p(95) 100ms", "no comparison"),
-            ("p(95) < fast", "needs a unit"),
+            ("p(95) < fast", "not a duration"),
+            ("p(95) < 100", "needs a unit"),
             ("p(95) < 10xs", "not a duration"),
             ("p(100) < 1s", "outside"),
             ("q(95) < 1s", "unknown metric"),
@@ -244,6 +231,20 @@ mod tests {
         ] {
             let error = parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn objectives_take_the_same_durations_as_flags_and_experiments() {
+        for (text, micros) in [
+            ("p(95) < 1m", 60e6),
+            ("p(95) < 1.5s", 1.5e6),
+            ("p(99) < 1m30s", 90e6),
+        ] {
+            assert!(
+                (parse(text).unwrap().threshold - micros).abs() < 1e-6,
+                "{text}"
+            );
         }
     }
 
