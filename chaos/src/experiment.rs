@@ -34,18 +34,64 @@ use toml::Spanned;
 use crate::supervisor::Stop;
 use crate::toxic::Toxic;
 
-/// The faults a method step can inject.
-pub const FAULTS: [&str; 6] = [
-    "kill-instance",
-    "freeze-instance",
-    "toxic",
-    "exhaust-db",
-    "slowloris",
-    "disk-fill",
-];
+/// The faults a method step can inject, named once: serde spells them (kebab-case) in
+/// files and errors, [`FaultKind::name`] in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    KillInstance,
+    FreezeInstance,
+    Toxic,
+    ExhaustDb,
+    Slowloris,
+    DiskFill,
+}
 
-/// The rollbacks an experiment can ask for, run after the method whatever happened.
-pub const ROLLBACKS: [&str; 3] = ["restart-instances", "reset-toxics", "free-disk"];
+impl FaultKind {
+    pub const ALL: [Self; 6] = [
+        Self::KillInstance,
+        Self::FreezeInstance,
+        Self::Toxic,
+        Self::ExhaustDb,
+        Self::Slowloris,
+        Self::DiskFill,
+    ];
+
+    /// The name as written in experiment files (`kill-instance`).
+    pub fn name(self) -> String {
+        toml::Value::try_from(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    fn known() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+}
+
+/// What runs after the method whatever happened, so the target is as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollback {
+    /// Thaw every instance and restart those that are down.
+    RestartInstances,
+    /// Remove every toxic from the fault proxy.
+    ResetToxics,
+    /// Delete the disk drill's fill file.
+    FreeDisk,
+}
+
+impl Rollback {
+    pub const ALL: [Self; 3] = [Self::RestartInstances, Self::ResetToxics, Self::FreeDisk];
+
+    pub fn name(self) -> String {
+        toml::Value::try_from(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pick {
@@ -71,15 +117,19 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> FaultKind {
         match self {
-            Self::KillInstance { .. } => "kill-instance",
-            Self::FreezeInstance { .. } => "freeze-instance",
-            Self::Toxic(_) => "toxic",
-            Self::ExhaustDb { .. } => "exhaust-db",
-            Self::Slowloris { .. } => "slowloris",
-            Self::DiskFill { .. } => "disk-fill",
+            Self::KillInstance { .. } => FaultKind::KillInstance,
+            Self::FreezeInstance { .. } => FaultKind::FreezeInstance,
+            Self::Toxic(_) => FaultKind::Toxic,
+            Self::ExhaustDb { .. } => FaultKind::ExhaustDb,
+            Self::Slowloris { .. } => FaultKind::Slowloris,
+            Self::DiskFill { .. } => FaultKind::DiskFill,
         }
+    }
+
+    pub fn name(&self) -> String {
+        self.kind().name()
     }
 }
 
@@ -113,7 +163,7 @@ pub struct Experiment {
     /// `None`: the `[phase]` objectives of slo.toml.
     pub hypothesis: Option<Vec<Objective>>,
     pub method: Vec<Step>,
-    pub rollbacks: Vec<String>,
+    pub rollbacks: Vec<Rollback>,
     pub safeguard: Option<Safeguard>,
 }
 
@@ -152,7 +202,7 @@ struct Raw {
     #[serde(default)]
     method: Vec<Spanned<toml::Table>>,
     #[serde(default)]
-    rollbacks: Vec<Spanned<String>>,
+    rollbacks: Vec<Rollback>,
     safeguard: Option<RawSafeguard>,
 }
 
@@ -273,20 +323,6 @@ impl Experiment {
         if method.is_empty() {
             return Err(error(0..0, "the experiment has no [[method]] step".into()));
         }
-        let mut rollbacks = Vec::new();
-        for rollback in &raw.rollbacks {
-            let name = rollback.get_ref().trim();
-            if !ROLLBACKS.contains(&name) {
-                return Err(error(
-                    rollback.span(),
-                    format!(
-                        "unknown rollback `{name}` (known: {})",
-                        ROLLBACKS.join(", ")
-                    ),
-                ));
-            }
-            rollbacks.push(name.to_owned());
-        }
         let safeguard = match &raw.safeguard {
             None => None,
             Some(guard) => {
@@ -329,7 +365,7 @@ impl Experiment {
             duration,
             hypothesis,
             method,
-            rollbacks,
+            rollbacks: raw.rollbacks,
             safeguard,
         })
     }
@@ -381,15 +417,22 @@ fn parse_pick(entry: Option<(&str, toml::Value)>, instances: usize) -> Result<Pi
 
 fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
     let mut table = table.clone();
-    let fault = as_str(take(&mut table, "fault"))?
-        .ok_or_else(|| format!("needs `fault = \"…\"` (one of {})", FAULTS.join(", ")))?;
+    let fault = take(&mut table, "fault")
+        .ok_or_else(|| format!("needs `fault = \"…\"` (one of {})", FaultKind::known()))?
+        .1;
+    let fault: FaultKind = fault.clone().try_into().map_err(|_| {
+        let written = fault
+            .as_str()
+            .map_or_else(|| fault.to_string(), str::to_owned);
+        format!("unknown fault `{written}` (known: {})", FaultKind::known())
+    })?;
     let at = as_str(take(&mut table, "at"))?
         .ok_or("needs `at`, the start from the steady window's beginning, e.g. \"10s\"")?;
     let at = parse_duration(&at).map_err(|m| format!("at: {m}"))?;
     let duration = as_str(take(&mut table, "duration"))?.ok_or("needs `duration`, e.g. \"10s\"")?;
     let duration = parse_duration(&duration).map_err(|m| format!("duration: {m}"))?;
-    let fault = match fault.as_str() {
-        "kill-instance" => {
+    let fault = match fault {
+        FaultKind::KillInstance => {
             let instance = parse_pick(take(&mut table, "instance"), instances)?;
             let how = match as_str(take(&mut table, "signal"))?.as_deref() {
                 None | Some("KILL" | "SIGKILL") => Stop::Kill,
@@ -398,10 +441,10 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
             };
             Fault::KillInstance { instance, how }
         }
-        "freeze-instance" => Fault::FreezeInstance {
+        FaultKind::FreezeInstance => Fault::FreezeInstance {
             instance: parse_pick(take(&mut table, "instance"), instances)?,
         },
-        "toxic" => {
+        FaultKind::Toxic => {
             // The rest of the table is a Toxiproxy toxic: type, stream, toxicity, attributes.
             let mut toxic_table = toml::Table::new();
             for key in ["name", "type", "stream", "toxicity", "attributes"] {
@@ -435,13 +478,13 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
             }
             Fault::Toxic(toxic)
         }
-        "exhaust-db" => Fault::ExhaustDb {
+        FaultKind::ExhaustDb => Fault::ExhaustDb {
             sessions: as_count(take(&mut table, "sessions"), 200)?,
         },
-        "slowloris" => Fault::Slowloris {
+        FaultKind::Slowloris => Fault::Slowloris {
             connections: as_count(take(&mut table, "connections"), 500)?,
         },
-        "disk-fill" => {
+        FaultKind::DiskFill => {
             let percent = match take(&mut table, "percent") {
                 None => 100.0,
                 Some((_, toml::Value::Integer(n))) => n as f64,
@@ -454,12 +497,6 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
                 return Err(format!("percent {percent} is outside 0 to 100"));
             }
             Fault::DiskFill { percent }
-        }
-        other => {
-            return Err(format!(
-                "unknown fault `{other}` (known: {})",
-                FAULTS.join(", ")
-            ));
         }
     };
     if let Some(key) = table.keys().next() {
@@ -532,6 +569,31 @@ for = "5s"
     }
 
     #[test]
+    fn fault_and_rollback_names_are_spelled_once() {
+        let faults: Vec<String> = FaultKind::ALL.map(FaultKind::name).to_vec();
+        assert_eq!(
+            faults,
+            [
+                "kill-instance",
+                "freeze-instance",
+                "toxic",
+                "exhaust-db",
+                "slowloris",
+                "disk-fill"
+            ]
+        );
+        for kind in FaultKind::ALL {
+            let parsed: FaultKind = toml::Value::String(kind.name()).try_into().unwrap();
+            assert_eq!(parsed, kind);
+        }
+        let rollbacks: Vec<String> = Rollback::ALL.map(Rollback::name).to_vec();
+        assert_eq!(
+            rollbacks,
+            ["restart-instances", "reset-toxics", "free-disk"]
+        );
+    }
+
+    #[test]
     fn bad_files_say_where_and_what() {
         let cases = [
             (
@@ -564,7 +626,7 @@ for = "5s"
             ),
             (
                 GOOD.replace("\"restart-instances\"", "\"pray\""),
-                "unknown rollback `pray`",
+                "unknown variant `pray`, expected one of `restart-instances`, `reset-toxics`, `free-disk`",
             ),
             (
                 GOOD.replace("signal = \"TERM\"", "signal = \"TERM\"\ncolour = \"red\""),

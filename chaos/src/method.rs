@@ -14,7 +14,7 @@ use aimate_reports::record::Event;
 use rand::Rng;
 
 use crate::exhaust;
-use crate::experiment::{Fault, Pick, Step};
+use crate::experiment::{Fault, Pick, Rollback, Step};
 use crate::supervisor::Stop;
 use crate::target::{Database, Target};
 
@@ -272,11 +272,11 @@ fn toxic_summary(toxic: &crate::toxic::Toxic) -> String {
 }
 
 /// Rollbacks: run after the method whatever happened, so the target is as it was.
-pub async fn rollback(target: &Target, names: &[String]) -> Vec<String> {
+pub async fn rollback(target: &Target, rollbacks: &[Rollback]) -> Vec<String> {
     let mut failures = Vec::new();
-    for name in names {
-        match name.as_str() {
-            "restart-instances" => {
+    for rollback in rollbacks {
+        match rollback {
+            Rollback::RestartInstances => {
                 let mut supervisor = target.supervisor.lock().await;
                 for index in 0..supervisor.len() {
                     let _ = supervisor.thaw(index);
@@ -287,19 +287,18 @@ pub async fn rollback(target: &Target, names: &[String]) -> Vec<String> {
                     }
                 }
             }
-            "reset-toxics" => {
+            Rollback::ResetToxics => {
                 if let Some(proxy) = &target.proxy {
                     proxy.clear_toxics();
                 }
             }
-            "free-disk" => {
+            Rollback::FreeDisk => {
                 if let Some(volume) = &target.volume
                     && let Err(error) = volume.free()
                 {
                     failures.push(format!("rollback free-disk: {error}"));
                 }
             }
-            other => failures.push(format!("unknown rollback `{other}`")),
         }
     }
     failures
