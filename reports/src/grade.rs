@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::confidence::{self, Decision};
 use crate::expr::{Metric, Objective};
 use crate::histogram::LatencyHistogram;
 use crate::record::{
@@ -41,6 +42,21 @@ pub struct Grade {
     pub samples: u64,
     /// Why a grade is INVALID.
     pub reason: Option<String>,
+    /// For a share of events (latency percentiles, error and availability rates): what
+    /// the binomial decided at 95 % confidence, with the counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<String>,
+}
+
+impl Grade {
+    /// What a report's note shows: why the grade is INVALID, else the evidence that
+    /// decided it (for shares of events), else nothing.
+    pub fn note(&self) -> &str {
+        self.reason
+            .as_deref()
+            .or(self.confidence.as_deref())
+            .unwrap_or("")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -215,11 +231,78 @@ fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool)
     }
 }
 
+/// `beyond` of `n` events past an objective's limit, against the share `alpha` it allows
+/// (see [`crate::confidence`]); `limit` names the limit in words.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    beyond: u64,
+    n: u64,
+    alpha: f64,
+}
+
+/// The binomial evidence of an objective, where it is a share of events past a limit:
+/// `p(N) < T` (requests slower than T, allowed 100−N %), `rate(errors) < X` (failed
+/// requests, allowed X), `ratio(available) > X` (unavailable answers, allowed 1−X).
+fn evidence(objective: &Objective, measured: &Measured) -> Option<Evidence> {
+    let upper = objective.op.is_upper_bound();
+    match (objective.metric, upper) {
+        (Metric::Percentile(p), true) => {
+            let n = measured.latency.count();
+            let limit = objective.threshold.max(0.0) as u64;
+            let within = measured.latency.inner().count_between(0, limit);
+            Some(Evidence {
+                beyond: n.saturating_sub(within),
+                n,
+                alpha: 1.0 - p / 100.0,
+            })
+        }
+        (Metric::ErrorRate, true) => Some(Evidence {
+            beyond: measured.errors,
+            n: measured.requests,
+            alpha: objective.threshold,
+        }),
+        (Metric::Availability, false) => Some(Evidence {
+            beyond: measured.requests.saturating_sub(measured.available),
+            n: measured.requests,
+            alpha: 1.0 - objective.threshold,
+        }),
+        _ => None,
+    }
+}
+
+/// Measures `objective` on `measured` and grades it, with confidence bounds where the
+/// objective is a share of events.
+fn grade_measured(
+    scope: &str,
+    objective: &Objective,
+    measured: &Measured,
+    spec: &SloSpec,
+    per_route: bool,
+    invalid_because: Option<&str>,
+) -> Grade {
+    let measurement = measure(objective.metric, measured, spec, per_route);
+    let evidence = measurement
+        .is_ok()
+        .then(|| evidence(objective, measured))
+        .flatten();
+    grade_with(scope, objective, measurement, invalid_because, evidence)
+}
+
 fn grade_one(
     scope: &str,
     objective: &Objective,
     measurement: Measurement,
     invalid_because: Option<&str>,
+) -> Grade {
+    grade_with(scope, objective, measurement, invalid_because, None)
+}
+
+fn grade_with(
+    scope: &str,
+    objective: &Objective,
+    measurement: Measurement,
+    invalid_because: Option<&str>,
+    evidence: Option<Evidence>,
 ) -> Grade {
     let (unit, scale) = if objective.metric.is_duration() {
         ("ms", 1e-3)
@@ -239,6 +322,7 @@ fn grade_one(
         margin: None,
         samples: 0,
         reason: None,
+        confidence: None,
     };
     match measurement {
         Err(reason) => Grade {
@@ -266,6 +350,9 @@ fn grade_one(
                     ..measured
                 };
             }
+            if let Some(evidence) = evidence {
+                return decided(objective, evidence, measured);
+            }
             if samples < objective.metric.min_samples() {
                 return Grade {
                     reason: Some(format!(
@@ -282,6 +369,41 @@ fn grade_one(
             };
             Grade {
                 verdict,
+                ..measured
+            }
+        }
+    }
+}
+
+/// The verdict the binomial gives, with the counts that decided it.
+fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
+    let counts = format!("{} of {} beyond the limit", e.beyond, e.n);
+    match confidence::decide(e.beyond, e.n, e.alpha) {
+        Decision::Holds => Grade {
+            verdict: Verdict::Pass,
+            confidence: Some(format!("holds with 95 % confidence: {counts}")),
+            ..measured
+        },
+        Decision::Broken => Grade {
+            verdict: Verdict::Fail,
+            confidence: Some(format!("broken with 95 % confidence: {counts}")),
+            ..measured
+        },
+        Decision::Undecided => {
+            let needed = if e.beyond == 0 {
+                format!(
+                    "; at least {} with none beyond are needed",
+                    confidence::needed_with_none_beyond(e.alpha)
+                )
+            } else {
+                String::new()
+            };
+            Grade {
+                reason: Some(format!(
+                    "`{}` cannot be decided at 95 % confidence: {counts}{needed}",
+                    objective.text
+                )),
+                confidence: Some(format!("undecided: {counts}")),
                 ..measured
             }
         }
@@ -312,11 +434,12 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         measured.add_stage(stage, &record.server);
         let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
         for objective in &stage_spec.objectives {
-            let measurement = measure(objective.metric, &measured, spec, false);
-            grades.push(grade_one(
+            grades.push(grade_measured(
                 &format!("stage {}", stage.name),
                 objective,
-                measurement,
+                &measured,
+                spec,
+                false,
                 invalid.as_deref(),
             ));
         }
@@ -339,10 +462,12 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     };
     let route_suffix = if some_left_out { " (valid stages)" } else { "" };
     for objective in &spec.run {
-        grades.push(grade_one(
+        grades.push(grade_measured(
             run_scope,
             objective,
-            measure(objective.metric, &whole, spec, false),
+            &whole,
+            spec,
+            false,
             run_invalid.as_deref(),
         ));
     }
@@ -362,10 +487,12 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     }
     for (name, measured) in &routes {
         for objective in &spec.route {
-            grades.push(grade_one(
+            grades.push(grade_measured(
                 &format!("route {name}{route_suffix}"),
                 objective,
-                measure(objective.metric, measured, spec, true),
+                measured,
+                spec,
+                true,
                 None,
             ));
         }
@@ -445,10 +572,12 @@ fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
                             invalid.as_deref(),
                         ),
                         (Metric::RecoveryTime, _) => continue,
-                        _ => grade_one(
+                        _ => grade_measured(
                             &scope,
                             objective,
-                            measure(objective.metric, &measured, spec, false),
+                            &measured,
+                            spec,
+                            false,
                             invalid.as_deref(),
                         ),
                     };

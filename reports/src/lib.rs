@@ -8,6 +8,7 @@
 //!
 //! This crate knows nothing about how measurements are taken.
 
+pub mod confidence;
 pub mod duration;
 pub mod expr;
 pub mod grade;

@@ -199,7 +199,11 @@ fn too_few_samples_and_errors() {
         .find(|g| g.scope == "stage 100")
         .unwrap();
     assert_eq!(p95.verdict, Verdict::Invalid);
-    assert!(p95.reason.as_deref().unwrap().contains("50 samples"));
+    let reason = p95.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("0 of 50 beyond the limit") && reason.contains("at least 59"),
+        "{reason}"
+    );
 
     let failing = record(
         vec![stage(
@@ -505,4 +509,59 @@ fn a_second_straddling_the_fault_start_is_graded_with_the_fault() {
     );
     let fault = find(&report, "phase 1k fault (kill)", "ratio(available)");
     assert_eq!(fault.samples, 10_000, "seconds 11–20");
+}
+
+#[test]
+fn share_objectives_are_decided_by_the_binomial_not_by_sample_floors() {
+    let errors_grade = |requests: u64, errors: u64| {
+        let run = record(
+            vec![stage(
+                "100",
+                100.0,
+                vec![("GET /api/dashboard", route(requests, 5, errors))],
+            )],
+            healthy_server(),
+        );
+        grade(&run, &spec())
+            .grades
+            .into_iter()
+            .find(|g| g.scope == "run" && g.objective == "rate(errors) < 1%")
+            .unwrap()
+    };
+    // rate(errors) < 1% over 1,000 requests: 1 error holds, 20 is broken, 13 cannot tell.
+    let holds = errors_grade(1000, 1);
+    assert_eq!(holds.verdict, Verdict::Pass, "{holds:?}");
+    assert!(
+        holds.confidence.as_deref().unwrap().contains("1 of 1000"),
+        "{holds:?}"
+    );
+    assert_eq!(errors_grade(1000, 20).verdict, Verdict::Fail);
+    let unsure = errors_grade(1000, 13);
+    assert_eq!(unsure.verdict, Verdict::Invalid, "{unsure:?}");
+    assert!(
+        unsure.reason.as_deref().unwrap().contains("13 of 1000"),
+        "{unsure:?}"
+    );
+
+    // A route of 59 fast requests passes its P95 (no floor of 200 any more); 32 cannot.
+    let route_grade = |samples: u64| {
+        let run = record(
+            vec![stage(
+                "100",
+                100.0,
+                vec![
+                    ("GET /api/dashboard", route(3000, 5, 0)),
+                    ("POST /api/invoices/bulk", route(samples, 30, 0)),
+                ],
+            )],
+            healthy_server(),
+        );
+        grade(&run, &spec())
+            .grades
+            .into_iter()
+            .find(|g| g.scope == "route POST /api/invoices/bulk")
+            .unwrap()
+    };
+    assert_eq!(route_grade(59).verdict, Verdict::Pass);
+    assert_eq!(route_grade(32).verdict, Verdict::Invalid);
 }

@@ -100,7 +100,7 @@ pub fn render(
             g.unit,
             margin(g.margin),
             g.samples,
-            escape(g.reason.as_deref().unwrap_or("")),
+            escape(g.note()),
             v = word(g.verdict)
         )?;
     }

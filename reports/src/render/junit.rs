@@ -27,8 +27,13 @@ pub fn escape(text: &str) -> String {
 }
 
 fn message(grade: &Grade) -> String {
+    let evidence = grade
+        .confidence
+        .as_deref()
+        .map(|c| format!("; {c}"))
+        .unwrap_or_default();
     format!(
-        "measured {} {} against {} {:.2} {} (margin {}, {} samples)",
+        "measured {} {} against {} {:.2} {} (margin {}, {} samples{evidence})",
         figure(grade.value),
         grade.unit,
         grade.objective,

@@ -86,7 +86,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             g.unit,
             margin(g.margin),
             g.samples,
-            cell(g.reason.as_deref().unwrap_or(""))
+            cell(g.note())
         )?;
     }
     if !report.baseline.is_empty() {
