@@ -375,6 +375,41 @@ fn grade_with(
     }
 }
 
+/// A stage that missed its rate only because the server was slow: its latencies count
+/// from the intended send time, so the requests it never sent would only have been
+/// later still, and what was measured is a lower bound. When that bound already breaks
+/// a latency objective (at 95 % confidence), the stage FAILs; why, in words.
+fn lower_bound_failure(
+    stage: &StageRecord,
+    objective: &Objective,
+    measured: &Measured,
+) -> Option<String> {
+    // Records written before the flag existed said it in words, as their only reason.
+    let said_so = stage.validity.reasons.len() == 1
+        && stage.validity.reasons[0].contains("the generator was not CPU-bound");
+    if stage.validity.valid || !(stage.validity.held_back_by_server || said_so) {
+        return None;
+    }
+    let intended = (stage.target_rps
+        * (stage.steady_end_ms.saturating_sub(stage.steady_start_ms)) as f64
+        / 1000.0)
+        .round() as u64;
+    let unsent = stage.unsent.max(intended.saturating_sub(stage.sent));
+    let Metric::Percentile(p) = objective.metric else {
+        return None;
+    };
+    let e = evidence(objective, measured)?;
+    if confidence::decide(e.beyond, e.n, e.alpha) != Decision::Broken {
+        return None;
+    }
+    let value = measured.latency.quantile_micros(p / 100.0)? as f64 / 1000.0;
+    Some(format!(
+        "P{p} ≥ {value:.0} ms even before counting {} intended requests that were never sent \
+         (the server held the rate back to {:.0} req/s; {} of {} measured beyond the limit)",
+        unsent, stage.achieved_rps, e.beyond, e.n
+    ))
+}
+
 /// The verdict the binomial gives, with the counts that decided it.
 fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
     let counts = format!("{} of {} beyond the limit", e.beyond, e.n);
@@ -434,14 +469,23 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         measured.add_stage(stage, &record.server);
         let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
         for objective in &stage_spec.objectives {
-            grades.push(grade_measured(
-                &format!("stage {}", stage.name),
+            let scope = format!("stage {}", stage.name);
+            let grade = grade_measured(
+                &scope,
                 objective,
                 &measured,
                 spec,
                 false,
                 invalid.as_deref(),
-            ));
+            );
+            grades.push(match lower_bound_failure(stage, objective, &measured) {
+                Some(reason) if grade.verdict == Verdict::Invalid => Grade {
+                    verdict: Verdict::Fail,
+                    reason: Some(reason),
+                    ..grade
+                },
+                _ => grade,
+            });
         }
     }
 

@@ -102,6 +102,10 @@ pub struct StageRecord {
     pub steady_end_ms: u64,
     /// Requests whose intended send time fell in the steady window.
     pub sent: u64,
+    /// Requests the schedule intended in the steady window that were never sent (the
+    /// rate's shortfall); 0 in records written before this was recorded.
+    #[serde(default)]
+    pub unsent: u64,
     pub achieved_rps: f64,
     /// Per route label (`GET /api/invoices/{id}`), steady window only.
     pub routes: BTreeMap<String, RouteRecord>,
@@ -148,6 +152,12 @@ pub struct SecondRecord {
 pub struct Validity {
     pub valid: bool,
     pub reasons: Vec<String>,
+    /// The stage missed its rate only because the server was slow (the generator was
+    /// neither CPU-bound nor failing to connect): its latencies, measured from the
+    /// intended send time, are then a lower bound, and a bound that already breaks an
+    /// objective is a FAIL. `false` in records written before this was recorded.
+    #[serde(default)]
+    pub held_back_by_server: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -73,6 +73,7 @@ fn an_invalid_stage_is_not_passed_or_failed() {
     slow_generator.validity = Validity {
         valid: false,
         reasons: vec!["achieved 600 req/s, under 95% of the 1000 req/s target".into()],
+        held_back_by_server: false,
     };
     let run = record(vec![slow_generator], healthy_server());
     let report = grade(&run, &spec());
@@ -101,6 +102,7 @@ fn run_grades_over_the_valid_stages_say_so_when_a_stage_is_left_out() {
     invalid.validity = Validity {
         valid: false,
         reasons: vec!["achieved 600 req/s".into()],
+        held_back_by_server: false,
     };
     let scopes = |report: &aimate_reports::grade::Report| -> Vec<String> {
         report.grades.iter().map(|g| g.scope.clone()).collect()
@@ -564,4 +566,113 @@ fn share_objectives_are_decided_by_the_binomial_not_by_sample_floors() {
     };
     assert_eq!(route_grade(59).verdict, Verdict::Pass);
     assert_eq!(route_grade(32).verdict, Verdict::Invalid);
+}
+
+/// A 10k stage the server held back to ~9.3k req/s: latencies from the intended send
+/// time are a lower bound, so a P95 far over 2 s is a FAIL; one just under stays INVALID;
+/// the same shortfall with a CPU-bound generator stays INVALID.
+#[test]
+fn a_stage_the_server_held_back_fails_when_its_lower_bound_already_breaks_the_objective() {
+    let held_back = |latency_ms: u64, by_server: bool| {
+        let mut slow = stage(
+            "10k",
+            10_000.0,
+            vec![("GET /api/dashboard", route(278_000, latency_ms, 0))],
+        );
+        slow.achieved_rps = 9_272.0;
+        slow.unsent = 22_623;
+        slow.validity = Validity {
+            valid: false,
+            reasons: vec!["achieved 9272.0 req/s, under 95% of the 10000 req/s target".into()],
+            held_back_by_server: by_server,
+        };
+        grade(&record(vec![slow], healthy_server()), &spec())
+    };
+    let far_over = held_back(5_300, true);
+    let p95 = far_over
+        .grades
+        .iter()
+        .find(|g| g.scope == "stage 10k")
+        .unwrap();
+    assert_eq!(p95.verdict, Verdict::Fail, "{p95:?}");
+    let reason = p95.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("even before counting 22623 intended requests"),
+        "{reason}"
+    );
+    assert_eq!((far_over.verdict, far_over.exit_code()), (Verdict::Fail, 1));
+
+    let just_under = held_back(1_900, true);
+    let p95 = just_under
+        .grades
+        .iter()
+        .find(|g| g.scope == "stage 10k")
+        .unwrap();
+    assert_eq!(p95.verdict, Verdict::Invalid, "{p95:?}");
+    assert_eq!(just_under.exit_code(), 3);
+
+    let generator_bound = held_back(5_300, false);
+    let p95 = generator_bound
+        .grades
+        .iter()
+        .find(|g| g.scope == "stage 10k")
+        .unwrap();
+    assert_eq!(p95.verdict, Verdict::Invalid, "{p95:?}");
+}
+
+/// Today's default drill before this change, as its record said it: a 10k stage the
+/// server held to 9,272 req/s with P95 5.3 s, no `unsent` or flag, only the words.
+#[test]
+fn an_older_record_of_a_server_held_stage_regrades_as_fail() {
+    let mut slow = stage(
+        "10k",
+        10_000.0,
+        vec![("GET /api/dashboard", route(278_160, 5_296, 0))],
+    );
+    slow.sent = 278_160;
+    slow.achieved_rps = 9_272.0;
+    slow.validity = Validity {
+        valid: false,
+        reasons: vec![
+            "achieved 9272.0 req/s, under 95% of the 10000 req/s target (the generator was not \
+             CPU-bound (25%); its users were waiting on responses, service P50 3.1 ms)"
+                .into(),
+        ],
+        held_back_by_server: false,
+    };
+    let report = grade(&record(vec![slow], healthy_server()), &spec());
+    assert_eq!((report.verdict, report.exit_code()), (Verdict::Fail, 1));
+    let p95 = report
+        .grades
+        .iter()
+        .find(|g| g.scope == "stage 10k")
+        .unwrap();
+    let reason = p95.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("P95 ≥ 5296 ms") && reason.contains("never sent"),
+        "{reason}"
+    );
+}
+
+/// Records written before `unsent` and `held_back_by_server` existed still read and grade.
+#[test]
+fn records_without_the_new_fields_still_grade() {
+    let run = record(
+        vec![stage(
+            "100",
+            100.0,
+            vec![("GET /api/dashboard", route(3000, 5, 0))],
+        )],
+        healthy_server(),
+    );
+    let mut json = serde_json::to_value(&run).unwrap();
+    let stage = &mut json["stages"][0];
+    stage.as_object_mut().unwrap().remove("unsent");
+    stage["validity"]
+        .as_object_mut()
+        .unwrap()
+        .remove("held_back_by_server");
+    let old: aimate_reports::RunRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(old.stages[0].unsent, 0);
+    assert_eq!(grade(&old, &spec()).verdict, Verdict::Pass);
 }

@@ -28,6 +28,7 @@ pub fn route(samples: u64, latency_ms: u64, errors: u64) -> RouteRecord {
 
 pub fn stage(name: &str, rate: f64, routes: Vec<(&str, RouteRecord)>) -> StageRecord {
     StageRecord {
+        unsent: 0,
         name: name.into(),
         target_rps: rate,
         started_ms: 0,
@@ -40,6 +41,7 @@ pub fn stage(name: &str, rate: f64, routes: Vec<(&str, RouteRecord)>) -> StageRe
         validity: Validity {
             valid: true,
             reasons: Vec::new(),
+            held_back_by_server: false,
         },
     }
 }
@@ -147,6 +149,7 @@ pub fn long_run(stages: &[(&str, f64)], seconds: u64) -> RunRecord {
         }
         clock += seconds * 1000;
         built.push(StageRecord {
+            unsent: 0,
             name: (*name).to_owned(),
             target_rps: *rate,
             started_ms: start,
@@ -159,6 +162,7 @@ pub fn long_run(stages: &[(&str, f64)], seconds: u64) -> RunRecord {
             validity: Validity {
                 valid: true,
                 reasons: Vec::new(),
+                held_back_by_server: false,
             },
         });
     }
