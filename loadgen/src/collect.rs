@@ -99,6 +99,14 @@ fn second_of<'a>(
     })
 }
 
+/// Requests the schedule intends in the stage second starting at `t_ms` (run clock):
+/// the rate times the part of that second inside the stage.
+fn intended_in(window: &StageWindow, t_ms: u64) -> u64 {
+    let from = Duration::from_millis(t_ms).max(window.start);
+    let to = (Duration::from_millis(t_ms) + Duration::from_secs(1)).min(window.steady_end);
+    (window.target_rps * to.saturating_sub(from).as_secs_f64()).round() as u64
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
@@ -227,7 +235,15 @@ impl Collector {
                         .into_iter()
                         .map(|(route, record)| (route.to_owned(), record))
                         .collect(),
-                    timeline: stage.seconds.into_values().collect(),
+                    timeline: stage
+                        .seconds
+                        .into_values()
+                        .map(|mut second| {
+                            second.unsent = intended_in(window, second.t_ms)
+                                .saturating_sub(second.sent);
+                            second
+                        })
+                        .collect(),
                     validity: Validity {
                         // Only a server-bound shortfall: other reasons still stand.
                         held_back_by_server: held_back_by_server && reasons.len() == 1,
@@ -280,6 +296,14 @@ mod tests {
         let server_bound = half_rate(0.2);
         assert!(!server_bound.validity.valid);
         assert_eq!(server_bound.unsent, 150);
+        // Second by second too: 50 of each steady second's 100 never went out.
+        let steady: Vec<u64> = server_bound
+            .timeline
+            .iter()
+            .filter(|s| s.in_steady)
+            .map(|s| s.unsent)
+            .collect();
+        assert_eq!(steady, vec![50, 50, 50]);
         assert!(
             server_bound.validity.held_back_by_server,
             "{:?}",

@@ -66,6 +66,35 @@ pub fn decide(beyond: u64, n: u64, alpha: f64) -> Decision {
     }
 }
 
+/// The one-sided 95 % bounds (Clopper–Pearson) on the true share beyond the limit,
+/// given `beyond` of `n`: `(low, high)`, by bisection on the binomial.
+pub fn interval(beyond: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let bisect = |too_low: &dyn Fn(f64) -> bool| {
+        let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if too_low(mid) { lo = mid } else { hi = mid }
+        }
+        (lo + hi) / 2.0
+    };
+    // high: the share at which seeing ≤ beyond has only a 5 % chance.
+    let high = if beyond >= n {
+        1.0
+    } else {
+        bisect(&|p| cdf(n, p, beyond) > RISK)
+    };
+    // low: the share at which seeing ≥ beyond has only a 5 % chance.
+    let low = if beyond == 0 {
+        0.0
+    } else {
+        bisect(&|p| 1.0 - cdf(n, p, beyond - 1) < RISK)
+    };
+    (low, high)
+}
+
 /// The fewest events with none beyond the limit that show the objective holds.
 pub fn needed_with_none_beyond(alpha: f64) -> u64 {
     if !(0.0..1.0).contains(&alpha) || alpha == 0.0 {
@@ -92,6 +121,40 @@ mod tests {
         assert_eq!(decide(1, 1000, 0.01), Decision::Holds);
         assert_eq!(decide(20, 1000, 0.01), Decision::Broken);
         assert_eq!(decide(13, 1000, 0.01), Decision::Undecided);
+    }
+
+    #[test]
+    fn intervals_bracket_the_observed_share_and_agree_with_the_decisions() {
+        // 0 of 59: at most ~5 % (so P95 holds); 3 of 40: 2.1 %..18.2 % (exact CP bounds).
+        let (low, high) = interval(0, 59);
+        assert_eq!(low, 0.0);
+        assert!((high - 0.0495).abs() < 5e-4, "{high}");
+        let (low, high) = interval(3, 40);
+        assert!(
+            (low - 0.0206).abs() < 1e-3 && (high - 0.1822).abs() < 2e-3,
+            "{low} {high}"
+        );
+        // The decision is the interval against α.
+        for (k, n, alpha) in [
+            (0, 32, 0.05),
+            (3, 40, 0.01),
+            (13, 1000, 0.01),
+            (20, 1000, 0.01),
+        ] {
+            let (low, high) = interval(k, n);
+            let expected = if high < alpha {
+                Decision::Holds
+            } else if low > alpha {
+                Decision::Broken
+            } else {
+                Decision::Undecided
+            };
+            assert_eq!(
+                decide(k, n, alpha),
+                expected,
+                "{k}/{n} α={alpha}: {low}..{high}"
+            );
+        }
     }
 
     #[test]

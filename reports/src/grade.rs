@@ -412,7 +412,16 @@ fn lower_bound_failure(
 
 /// The verdict the binomial gives, with the counts that decided it.
 fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
-    let counts = format!("{} of {} beyond the limit", e.beyond, e.n);
+    let (low, high) = confidence::interval(e.beyond, e.n);
+    let counts = format!(
+        "{} of {} beyond the limit ({:.2} %; 95 % interval {:.2}–{:.2} %, allowed < {:.2} %)",
+        e.beyond,
+        e.n,
+        100.0 * e.beyond as f64 / e.n.max(1) as f64,
+        100.0 * low,
+        100.0 * high,
+        100.0 * e.alpha
+    );
     match confidence::decide(e.beyond, e.n, e.alpha) {
         Decision::Holds => Grade {
             verdict: Verdict::Pass,

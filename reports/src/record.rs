@@ -143,6 +143,10 @@ pub struct SecondRecord {
     /// Requests actually sent in this second: below `sent` when the generator fell behind.
     #[serde(default)]
     pub started: u64,
+    /// Requests the schedule intended in this second that were never sent at all (the
+    /// rate's shortfall, second by second); 0 in older records.
+    #[serde(default)]
+    pub unsent: u64,
     pub outcomes: BTreeMap<String, u64>,
     pub latency_us: LatencyHistogram,
 }

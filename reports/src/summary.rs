@@ -48,7 +48,13 @@ pub fn stage_summary(stage: &StageRecord) -> StageSummary {
         target_rps: stage.target_rps,
         achieved_rps: stage.achieved_rps,
         valid: stage.validity.valid,
-        reasons: stage.validity.reasons.clone(),
+        reasons: {
+            let mut reasons = stage.validity.reasons.clone();
+            if stage.unsent > 0 {
+                reasons.push(format!("{} intended requests never sent", stage.unsent));
+            }
+            reasons
+        },
         requests,
         errors,
         p50_ms: ms(&latency, 0.5),
