@@ -676,3 +676,35 @@ fn records_without_the_new_fields_still_grade() {
     assert_eq!(old.stages[0].unsent, 0);
     assert_eq!(grade(&old, &spec()).verdict, Verdict::Pass);
 }
+
+/// Latency objectives on records whose slow requests are counted: the binomial's verdicts.
+#[test]
+fn latency_percentiles_are_decided_by_how_many_requests_were_slow() {
+    let run_grades = |fast: u64, slow: u64| {
+        let mut mixed = route(fast, 30, 0);
+        mixed.latency_us.record_n(900_000, slow);
+        mixed.service_us.record_n(900_000, slow);
+        *mixed.outcomes.entry("200".into()).or_default() += slow;
+        let run = record(
+            vec![stage("100", 100.0, vec![("GET /api/dashboard", mixed)])],
+            healthy_server(),
+        );
+        let report = grade(&run, &spec());
+        let verdict = |objective: &str| {
+            report
+                .grades
+                .iter()
+                .find(|g| g.scope == "run" && g.objective == objective)
+                .map(|g| g.verdict)
+                .unwrap()
+        };
+        (verdict("p(95) < 500ms"), verdict("p(99) < 500ms"))
+    };
+    // 3 of 40 slower than 500 ms: too few to call P95 broken, enough for P99.
+    assert_eq!(run_grades(37, 3), (Verdict::Invalid, Verdict::Fail));
+    // 1 of 1,000: both hold; 20 of 1,000: P95 holds, P99 is broken.
+    assert_eq!(run_grades(999, 1), (Verdict::Pass, Verdict::Pass));
+    assert_eq!(run_grades(980, 20), (Verdict::Pass, Verdict::Fail));
+    // 0 of 32: nothing decided yet.
+    assert_eq!(run_grades(32, 0), (Verdict::Invalid, Verdict::Invalid));
+}
