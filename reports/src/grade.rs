@@ -413,24 +413,22 @@ fn lower_bound_failure(
 /// The verdict the binomial gives, with the counts that decided it.
 fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
     let (low, high) = confidence::interval(e.beyond, e.n);
-    let counts = format!(
-        "{} of {} beyond the limit ({:.2} %; 95 % interval {:.2}–{:.2} %, allowed < {:.2} %)",
-        e.beyond,
-        e.n,
-        100.0 * e.beyond as f64 / e.n.max(1) as f64,
-        100.0 * low,
-        100.0 * high,
-        100.0 * e.alpha
-    );
+    let counts = format!("{} of {} beyond the limit", e.beyond, e.n);
     match confidence::decide(e.beyond, e.n, e.alpha) {
         Decision::Holds => Grade {
             verdict: Verdict::Pass,
-            confidence: Some(format!("holds with 95 % confidence: {counts}")),
+            confidence: Some(format!(
+                "holds at 95 %: {counts} (share ≤ {})",
+                percent(high)
+            )),
             ..measured
         },
         Decision::Broken => Grade {
             verdict: Verdict::Fail,
-            confidence: Some(format!("broken with 95 % confidence: {counts}")),
+            confidence: Some(format!(
+                "broken at 95 %: {counts} (share ≥ {})",
+                percent(low)
+            )),
             ..measured
         },
         Decision::Undecided => {
@@ -442,15 +440,27 @@ fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
             } else {
                 String::new()
             };
+            let share = format!("share {}–{}", percent(low), percent(high));
             Grade {
                 reason: Some(format!(
-                    "`{}` cannot be decided at 95 % confidence: {counts}{needed}",
-                    objective.text
+                    "`{}` cannot be decided at 95 % confidence: {counts} ({share}, allowed < {}){needed}",
+                    objective.text,
+                    percent(e.alpha)
                 )),
-                confidence: Some(format!("undecided: {counts}")),
+                confidence: Some(format!("undecided at 95 %: {counts} ({share})")),
                 ..measured
             }
         }
+    }
+}
+
+/// A share as a percentage, precise enough to tell small ones apart.
+fn percent(share: f64) -> String {
+    let value = share * 100.0;
+    if value > 0.0 && value < 0.01 {
+        "< 0.01 %".to_owned()
+    } else {
+        format!("{value:.2} %")
     }
 }
 

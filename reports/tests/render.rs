@@ -133,7 +133,7 @@ fn markdown_and_json_carry_every_grade() {
         u64::from(report.exit_code())
     );
     // The evidence behind a share objective, beside its grade.
-    assert!(markdown.contains("with 95 % confidence:"), "{markdown}");
+    assert!(markdown.contains("holds at 95 %:"), "{markdown}");
     // The write read-back, in words and in figures.
     assert!(markdown.contains("Acknowledged writes: 120 — 120 read back as written, 0 missing"));
     assert_eq!(value["writes"]["checked"], 120);

@@ -18,7 +18,8 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{padding:.3rem .5
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.PASS{color:#137333;font-weight:600}.FAIL{color:#c5221f;font-weight:700}\
 .INVALID{color:#b06000;font-weight:600}.badge{display:inline-block;padding:.2rem .7rem;border-radius:.3rem;color:#fff}\
 .badge.PASS{background:#137333}.badge.FAIL{background:#c5221f}.badge.INVALID{background:#b06000}\
-figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}";
+figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}\
+td:last-child{min-width:18rem}";
 
 fn word(verdict: Verdict) -> &'static str {
     match verdict {
