@@ -454,6 +454,16 @@ fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
     }
 }
 
+/// "≤ 0.26 %", or "< 0.01 %" for a bound too small to print.
+fn at_most(share: f64) -> String {
+    let text = percent(share);
+    if text.starts_with('<') {
+        text
+    } else {
+        format!("≤ {text}")
+    }
+}
+
 /// A share as a percentage, precise enough to tell small ones apart.
 fn percent(share: f64) -> String {
     let value = share * 100.0;

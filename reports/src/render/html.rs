@@ -19,7 +19,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.PASS
 .INVALID{color:#b06000;font-weight:600}.badge{display:inline-block;padding:.2rem .7rem;border-radius:.3rem;color:#fff}\
 .badge.PASS{background:#137333}.badge.FAIL{background:#c5221f}.badge.INVALID{background:#b06000}\
 figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}\
-td:last-child{min-width:18rem}";
+td:last-child{min-width:15rem}";
 
 fn word(verdict: Verdict) -> &'static str {
     match verdict {
