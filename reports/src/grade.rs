@@ -417,10 +417,7 @@ fn decided(objective: &Objective, e: Evidence, measured: Grade) -> Grade {
     match confidence::decide(e.beyond, e.n, e.alpha) {
         Decision::Holds => Grade {
             verdict: Verdict::Pass,
-            confidence: Some(format!(
-                "holds at 95 %: {counts} (share ≤ {})",
-                percent(high)
-            )),
+            confidence: Some(format!("holds at 95 %: {counts} (share {})", at_most(high))),
             ..measured
         },
         Decision::Broken => Grade {
