@@ -107,8 +107,15 @@ fn load_writes_a_record_and_fails_cleanly() {
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(record["schema_version"], 1);
     assert_eq!(record["stages"][0]["name"], "100");
+    // Within the band a stage must reach to be graded (95 %): this suite runs beside
+    // other servers and generators, and a 2 s window leaves little room.
     let achieved = record["stages"][0]["achieved_rps"].as_f64().unwrap();
-    assert!((99.0..=101.0).contains(&achieved), "{achieved}");
+    assert!((95.0..=101.0).contains(&achieved), "{achieved}");
+    assert_eq!(
+        record["stages"][0]["validity"]["valid"], true,
+        "{}",
+        record["stages"][0]["validity"]
+    );
 
     // A wrong key: exit 2, and the previous record is left untouched.
     let before = std::fs::read(&out).unwrap();
