@@ -59,15 +59,20 @@ impl FaultKind {
 
     /// The name as written in experiment files (`kill-instance`).
     pub fn name(self) -> String {
-        toml::Value::try_from(self)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        written_name(self)
     }
 
     fn known() -> String {
         Self::ALL.map(Self::name).join(", ")
     }
+}
+
+/// How serde spells a unit variant in experiment files (`kill-instance`).
+fn written_name(variant: impl serde::Serialize) -> String {
+    toml::Value::try_from(variant)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// What runs after the method whatever happened, so the target is as it was.
@@ -86,10 +91,7 @@ impl Rollback {
     pub const ALL: [Self; 3] = [Self::RestartInstances, Self::ResetToxics, Self::FreeDisk];
 
     pub fn name(self) -> String {
-        toml::Value::try_from(self)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        written_name(self)
     }
 }
 

@@ -17,6 +17,32 @@ fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
 }
 
+/// `aimate chaos run FILE` graded against the repository's slo.toml, reports in `out`.
+fn chaos_run(dir: &Path, file: &Path, out: &Path) -> std::process::Command {
+    let mut command = aimate(dir);
+    command
+        .args(["chaos", "run"])
+        .arg(file)
+        .arg("--slo")
+        .arg(repo_file("slo.toml"))
+        .arg("--out-dir")
+        .arg(out)
+        .env("TMPDIR", dir);
+    command
+}
+
+/// The first run directory under `out` and its `run.json`.
+fn first_run(out: &Path) -> (PathBuf, serde_json::Value) {
+    let run_dir = std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record = serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    (run_dir, record)
+}
+
 fn instance_spec(dir: &Path) -> InstanceSpec {
     InstanceSpec {
         program: aimate_bin(),
@@ -160,26 +186,12 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
     let file = dir.path().join("kill.toml");
     std::fs::write(&file, KILL_EXPERIMENT).unwrap();
     let out = dir.path().join("out");
-    let output = run(aimate(dir.path())
-        .args(["chaos", "run"])
-        .arg(&file)
-        .arg("--slo")
-        .arg(repo_file("slo.toml"))
-        .arg("--out-dir")
-        .arg(&out)
-        .env("TMPDIR", dir.path()));
+    let output = run(&mut chaos_run(dir.path(), &file, &out));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let code = output.status.code();
     // Pass or an honest miss on a shared machine; never "could not run".
     assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {stderr}");
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    let (run_dir, record) = first_run(&out);
     let events = record["events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     for kind in ["stage", "fault", "kill", "restart", "ready"] {
@@ -515,23 +527,9 @@ fn a_latency_safeguard_stops_a_run_whose_latency_breaks_it() {
     std::fs::write(&file, SLOW_EXPERIMENT).unwrap();
     let out = dir.path().join("out");
     let started = Instant::now();
-    let output = run(aimate(dir.path())
-        .args(["chaos", "run"])
-        .arg(&file)
-        .arg("--slo")
-        .arg(repo_file("slo.toml"))
-        .arg("--out-dir")
-        .arg(&out)
-        .env("TMPDIR", dir.path()));
+    let output = run(&mut chaos_run(dir.path(), &file, &out));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    let (_, record) = first_run(&out);
     let aborted = &record["aborted"];
     let reason = aborted["reason"].as_str().unwrap_or_default();
     assert!(
@@ -629,14 +627,7 @@ fn an_experiment_whose_keeper_dies_stops_within_a_second_and_says_why() {
     let file = dir.path().join("long.toml");
     std::fs::write(&file, LONG_EXPERIMENT).unwrap();
     let out = dir.path().join("out");
-    let mut controller = aimate(dir.path())
-        .args(["chaos", "run"])
-        .arg(&file)
-        .arg("--slo")
-        .arg(repo_file("slo.toml"))
-        .arg("--out-dir")
-        .arg(&out)
-        .env("TMPDIR", dir.path())
+    let mut controller = chaos_run(dir.path(), &file, &out)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -659,14 +650,7 @@ fn an_experiment_whose_keeper_dies_stops_within_a_second_and_says_why() {
     );
     // 40 s of load were planned: it stopped at once (plus the read-back and reports).
     assert!(stopped_after < Duration::from_secs(20), "{stopped_after:?}");
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    let (_, record) = first_run(&out);
     let failures = record["run"]["config"]["experiment"]["failures"].to_string();
     assert!(failures.contains("lease keeper died"), "{failures}");
     let aborted_s = record["aborted"]["t_ms"].as_u64().unwrap() / 1000;
