@@ -105,6 +105,8 @@ pub struct DrillArgs {
     pub experiments: PathBuf,
     #[command(flatten)]
     pub baseline: BaselineArgs,
+    #[command(flatten)]
+    pub server_series: ServerSeriesArgs,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +200,43 @@ pub struct LoadArgs {
     /// …for this many seconds in a row.
     #[arg(long, default_value = "10s")]
     pub abort_after: String,
+    #[command(flatten)]
+    pub server_series: ServerSeriesArgs,
+}
+
+/// Where the server-side series (cache hits, pool, memory) of a `--target` come from.
+/// Without either flag, the target's own /api/metrics is scraped: right for one
+/// instance; behind a load balancer the grader detects the mix and grades nothing on it.
+#[derive(Debug, Args)]
+pub struct ServerSeriesArgs {
+    /// Scrape this instance's metrics directly (`http://host:port`, or its full metrics
+    /// URL); give once per instance behind the balancer.
+    #[arg(long = "scrape", value_name = "URL", conflicts_with = "prometheus")]
+    pub scrape: Vec<String>,
+    /// Read the instances' series from this Prometheus after the run (its HTTP API).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Label matchers added to every Prometheus query, e.g. `job="aimate-prod"`.
+    #[arg(
+        long,
+        value_name = "MATCHERS",
+        requires = "prometheus",
+        default_value = ""
+    )]
+    pub prometheus_selector: String,
+}
+
+impl ServerSeriesArgs {
+    pub fn series(&self) -> aimate_loadgen::ServerSeries {
+        match (&self.prometheus, self.scrape.is_empty()) {
+            (Some(url), _) => aimate_loadgen::ServerSeries::Prometheus {
+                url: url.clone(),
+                selector: self.prometheus_selector.clone(),
+            },
+            (None, false) => aimate_loadgen::ServerSeries::Instances(self.scrape.clone()),
+            (None, true) => aimate_loadgen::ServerSeries::Target,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -131,6 +131,20 @@ impl Api {
             .map_err(|e| unreachable(&self.base, &e))
     }
 
+    /// `GET url` (any host: an instance's metrics page, a Prometheus API): the body of a
+    /// 2xx answer.
+    pub async fn fetch_text(&self, url: &str) -> Result<String, ApiError> {
+        let failed = |e: &reqwest::Error| unreachable(&aimate_reports::redact::redact_url(url), e);
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| failed(&e))?;
+        response.text().await.map_err(|e| failed(&e))
+    }
+
     /// Creates a tenant through the admin endpoint and returns its API key.
     pub async fn create_tenant(&self, admin_token: &str, name: &str) -> Result<String, ApiError> {
         let request = self

@@ -13,12 +13,15 @@ pub mod pacer;
 pub mod plan;
 pub mod procstat;
 mod progress;
+pub mod prometheus;
 mod run;
 pub mod runner;
 pub mod scenarios;
 pub mod schedule;
 pub mod scrape;
+pub mod scraper;
 pub mod sender;
 
 pub use guard::AbortGuard;
 pub use run::{Credentials, LoadError, LoadOptions, StageClock, run};
+pub use scraper::ServerSeries;

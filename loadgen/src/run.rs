@@ -4,7 +4,8 @@
 //! ```text
 //! probe ─ key ─ seed ─┬─ stage 1 ─ stage 2 ─ … (goose users → records channel)
 //!                     ├─ collector task (histograms, abort guard)
-//!                     └─ scraper task (/api/metrics every second)
+//!                     └─ scraper task (each instance's metrics every second,
+//!                                      or Prometheus read after the run)
 //!                                   ─▶ RunRecord
 //! ```
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use aimate_reports::record::{Abort, Event, GeneratorInfo, RunMeta, RunRecord, ServerSample};
+use aimate_reports::record::{Abort, Event, GeneratorInfo, RunMeta, RunRecord};
 use aimate_reports::{LatencyHistogram, SCHEMA_VERSION};
 use tokio::sync::mpsc;
 
@@ -26,7 +27,7 @@ use crate::progress::Progress;
 use crate::runner::{StageContext, StageError, run_stage};
 use crate::scenarios::Mix;
 use crate::schedule::Schedule;
-use crate::scrape::sample_from_text;
+use crate::scraper::ServerSeries;
 
 /// How the generator authenticates.
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct LoadOptions {
     /// Set from outside to stop the run early (users stop sending; the record keeps
     /// what was measured). `None`: only the abort guard stops it.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where the server-side series come from.
+    pub server_series: ServerSeries,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,20 +217,12 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         progress.clone(),
     ));
     let scraping = Arc::new(AtomicBool::new(true));
-    let scraper = tokio::spawn({
-        let (api, scraping) = (api.clone(), scraping.clone());
-        async move {
-            let mut samples: Vec<ServerSample> = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            while scraping.load(Ordering::SeqCst) {
-                tick.tick().await;
-                if let Ok(text) = api.metrics_text().await {
-                    samples.push(sample_from_text(&text, millis(run_start.elapsed())));
-                }
-            }
-            samples
-        }
-    });
+    let scraper = tokio::spawn(crate::scraper::scrape(
+        options.server_series.clone(),
+        api.clone(),
+        run_start,
+        scraping.clone(),
+    ));
 
     let mut events = Vec::new();
     let mut cpu_share = Vec::new();
@@ -309,7 +304,21 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     };
     progress.finish();
     scraping.store(false, Ordering::SeqCst);
-    let server = scraper.await.unwrap_or_default();
+    let mut server = scraper.await.unwrap_or_default();
+    if let ServerSeries::Prometheus { url, selector } = &options.server_series {
+        match from_prometheus(&api, url, selector, started_at, &progress).await {
+            Ok(samples) => server = samples,
+            Err(error) => {
+                progress.println(&format!("aimate load: warning: {error}"));
+                events.push(Event {
+                    t_ms: millis(run_start.elapsed()),
+                    kind: "server_series".into(),
+                    detail: error.to_string(),
+                    end_ms: None,
+                });
+            }
+        }
+    }
 
     let wall = run_start.elapsed();
     let cpu_seconds = match (cpu_at_start, procstat::cpu_time()) {
@@ -362,9 +371,33 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         },
         stages: collector.finish(&cpu_share),
         server,
+        server_source: options.server_series.source(),
         events,
         aborted,
     })
+}
+
+/// How long to wait for Prometheus to scrape past the run's end: a few of its usual
+/// scrape intervals.
+const PROMETHEUS_PATIENCE: Duration = Duration::from_secs(45);
+
+/// The run's server series as Prometheus recorded them.
+async fn from_prometheus(
+    api: &Api,
+    url: &str,
+    selector: &str,
+    started_at: SystemTime,
+    progress: &Progress,
+) -> Result<Vec<aimate_reports::record::ServerSample>, crate::prometheus::PrometheusError> {
+    let prometheus = crate::prometheus::Prometheus { api, url, selector };
+    let end = SystemTime::now();
+    progress.println("aimate load: reading the server series from Prometheus");
+    if !prometheus.wait_for(end, PROMETHEUS_PATIENCE).await {
+        progress.println(&format!(
+            "aimate load: warning: Prometheus has not scraped the run's last seconds after {PROMETHEUS_PATIENCE:?}; reading what it has"
+        ));
+    }
+    prometheus.samples(started_at, end, started_at).await
 }
 
 fn hostname() -> String {

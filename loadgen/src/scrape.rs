@@ -3,6 +3,15 @@
 
 use aimate_reports::record::ServerSample;
 
+/// The server's operations routes (health, metrics, the OpenAPI document): balancers'
+/// health checks and scrapers call them, so they are left out of the request series.
+pub const OPERATIONS_ROUTES: [&str; 4] = [
+    "/health",
+    "/api/health",
+    "/api/metrics",
+    "/api/openapi.json",
+];
+
 /// One parsed sample line: name, labels, value.
 fn parse_line(line: &str) -> Option<(&str, &str, f64)> {
     if line.starts_with('#') || line.trim().is_empty() {
@@ -32,6 +41,12 @@ pub fn sample_from_text(text: &str, t_ms: u64) -> ServerSample {
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     let add = |slot: &mut Option<f64>, value: f64| *slot = Some(slot.unwrap_or(0.0) + value);
     for (name, labels, value) in text.lines().filter_map(parse_line) {
+        // The API's traffic only: health checks and scrapes are the harness's own.
+        if name.starts_with("http_server_request_duration_seconds")
+            && label(labels, "http_route").is_some_and(|r| OPERATIONS_ROUTES.contains(&r))
+        {
+            continue;
+        }
         match name {
             "http_server_request_duration_seconds_count" => add(&mut sample.requests_total, value),
             "http_server_request_duration_seconds_bucket" => {
@@ -59,6 +74,10 @@ pub fn sample_from_text(text: &str, t_ms: u64) -> ServerSample {
             "db_client_connection_max" => add(&mut sample.db_connections_max, value),
             "process_resident_memory_bytes" => add(&mut sample.resident_memory_bytes, value),
             "http_server_active_requests" => add(&mut sample.active_requests, value),
+            // The process's identity: a new id is a restart (counters began at zero).
+            "target_info" if label(labels, "service_name") == Some("aimate") => {
+                sample.process = label(labels, "service_instance_id").map(str::to_owned);
+            }
             _ => {}
         }
     }
@@ -95,7 +114,10 @@ http_server_request_duration_seconds_bucket{http_request_method="POST",http_resp
 http_server_request_duration_seconds_bucket{http_request_method="POST",http_response_status_code="201",http_route="/b",le="+Inf"} 2
 http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/a"} 7
 http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="201",http_route="/b"} 2
+http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/api/health"} 40
+http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/api/health",le="0.001"} 40
 process_resident_memory_bytes 3.5e7
+target_info{service_instance_id="0d5c2f7e-1",service_name="aimate",service_version="0.1.0"} 1
 "#;
 
     #[test]
@@ -114,6 +136,7 @@ process_resident_memory_bytes 3.5e7
         assert_eq!(sample.resident_memory_bytes, Some(3.5e7));
         assert_eq!(sample.active_requests, Some(4.0));
         assert_eq!(sample.latency_buckets, vec![(0.001, 6.0)]);
+        assert_eq!(sample.process.as_deref(), Some("0d5c2f7e-1"));
     }
 
     #[test]

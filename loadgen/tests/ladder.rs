@@ -52,6 +52,7 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         on_stage: None,
         verify_writes: true,
         stop: None,
+        server_series: aimate_loadgen::ServerSeries::Target,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Grading: a pure function from what a run measured (`RunRecord`) and what it must meet
-//! (`SloSpec`) to a verdict per objective and scope.
+//! (`SloSpec`) to a verdict per objective and scope. Server-side figures are the fleet's
+//! (see [`crate::fleet`]).
 //!
 //! Each grade is PASS, FAIL or INVALID, with the measured value, the threshold, the
 //! margin and the sample count. A missing metric or too few samples is INVALID, never a
@@ -12,10 +13,9 @@ use serde::Serialize;
 
 use crate::confidence::{self, Decision};
 use crate::expr::{Metric, Objective};
+use crate::fleet::{self, Round};
 use crate::histogram::LatencyHistogram;
-use crate::record::{
-    RunRecord, SecondRecord, ServerSample, StageRecord, WriteCheck, outcome_is_error,
-};
+use crate::record::{RunRecord, SecondRecord, StageRecord, WriteCheck, outcome_is_error};
 use crate::spec::SloSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,15 +46,20 @@ pub struct Grade {
     /// the binomial decided at 95 % confidence, with the counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<String>,
+    /// Where a figure came from, when that helps to read it (the instance whose memory
+    /// peaked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Grade {
     /// What a report's note shows: why the grade is INVALID, else the evidence that
-    /// decided it (for shares of events), else nothing.
+    /// decided it (for shares of events), else where the figure came from, else nothing.
     pub fn note(&self) -> &str {
         self.reason
             .as_deref()
             .or(self.confidence.as_deref())
+            .or(self.detail.as_deref())
             .unwrap_or("")
     }
 }
@@ -105,7 +110,11 @@ struct Measured {
     errors: u64,
     /// Answered 2xx or 4xx: the service was there, whatever it said.
     available: u64,
-    server: Vec<ServerSample>,
+    /// The fleet's scrape rounds in the scope's windows; increases count only between
+    /// rounds of one window (see [`Measured::add_rounds`]).
+    server: Vec<Round>,
+    /// Why the server series cannot be trusted (several processes behind one scrape).
+    server_problem: Option<String>,
     writes: Option<WriteCheck>,
 }
 
@@ -127,37 +136,78 @@ impl Measured {
         }
     }
 
-    fn add_stage(&mut self, stage: &StageRecord, samples: &[ServerSample]) {
+    fn add_stage(&mut self, stage: &StageRecord, server: &Server) {
         for route in stage.routes.values() {
             self.add_route(&route.latency_us, &route.outcomes);
         }
-        self.server.extend(
-            samples
-                .iter()
-                .filter(|s| s.t_ms >= stage.steady_start_ms && s.t_ms <= stage.steady_end_ms)
-                .cloned(),
-        );
+        self.add_rounds(server, |t| {
+            t >= stage.steady_start_ms && t <= stage.steady_end_ms
+        });
+    }
+
+    /// The rounds of one window. The first one's increases cover time before the
+    /// window, so they are dropped: counters count between rounds inside it.
+    fn add_rounds(&mut self, server: &Server, in_window: impl Fn(u64) -> bool) {
+        let mut first = true;
+        for round in server.rounds.iter().filter(|r| in_window(r.t_ms)) {
+            let mut round = round.clone();
+            if std::mem::take(&mut first) {
+                for point in round.instances.values_mut() {
+                    (point.requests, point.cache_hits, point.cache_misses) = (None, None, None);
+                }
+            }
+            self.server.push(round);
+        }
+        self.server_problem.clone_from(&server.problem);
+    }
+}
+
+/// A record's server series, read once: the rounds, and whether they can be trusted.
+struct Server {
+    rounds: Vec<Round>,
+    problem: Option<String>,
+}
+
+impl Server {
+    fn of(record: &RunRecord) -> Self {
+        Self {
+            rounds: fleet::rounds(&record.server),
+            problem: fleet::mixed_processes(&record.server),
+        }
     }
 }
 
 /// (value, samples) or why there is none.
 type Measurement = Result<(f64, u64), String>;
 
-fn counter_delta(samples: &[ServerSample], field: fn(&ServerSample) -> Option<f64>) -> Option<f64> {
-    let values: Vec<f64> = samples.iter().filter_map(field).collect();
-    Some(values.last()? - values.first()?)
-}
-
-fn peak(samples: &[ServerSample], field: fn(&ServerSample) -> Option<f64>) -> Option<(f64, u64)> {
-    let values: Vec<f64> = samples.iter().filter_map(field).collect();
-    let max = values.iter().copied().fold(None, |acc: Option<f64>, v| {
-        Some(acc.map_or(v, |a| a.max(v)))
-    })?;
-    Some((max, values.len() as u64))
+/// The largest of a per-round figure, with the round count it came from.
+fn peak<T>(rounds: &[Round], figure: impl Fn(&Round) -> Option<(f64, T)>) -> Option<(f64, T, u64)> {
+    let mut count = 0;
+    let mut best: Option<(f64, T)> = None;
+    for value in rounds.iter().filter_map(figure) {
+        count += 1;
+        if best.as_ref().is_none_or(|b| value.0 > b.0) {
+            best = Some(value);
+        }
+    }
+    best.map(|(value, at)| (value, at, count))
 }
 
 fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool) -> Measurement {
+    measure_with_detail(metric, measured, spec, per_route)
+        .map(|(value, samples, _)| (value, samples))
+}
+
+/// A measurement and, where it helps to read it, a word on where it came from (the
+/// instance whose memory peaked).
+fn measure_with_detail(
+    metric: Metric,
+    measured: &Measured,
+    spec: &SloSpec,
+    per_route: bool,
+) -> Result<(f64, u64, Option<String>), String> {
     let no_server = || "no server samples in the window (was /api/metrics reachable?)".to_owned();
+    let plain = |m: Measurement| m.map(|(value, samples)| (value, samples, None));
     if per_route
         && !matches!(
             metric,
@@ -166,6 +216,13 @@ fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool)
     {
         return Err("only latency, errors and availability are measured per route".into());
     }
+    let server_metric = matches!(
+        metric,
+        Metric::CacheHitRatio | Metric::DbConnectionRatio | Metric::MemoryRatio
+    );
+    if server_metric && let Some(problem) = &measured.server_problem {
+        return Err(problem.clone());
+    }
     match metric {
         Metric::Percentile(p) => {
             let samples = measured.latency.count();
@@ -173,39 +230,43 @@ fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool)
                 .latency
                 .quantile_micros(p / 100.0)
                 .ok_or("no requests measured")?;
-            Ok((value as f64, samples))
+            plain(Ok((value as f64, samples)))
         }
         Metric::ErrorRate if measured.requests == 0 => Err("no requests measured".into()),
-        Metric::ErrorRate => Ok((
+        Metric::ErrorRate => plain(Ok((
             measured.errors as f64 / measured.requests as f64,
             measured.requests,
-        )),
+        ))),
         Metric::CacheHitRatio => {
-            let hits =
-                counter_delta(&measured.server, |s| s.cache_hits_total).ok_or_else(no_server)?;
-            let misses =
-                counter_delta(&measured.server, |s| s.cache_misses_total).ok_or_else(no_server)?;
+            let sum = |field: fn(&(f64, f64)) -> f64| -> Option<f64> {
+                measured
+                    .server
+                    .iter()
+                    .filter_map(Round::cache)
+                    .map(|c| field(&c))
+                    .fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
+            };
+            let hits = sum(|c| c.0).ok_or_else(no_server)?;
+            let misses = sum(|c| c.1).ok_or_else(no_server)?;
             let lookups = hits + misses;
             if lookups <= 0.0 {
                 return Err("the server made no cache lookups in the window".into());
             }
-            Ok((hits / lookups, lookups as u64))
+            plain(Ok((hits / lookups, lookups as u64)))
         }
         Metric::DbConnectionRatio => {
-            let (used, samples) =
-                peak(&measured.server, |s| s.db_connections_used).ok_or_else(no_server)?;
-            let (max, _) =
-                peak(&measured.server, |s| s.db_connections_max).ok_or_else(no_server)?;
-            if max <= 0.0 {
-                return Err("the server reported no pool size".into());
+            if measured.server.is_empty() {
+                return Err(no_server());
             }
-            Ok((used / max, samples))
+            let (ratio, (), rounds) = peak(&measured.server, |r| Some((r.db_ratio()?, ())))
+                .ok_or("the server reported no pool size")?;
+            plain(Ok((ratio, rounds)))
         }
         Metric::Availability if measured.requests == 0 => Err("no requests measured".into()),
-        Metric::Availability => Ok((
+        Metric::Availability => plain(Ok((
             measured.available as f64 / measured.requests as f64,
             measured.requests,
-        )),
+        ))),
         Metric::LostWrites => {
             let writes = measured
                 .writes
@@ -217,16 +278,21 @@ fn measure(metric: Metric, measured: &Measured, spec: &SloSpec, per_route: bool)
                     writes.unverified, writes.acknowledged
                 ));
             }
-            Ok((writes.missing as f64, writes.checked))
+            plain(Ok((writes.missing as f64, writes.checked)))
         }
         Metric::RecoveryTime => Err("time(recover) is graded in a fault's recovery phase".into()),
         Metric::MemoryRatio => {
-            let (rss, samples) =
-                peak(&measured.server, |s| s.resident_memory_bytes).ok_or_else(no_server)?;
+            let (rss, instance, rounds) = peak(&measured.server, |r| {
+                r.worst_memory()
+                    .map(|(instance, rss)| (rss, instance.to_owned()))
+            })
+            .ok_or_else(no_server)?;
             let limit = spec
                 .memory_limit_bytes
                 .ok_or("no memory_limit in the spec")? as f64;
-            Ok((rss / limit, samples))
+            let several = measured.server.iter().any(|r| r.instances.len() > 1);
+            let detail = several.then(|| format!("peak on instance {instance}"));
+            Ok((rss / limit, rounds, detail))
         }
     }
 }
@@ -280,12 +346,19 @@ fn grade_measured(
     per_route: bool,
     invalid_because: Option<&str>,
 ) -> Grade {
-    let measurement = measure(objective.metric, measured, spec, per_route);
+    let (measurement, detail) =
+        match measure_with_detail(objective.metric, measured, spec, per_route) {
+            Ok((value, samples, detail)) => (Ok((value, samples)), detail),
+            Err(reason) => (Err(reason), None),
+        };
     let evidence = measurement
         .is_ok()
         .then(|| evidence(objective, measured))
         .flatten();
-    grade_with(scope, objective, measurement, invalid_because, evidence)
+    Grade {
+        detail,
+        ..grade_with(scope, objective, measurement, invalid_because, evidence)
+    }
 }
 
 fn grade_one(
@@ -323,6 +396,7 @@ fn grade_with(
         samples: 0,
         reason: None,
         confidence: None,
+        detail: None,
     };
     match measurement {
         Err(reason) => Grade {
@@ -483,6 +557,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         None
     };
 
+    let server = Server::of(record);
     for stage_spec in &spec.stages {
         let Some(stage) = record
             .stages
@@ -492,7 +567,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
             continue;
         };
         let mut measured = Measured::default();
-        measured.add_stage(stage, &record.server);
+        measured.add_stage(stage, &server);
         let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
         for objective in &stage_spec.objectives {
             let scope = format!("stage {}", stage.name);
@@ -520,7 +595,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         ..Measured::default()
     };
     for stage in &valid {
-        whole.add_stage(stage, &record.server);
+        whole.add_stage(stage, &server);
     }
     // With a stage left out, say so in the scope: a PASS over the valid stages must
     // never be read as covering an INVALID one.
@@ -543,7 +618,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     }
 
     if !spec.phase.is_empty() {
-        grade_phases(record, spec, &mut grades);
+        grade_phases(record, &server, spec, &mut grades);
     }
 
     let mut routes: BTreeMap<&str, Measured> = BTreeMap::new();
@@ -594,7 +669,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
 /// per-second timeline and the server samples of its span. `ratio(available)` is graded
 /// in the fault phase only (availability *during* the fault), `time(recover)` in the
 /// recovery phase only; every other objective in all three.
-fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
+fn grade_phases(record: &RunRecord, server: &Server, spec: &SloSpec, grades: &mut Vec<Grade>) {
     for stage in &record.stages {
         let faults = record.events.iter().filter(|e| {
             e.kind.starts_with("fault")
@@ -623,13 +698,7 @@ fn grade_phases(record: &RunRecord, spec: &SloSpec, grades: &mut Vec<Grade>) {
                 for point in stage.timeline.iter().filter(in_phase) {
                     measured.add_route(&point.latency_us, &point.outcomes);
                 }
-                measured.server.extend(
-                    record
-                        .server
-                        .iter()
-                        .filter(|s| s.t_ms >= from && s.t_ms < to)
-                        .cloned(),
-                );
+                measured.add_rounds(server, |t| t >= from && t < to);
                 let scope = format!("phase {} {phase} ({})", stage.name, fault.detail);
                 for objective in &spec.phase {
                     let grade = match (objective.metric, phase) {

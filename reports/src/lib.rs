@@ -11,6 +11,7 @@
 pub mod confidence;
 pub mod duration;
 pub mod expr;
+pub mod fleet;
 pub mod grade;
 pub mod histogram;
 pub mod record;

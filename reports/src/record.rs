@@ -19,16 +19,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::histogram::{HistogramError, LatencyHistogram};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: server samples name their `instance` and `process` and mark failed
+/// scrapes (`up: false`), and the record says where they came from (`server_source`).
+/// Version 1 records still read (one unnamed source, every sample answered).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Record versions this build reads.
+pub const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub schema_version: u32,
     pub run: RunMeta,
     pub stages: Vec<StageRecord>,
-    /// Server-side samples scraped from the target's `/api/metrics`.
+    /// Server-side samples: every instance's metrics once a second (see `server_source`).
     #[serde(default)]
     pub server: Vec<ServerSample>,
+    /// Where `server` came from; records before version 2 scraped the target.
+    #[serde(default)]
+    pub server_source: ServerSource,
     #[serde(default)]
     pub events: Vec<Event>,
     /// Set when a guard stopped the run early.
@@ -164,9 +173,36 @@ pub struct Validity {
     pub held_back_by_server: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Where a run's server-side series came from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ServerSource {
+    /// `/api/metrics` through the load's own target: one process, unless a balancer
+    /// stands in front (the grader detects that from `ServerSample::process`).
+    #[default]
+    Target,
+    /// Each instance's metrics endpoint, scraped directly once a second.
+    Instances { urls: Vec<String> },
+    /// An existing Prometheus, queried over the run's window after it ended.
+    Prometheus { url: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerSample {
+    /// When the scrape round started; every instance of one round has the same time.
     pub t_ms: u64,
+    /// Which instance: the address scraped (`127.0.0.1:8081`) or Prometheus's `instance`
+    /// label. Empty for the target itself (and in version 1 records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    /// The process that answered (`target_info`'s `service_instance_id`): new at every
+    /// start, so a change is a restart (its counters began again at zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// `false`: the scrape failed (instance down or unreachable). The sample is a gap:
+    /// every series below is empty, and nothing is interpolated across it.
+    #[serde(default = "answered", skip_serializing_if = "is_answered")]
+    pub up: bool,
     /// Counters are cumulative as scraped; graders take differences.
     pub requests_total: Option<f64>,
     pub cache_hits_total: Option<f64>,
@@ -178,6 +214,49 @@ pub struct ServerSample {
     /// Cumulative server latency histogram: upper bound (seconds) → count.
     #[serde(default)]
     pub latency_buckets: Vec<(f64, f64)>,
+}
+
+fn answered() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_answered(up: &bool) -> bool {
+    *up
+}
+
+impl Default for ServerSample {
+    fn default() -> Self {
+        Self {
+            t_ms: 0,
+            instance: String::new(),
+            process: None,
+            up: true,
+            requests_total: None,
+            cache_hits_total: None,
+            cache_misses_total: None,
+            db_connections_used: None,
+            db_connections_max: None,
+            resident_memory_bytes: None,
+            active_requests: None,
+            latency_buckets: Vec::new(),
+        }
+    }
+}
+
+impl ServerSample {
+    /// A failed scrape of `instance` at `t_ms`: a gap in its series.
+    pub fn down(instance: &str, t_ms: u64) -> Self {
+        Self {
+            t_ms,
+            instance: instance.to_owned(),
+            up: false,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,7 +280,9 @@ pub struct Abort {
 pub enum MergeError {
     #[error("no records to merge")]
     Empty,
-    #[error("record {index} has schema version {found}; this build reads version {SCHEMA_VERSION}")]
+    #[error(
+        "record {index} has schema version {found}; this build reads versions 1 to {SCHEMA_VERSION}"
+    )]
     Version { index: usize, found: u32 },
     #[error("records ran different plans: stage {stage} is `{a}` in one and `{b}` in another")]
     DifferentPlans { stage: usize, a: String, b: String },
@@ -217,7 +298,7 @@ impl RunRecord {
     pub fn merge(records: &[RunRecord]) -> Result<RunRecord, MergeError> {
         let (first, rest) = records.split_first().ok_or(MergeError::Empty)?;
         for (index, record) in records.iter().enumerate() {
-            if record.schema_version != SCHEMA_VERSION {
+            if !READABLE_VERSIONS.contains(&record.schema_version) {
                 return Err(MergeError::Version {
                     index,
                     found: record.schema_version,
@@ -225,6 +306,7 @@ impl RunRecord {
             }
         }
         let mut merged = first.clone();
+        merged.schema_version = SCHEMA_VERSION;
         for other in rest {
             if other.stages.len() != merged.stages.len() {
                 return Err(MergeError::StageCount {

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub shed_requests: IntCounter,
     pub write_batches: IntCounter,
     pub write_batch_writes: IntCounter,
+    /// This process's identity (`service_instance_id`, new at every start): a scraper
+    /// tells a restart, or a balancer handing it several processes, from a change here.
+    pub instance_id: String,
     /// Two scrapes at once must not both add the same catch-up to a counter.
     render_lock: std::sync::Mutex<()>,
 }
@@ -93,7 +96,22 @@ impl Metrics {
             "db_client_write_batch_writes_total",
             "Writes run inside group-commit batches; divided by db_client_write_batches_total, writes per commit.",
         );
+        // OpenTelemetry's resource as Prometheus exports it: `target_info` with the
+        // service's name, version and a per-process instance id.
+        let target_info = IntGaugeVec::new(
+            Opts::new(
+                "target_info",
+                "The process serving: service name, version and instance id.",
+            ),
+            &["service_name", "service_version", "service_instance_id"],
+        )?;
+        let instance_id = uuid::Uuid::new_v4().to_string();
+        target_info
+            .with_label_values(&["aimate", env!("CARGO_PKG_VERSION"), &instance_id])
+            .set(1);
+        registry.register(Box::new(target_info))?;
         let metrics = Self {
+            instance_id,
             write_batches: write_batches?,
             write_batch_writes: write_batch_writes?,
             render_lock: std::sync::Mutex::new(()),
@@ -203,5 +221,16 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+        let identity = format!(
+            "service_instance_id=\"{}\",service_name=\"aimate\"",
+            metrics.instance_id
+        );
+        assert!(text.contains(&identity), "missing {identity} in\n{text}");
+    }
+
+    #[test]
+    fn each_process_start_has_its_own_instance_id() {
+        let (a, b) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        assert_ne!(a.instance_id, b.instance_id);
     }
 }

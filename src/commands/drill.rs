@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use aimate_loadgen::plan::{LoadPlan, parse_duration};
 use aimate_loadgen::scenarios::Mix;
-use aimate_loadgen::{AbortGuard, Credentials, LoadOptions};
+use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
@@ -47,7 +47,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
     let runtime = super::generator_runtime(&plan)?;
-    let (own, target, credentials) = match &args.target {
+    let (own, target, credentials, server_series) = match &args.target {
         Some(target) => {
             let credentials = match (&args.api_key, &args.admin_token) {
                 (Some(key), _) => Credentials::ApiKey(key.clone()),
@@ -56,7 +56,12 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
                     return Err(anyhow!("--target needs --api-key or --admin-token").into());
                 }
             };
-            (None, target.clone(), credentials)
+            (
+                None,
+                target.clone(),
+                credentials,
+                args.server_series.series(),
+            )
         }
         None => {
             let shape = Shape {
@@ -69,7 +74,13 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             let url = own.target.url.clone();
             eprintln!("aimate drill: server on {url} (SQLite in a temporary directory)");
             let credentials = Credentials::AdminToken(own.admin_token.clone());
-            (Some(own), url, credentials)
+            let instances = runtime.block_on(own.instance_urls());
+            (
+                Some(own),
+                url,
+                credentials,
+                ServerSeries::Instances(instances),
+            )
         }
     };
 
@@ -92,6 +103,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         on_stage: None,
         verify_writes: true,
         stop: None,
+        server_series,
     };
     let outcome = runtime.block_on(aimate_loadgen::run(options));
     if let Some(own) = own {

@@ -17,7 +17,7 @@ use aimate_chaos::method::{self, Clock};
 use aimate_chaos::target::Target;
 use aimate_loadgen::plan::{LoadPlan, Stage};
 use aimate_loadgen::scenarios::Mix;
-use aimate_loadgen::{AbortGuard, Credentials, LoadOptions};
+use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::expr::Metric;
 use aimate_reports::record::{Event, RunRecord};
 use aimate_reports::spec::SloSpec;
@@ -140,6 +140,7 @@ async fn drive(
         on_stage: Some(stage_tx),
         verify_writes: true,
         stop: Some(load_stop.clone()),
+        server_series: ServerSeries::Instances(super::own_target::instance_urls(target).await),
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));

@@ -52,6 +52,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         on_stage: None,
         verify_writes: true,
         stop: None,
+        server_series: args.server_series.series(),
     })
 }
 

@@ -52,6 +52,12 @@ impl OwnTarget {
         })
     }
 
+    /// Each instance's own base URL: its series are scraped there, never through the
+    /// balancer or the fault proxy.
+    pub async fn instance_urls(&self) -> Vec<String> {
+        instance_urls(&self.target).await
+    }
+
     /// Stops the instances gracefully; returns what did not stop cleanly.
     pub async fn stop(&self) -> Vec<String> {
         self.target.shutdown().await
@@ -62,6 +68,16 @@ impl Drop for OwnTarget {
     fn drop(&mut self) {
         self.keeper.close();
     }
+}
+
+/// Each instance's own base URL.
+pub async fn instance_urls(target: &Target) -> Vec<String> {
+    target
+        .instance_addrs()
+        .await
+        .iter()
+        .map(|addr| format!("http://{addr}"))
+        .collect()
 }
 
 /// A directory removed on drop.

@@ -1,17 +1,19 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{aimate, free_port, run, send_signal, wait_exit};
+use crate::common::{Reaped, aimate, free_port, run, send_signal, wait_exit};
 
 #[test]
 fn chaos_proxy_serves_the_control_api_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut proxy = aimate(dir.path())
-        .args(["chaos", "proxy", "--api", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut proxy = Reaped(
+        aimate(dir.path())
+            .args(["chaos", "proxy", "--api", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{port}/version");
     let mut answered = false;

@@ -22,6 +22,30 @@ pub fn aimate(dir: &Path) -> Command {
     command
 }
 
+/// A child process killed and reaped when dropped: a test that fails half-way leaves no
+/// server behind (nor a pipe held open by one).
+pub struct Reaped(pub Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run aimate")
 }

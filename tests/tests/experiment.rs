@@ -212,6 +212,35 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
     assert_eq!(writes["checked"], writes["acknowledged"], "{writes}");
     assert_eq!(writes["missing"], 0, "{writes}");
 
+    // Each instance scraped on its own address: the killed one is a gap, then a new
+    // process counting from zero; no rate is ever negative.
+    let typed: aimate_reports::RunRecord = serde_json::from_value(record.clone()).unwrap();
+    let rounds = aimate_reports::fleet::rounds(&typed.server);
+    let names: std::collections::BTreeSet<&String> =
+        rounds.iter().flat_map(|r| r.instances.keys()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        rounds.iter().any(|r| r.down().next().is_some()),
+        "no gap in the series while an instance was down"
+    );
+    assert!(
+        rounds
+            .iter()
+            .any(|r| r.instances.values().any(|p| p.restarted)),
+        "the restarted instance was not seen as a new process"
+    );
+    for round in &rounds {
+        for point in round.instances.values() {
+            for increase in [point.requests, point.cache_hits, point.cache_misses] {
+                assert!(
+                    increase.is_none_or(|v| v >= 0.0),
+                    "{point:?} at {}",
+                    round.t_ms
+                );
+            }
+        }
+    }
+
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
     let grades = report["grades"].as_array().unwrap();

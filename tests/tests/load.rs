@@ -1,7 +1,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{aimate, free_port, run, send_signal, wait_exit, wait_ready};
+use crate::common::{Reaped, aimate, free_port, run, send_signal, wait_exit, wait_ready};
 
 #[test]
 fn load_writes_a_record_and_fails_cleanly() {
@@ -72,13 +72,15 @@ fn load_writes_a_record_and_fails_cleanly() {
 
     // A real run against a real server.
     let port = free_port();
-    let mut server = aimate(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
-        .env("AIMATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+            .env("AIMATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(
         &format!("http://127.0.0.1:{port}/api/health"),
         &mut server,
@@ -105,7 +107,7 @@ fn load_writes_a_record_and_fails_cleanly() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("latency from intended send"), "{stderr}");
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(record["schema_version"], 1);
+    assert_eq!(record["schema_version"], aimate_reports::SCHEMA_VERSION);
     assert_eq!(record["stages"][0]["name"], "100");
     // Within the band a stage must reach to be graded (95 %): this suite runs beside
     // other servers and generators, and a 2 s window leaves little room.

@@ -1,23 +1,25 @@
 use std::time::Duration;
 
-use crate::common::{aimate, free_port, run, send_signal, wait_exit, wait_ready};
+use crate::common::{Reaped, aimate, free_port, run, send_signal, wait_exit, wait_ready};
 
 #[test]
 fn sigterm_drains_and_flushes_logs() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = aimate(dir.path())
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--shutdown-delay",
-            "300ms",
-        ])
-        .env("AIMATE_ADMIN_TOKEN", "secret-admin-token")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--shutdown-delay",
+                "300ms",
+            ])
+            .env("AIMATE_ADMIN_TOKEN", "secret-admin-token")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(
         &format!("{base}/api/health"),

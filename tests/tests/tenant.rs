@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::common::{aimate, free_port, run, send_signal, wait_exit, wait_ready};
+use crate::common::{Reaped, aimate, free_port, run, send_signal, wait_exit, wait_ready};
 
 #[test]
 fn tenant_create_prints_a_working_key() {
@@ -23,11 +23,13 @@ fn tenant_create_prints_a_working_key() {
 
     // The key authenticates against a server on the same data directory.
     let port = free_port();
-    let mut server = aimate(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(
         &format!("http://127.0.0.1:{port}/api/health"),
         &mut server,
@@ -102,11 +104,13 @@ fn tenant_keys_rotate_and_revoke_from_the_command_line() {
     );
 
     let port = free_port();
-    let mut server = aimate(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(
         &format!("http://127.0.0.1:{port}/api/health"),
         &mut server,
@@ -141,11 +145,13 @@ fn tenant_keys_rotate_and_revoke_from_the_command_line() {
         "{said}"
     );
 
-    let mut server = aimate(dir.path())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(
         &format!("http://127.0.0.1:{port}/api/health"),
         &mut server,

@@ -7,6 +7,7 @@ mod chaos; // `aimate chaos proxy`: the control API as a process
 mod common; // temp dirs, free ports, spawning and waiting on `aimate`
 mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod experiment; // supervisor, HAProxy, `aimate chaos run` graded by phase, leases
+mod fleet; // two instances behind HAProxy: series per instance, a balancer's mix refused, Prometheus
 mod load; // `aimate load`: a real run's record, exit codes, no partial files
 mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
 mod tenant; // `aimate tenant create`: the key on stdout, usable at once

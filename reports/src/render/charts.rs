@@ -7,6 +7,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::fleet::{self, InstancePoint, Round};
 use crate::record::{Event, RunRecord, outcome_is_error};
 
 const WIDTH: u32 = 960;
@@ -169,16 +170,25 @@ where
                 PALETTE[index % PALETTE.len()]
             };
             let width = if line.reference { 1 } else { 2 };
-            chart
-                .draw_series(LineSeries::new(
-                    line.points.iter().copied(),
-                    color.stroke_width(width),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(line.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+            // A NaN point is a gap: each run of real points is its own line segment.
+            let segments: Vec<&[(f64, f64)]> = line
+                .points
+                .split(|(_, y)| y.is_nan())
+                .filter(|segment| !segment.is_empty())
+                .collect();
+            for (index, segment) in segments.iter().enumerate() {
+                let drawn = chart
+                    .draw_series(LineSeries::new(
+                        segment.iter().copied(),
+                        color.stroke_width(width),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                if index == 0 {
+                    drawn.label(line.name.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                }
+            }
         }
         chart
             .configure_series_labels()
@@ -336,62 +346,80 @@ pub fn errors_over_time(record: &RunRecord) -> Result<String, String> {
     line_chart("Errors per second by kind", &axes, &series, &record.events)
 }
 
-/// The server's own view: cache hit ratio, DB pool use and memory, as percentages.
+/// A gap in a line: the drawing breaks there (an instance down, nothing scraped).
+const GAP: f64 = f64::NAN;
+
+/// A point of a per-round figure, or a gap where the round has none.
+fn point_or_gap(round: &Round, value: Option<f64>) -> (f64, f64) {
+    (round.t_ms as f64 / 1000.0, value.unwrap_or(GAP))
+}
+
+/// Restarts and scrape gaps the rounds show, as events to mark on a chart.
+fn instance_events(rounds: &[Round]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for round in rounds {
+        for (name, point) in &round.instances {
+            let name = if name.is_empty() { "the target" } else { name };
+            if point.restarted {
+                events.push(Event {
+                    t_ms: round.t_ms,
+                    kind: "restart".into(),
+                    detail: format!("{name} answered from a new process"),
+                    end_ms: None,
+                });
+            }
+        }
+    }
+    events
+}
+
+/// The server's own view, for the whole fleet: cache hit ratio, DB pool use and the
+/// worst instance's memory, as percentages. Lines break where nothing was scraped; red
+/// marks show restarts.
 pub fn server_over_time(
     record: &RunRecord,
     memory_limit_bytes: Option<u64>,
 ) -> Result<String, String> {
-    let mut hit_ratio = Vec::new();
-    for pair in record.server.windows(2) {
-        let hits = pair[1]
-            .cache_hits_total
-            .zip(pair[0].cache_hits_total)
-            .map(|(b, a)| b - a);
-        let misses = pair[1]
-            .cache_misses_total
-            .zip(pair[0].cache_misses_total)
-            .map(|(b, a)| b - a);
-        if let (Some(hits), Some(misses)) = (hits, misses)
-            && hits + misses > 0.0
-        {
-            hit_ratio.push((pair[1].t_ms as f64 / 1000.0, 100.0 * hits / (hits + misses)));
-        }
-    }
-    let pool = record
-        .server
+    let rounds = fleet::rounds(&record.server);
+    let several = rounds.iter().any(|r| r.instances.len() > 1);
+    let hit_ratio = rounds
         .iter()
-        .filter_map(|s| {
-            Some((
-                s.t_ms as f64 / 1000.0,
-                100.0 * s.db_connections_used? / s.db_connections_max?.max(1.0),
-            ))
-        })
+        .filter(|r| r.cache().is_none_or(|(h, m)| h + m > 0.0))
+        .map(|r| point_or_gap(r, r.cache().map(|(h, m)| 100.0 * h / (h + m))))
         .collect();
+    let pool = rounds
+        .iter()
+        .map(|r| point_or_gap(r, r.db_ratio().map(|ratio| 100.0 * ratio)))
+        .collect();
+    let fleet = if several { " (fleet)" } else { "" };
     let mut series = vec![
         Series {
-            name: "cache hit ratio %".into(),
+            name: format!("cache hit ratio %{fleet}"),
             points: hit_ratio,
             reference: false,
         },
         Series {
-            name: "DB pool in use %".into(),
+            name: format!("DB pool in use %{fleet}"),
             points: pool,
             reference: false,
         },
     ];
     if let Some(limit) = memory_limit_bytes {
-        let memory = record
-            .server
+        let memory = rounds
             .iter()
-            .filter_map(|s| {
-                Some((
-                    s.t_ms as f64 / 1000.0,
-                    100.0 * s.resident_memory_bytes? / limit as f64,
-                ))
+            .map(|r| {
+                point_or_gap(
+                    r,
+                    r.worst_memory().map(|(_, rss)| 100.0 * rss / limit as f64),
+                )
             })
             .collect();
         series.push(Series {
-            name: "memory % of limit".into(),
+            name: if several {
+                "memory % of limit (worst instance)".into()
+            } else {
+                "memory % of limit".into()
+            },
             points: memory,
             reference: false,
         });
@@ -401,12 +429,53 @@ pub fn server_over_time(
         y: "percent",
         log_y: false,
     };
+    let mut events = record.events.clone();
+    events.extend(instance_events(&rounds));
     line_chart(
         "Server: cache, database pool, memory",
         &axes,
         &series,
-        &record.events,
+        &events,
     )
+}
+
+/// One line per instance of a per-instance figure (percent), for a fleet; `None` for a
+/// run with a single instance (the fleet chart says it all).
+pub fn by_instance(
+    record: &RunRecord,
+    title: &str,
+    figure: impl Fn(&InstancePoint) -> Option<f64>,
+) -> Option<Result<String, String>> {
+    let rounds = fleet::rounds(&record.server);
+    let names: std::collections::BTreeSet<&str> = rounds
+        .iter()
+        .flat_map(|r| r.instances.keys().map(String::as_str))
+        .collect();
+    if names.len() < 2 {
+        return None;
+    }
+    let series: Vec<Series> = names
+        .iter()
+        .map(|name| Series {
+            name: (*name).to_owned(),
+            points: rounds
+                .iter()
+                .filter_map(|r| {
+                    let point = r.instances.get(*name)?;
+                    Some(point_or_gap(r, figure(point)))
+                })
+                .collect(),
+            reference: false,
+        })
+        .collect();
+    let axes = Axes {
+        x: RUN_TIME,
+        y: "percent",
+        log_y: false,
+    };
+    let mut events = record.events.clone();
+    events.extend(instance_events(&rounds));
+    Some(line_chart(title, &axes, &series, &events))
 }
 
 /// The latency distribution of each stage: latency against percentile, the percentile

@@ -178,6 +178,19 @@ pub fn render(
         out,
         charts::server_over_time(record, spec.memory_limit_bytes),
     )?;
+    if let Some(svg) = charts::by_instance(record, "Server: cache hit ratio by instance (%)", |p| {
+        p.cache_hit_ratio().map(|r| 100.0 * r)
+    }) {
+        chart(out, svg)?;
+    }
+    if let Some(limit) = spec.memory_limit_bytes
+        && let Some(svg) =
+            charts::by_instance(record, "Server: memory by instance (% of limit)", |p| {
+                p.memory.map(|rss| 100.0 * rss / limit as f64)
+            })
+    {
+        chart(out, svg)?;
+    }
 
     writeln!(
         out,

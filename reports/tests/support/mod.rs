@@ -77,6 +77,7 @@ pub fn record(stages: Vec<StageRecord>, server: Vec<ServerSample>) -> RunRecord 
         },
         stages,
         server,
+        server_source: aimate_reports::record::ServerSource::default(),
         events: Vec::new(),
         aborted: None,
         writes: Some(WriteCheck {
@@ -145,6 +146,7 @@ pub fn long_run(stages: &[(&str, f64)], seconds: u64) -> RunRecord {
                 resident_memory_bytes: Some(40e6 + second as f64 * 1000.0),
                 active_requests: Some(3.0),
                 latency_buckets: vec![(0.001, 100.0), (0.01, 200.0)],
+                ..ServerSample::default()
             });
         }
         clock += seconds * 1000;
