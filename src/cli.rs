@@ -32,6 +32,26 @@ pub enum Command {
     /// Fault injection.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// Grafana dashboards and Prometheus rules, generated from slo.toml.
+    #[command(subcommand)]
+    Dashboards(DashboardsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DashboardsCommand {
+    /// Write the Grafana dashboard, its provisioning, the Prometheus configuration, the
+    /// recording and alert rules with their promtool tests, and the runbook.
+    Generate {
+        /// The objectives (thresholds, SLOs and their budgets).
+        #[arg(long, default_value = "slo.toml")]
+        slo: PathBuf,
+        /// The directory to write into.
+        #[arg(long, default_value = "dashboards")]
+        out: PathBuf,
+        /// Write nothing: exit 1 if a file there differs from what would be generated.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@ mod invoices;
 mod jobs;
 mod list_cache;
 pub mod logging;
+pub mod metric_catalogue;
 pub mod metrics;
 pub mod openapi;
 mod ops;

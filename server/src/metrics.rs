@@ -1,7 +1,12 @@
 //! Prometheus metrics. Names follow the OpenTelemetry HTTP and DB semantic conventions in
 //! Prometheus form, in base units (seconds, bytes). They are an API: dashboards and alert
-//! rules depend on them, and the README lists them.
+//! rules depend on them, so every name, help text and label set comes from
+//! [`crate::metric_catalogue`].
 
+use crate::metric_catalogue::{
+    ACTIVE_REQUESTS, CACHE_REQUESTS, DB_CONNECTION_MAX, DB_CONNECTIONS, MetricDef, RATE_LIMITED,
+    REQUEST_DURATION, SHED_REQUESTS, TARGET_INFO, WRITE_BATCH_WRITES, WRITE_BATCHES,
+};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -9,7 +14,7 @@ use prometheus::{
 
 /// Latency buckets in seconds: fine below 10 ms where a cached read lands, and up to the
 /// guide's 2 s target at 10k req/s and beyond.
-const LATENCY_BUCKETS: &[f64] = &[
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
@@ -46,65 +51,23 @@ impl Metrics {
     /// Fails only on an invalid or duplicate definition, which a unit test rules out.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let opts = |def: &MetricDef| Opts::new(def.name, def.help);
         let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_server_request_duration_seconds",
-                "Duration of HTTP server requests.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &[
-                "http_request_method",
-                "http_route",
-                "http_response_status_code",
-            ],
+            HistogramOpts::new(REQUEST_DURATION.name, REQUEST_DURATION.help)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            REQUEST_DURATION.labels,
         );
-        let active_requests = IntGauge::new(
-            "http_server_active_requests",
-            "Number of HTTP server requests in flight.",
-        );
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
-                "cache_requests_total",
-                "Cache lookups by cache and result (hit or miss).",
-            ),
-            &["cache", "result"],
-        );
-        let db_connections = IntGaugeVec::new(
-            Opts::new(
-                "db_client_connection_count",
-                "Database pool connections by state (idle or used).",
-            ),
-            &["state"],
-        );
-        let db_connection_max = IntGauge::new(
-            "db_client_connection_max",
-            "Most connections the database pool may open.",
-        );
-        let rate_limited = IntCounter::new(
-            "rate_limited_requests_total",
-            "Requests rejected with 429 by the rate limiter.",
-        );
-        let shed_requests = IntCounter::new(
-            "http_server_shed_requests_total",
-            "Requests rejected with 503 because the server was at its concurrency limit.",
-        );
-        let write_batches = IntCounter::new(
-            "db_client_write_batches_total",
-            "Write transactions run by SQLite's group-commit writer (each commits a batch of writes).",
-        );
-        let write_batch_writes = IntCounter::new(
-            "db_client_write_batch_writes_total",
-            "Writes run inside group-commit batches; divided by db_client_write_batches_total, writes per commit.",
-        );
+        let active_requests = IntGauge::with_opts(opts(&ACTIVE_REQUESTS));
+        let cache_requests = IntCounterVec::new(opts(&CACHE_REQUESTS), CACHE_REQUESTS.labels);
+        let db_connections = IntGaugeVec::new(opts(&DB_CONNECTIONS), DB_CONNECTIONS.labels);
+        let db_connection_max = IntGauge::with_opts(opts(&DB_CONNECTION_MAX));
+        let rate_limited = IntCounter::with_opts(opts(&RATE_LIMITED));
+        let shed_requests = IntCounter::with_opts(opts(&SHED_REQUESTS));
+        let write_batches = IntCounter::with_opts(opts(&WRITE_BATCHES));
+        let write_batch_writes = IntCounter::with_opts(opts(&WRITE_BATCH_WRITES));
         // OpenTelemetry's resource as Prometheus exports it: `target_info` with the
         // service's name, version and a per-process instance id.
-        let target_info = IntGaugeVec::new(
-            Opts::new(
-                "target_info",
-                "The process serving: service name, version and instance id.",
-            ),
-            &["service_name", "service_version", "service_instance_id"],
-        )?;
+        let target_info = IntGaugeVec::new(opts(&TARGET_INFO), TARGET_INFO.labels)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         target_info
             .with_label_values(&["aimate", env!("CARGO_PKG_VERSION"), &instance_id])
@@ -226,6 +189,39 @@ mod tests {
             metrics.instance_id
         );
         assert!(text.contains(&identity), "missing {identity} in\n{text}");
+    }
+
+    /// The catalogue the dashboards are generated from is what the page shows.
+    #[test]
+    fn every_catalogue_metric_is_exported_with_its_type() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .request_duration
+            .with_label_values(&["GET", "/health", "200"])
+            .observe(0.001);
+        metrics
+            .cache_requests
+            .with_label_values(&["dashboard", "hit"])
+            .inc();
+        let text = metrics.render(super::DbSnapshot::default()).unwrap();
+        for def in crate::metric_catalogue::CATALOGUE {
+            let kind = match def.kind {
+                crate::metric_catalogue::Kind::Counter => "counter",
+                crate::metric_catalogue::Kind::Gauge => "gauge",
+                crate::metric_catalogue::Kind::Histogram => "histogram",
+            };
+            let type_line = format!("# TYPE {} {kind}", def.name);
+            assert!(
+                text.contains(&type_line),
+                "missing `{type_line}` in\n{text}"
+            );
+            for series in crate::metric_catalogue::series_names(def) {
+                assert!(
+                    text.lines().any(|l| l.starts_with(&series)),
+                    "no {series} series"
+                );
+            }
+        }
     }
 
     #[test]

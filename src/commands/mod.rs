@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` is the only entry.
 
 mod chaos;
+mod dashboards;
 mod drill;
 mod experiment;
 mod load;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use aimate_loadgen::plan::LoadPlan;
 
 use crate::Failure;
-use crate::cli::{Cli, Command, TenantCommand};
+use crate::cli::{Cli, Command, DashboardsCommand, TenantCommand};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
@@ -32,6 +33,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Report(args) => report::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Chaos(command) => chaos::run(command),
+        Command::Dashboards(DashboardsCommand::Generate { slo, out, check }) => {
+            dashboards::generate(&slo, &out, check)
+        }
     }
 }
 
