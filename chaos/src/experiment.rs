@@ -167,6 +167,56 @@ pub struct Experiment {
     pub method: Vec<Step>,
     pub rollbacks: Vec<Rollback>,
     pub safeguard: Option<Safeguard>,
+    pub alerts: AlertPlan,
+}
+
+/// `[alerts]`: which alert the faults should fire, and how rule durations shrink to a
+/// drill's seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertPlan {
+    /// The alert's name (`AimateInstanceDown`); `None` (`expect = "none"`): no alert is
+    /// expected, so `time(detect)` is not graded.
+    pub expect: Option<String>,
+    /// Rule windows and `for:` durations are multiplied by this.
+    pub time_scale: f64,
+}
+
+/// The default scale: the guide's 5-minute alerts become 10 s, inside a drill's fault.
+pub const DEFAULT_TIME_SCALE: f64 = 1.0 / 30.0;
+
+impl Default for AlertPlan {
+    fn default() -> Self {
+        Self {
+            expect: None,
+            time_scale: DEFAULT_TIME_SCALE,
+        }
+    }
+}
+
+/// `1/30` or `0.05`: a factor in (0, 1].
+fn parse_scale(text: &str) -> Result<f64, String> {
+    let value = match text.split_once('/') {
+        Some((a, b)) => {
+            let (a, b): (f64, f64) = (
+                a.trim()
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a fraction"))?,
+                b.trim()
+                    .parse()
+                    .map_err(|_| format!("`{text}` is not a fraction"))?,
+            );
+            a / b
+        }
+        None => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number or a fraction like 1/30"))?,
+    };
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("time_scale `{text}` must be above 0 and at most 1"))
+    }
 }
 
 impl Experiment {
@@ -206,6 +256,14 @@ struct Raw {
     #[serde(default)]
     rollbacks: Vec<Rollback>,
     safeguard: Option<RawSafeguard>,
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    expect: Spanned<String>,
+    time_scale: Option<Spanned<String>>,
 }
 
 fn one() -> Spanned<i64> {
@@ -357,7 +415,29 @@ impl Experiment {
                 Some(safeguard)
             }
         };
+        let alerts = match &raw.alerts {
+            None => AlertPlan::default(),
+            Some(alerts) => {
+                let expect = alerts.expect.get_ref().trim();
+                if expect.is_empty() {
+                    return Err(error(
+                        alerts.expect.span(),
+                        "[alerts] expect names an alert, or is \"none\"".into(),
+                    ));
+                }
+                AlertPlan {
+                    expect: (expect != "none").then(|| expect.to_owned()),
+                    time_scale: match &alerts.time_scale {
+                        None => DEFAULT_TIME_SCALE,
+                        Some(scale) => {
+                            parse_scale(scale.get_ref()).map_err(|m| error(scale.span(), m))?
+                        }
+                    },
+                }
+            }
+        };
         Ok(Self {
+            alerts,
             title: raw.title,
             description: raw.description,
             instances,
@@ -546,6 +626,9 @@ attributes = { latency = 200, jitter = 20 }
 [safeguard]
 objectives = ["rate(errors) < 50%", "p(99) < 5s"]
 for = "5s"
+[alerts]
+expect = "AimateInstanceDown"
+time_scale = "1/60"
 "#;
 
     #[test]
@@ -568,6 +651,29 @@ for = "5s"
         assert_eq!(guard.max_error_rate, Some(0.5));
         assert_eq!(guard.max_latency, Some((99.0, Duration::from_secs(5))));
         assert_eq!(guard.for_seconds, 5);
+        assert_eq!(
+            experiment.alerts.expect.as_deref(),
+            Some("AimateInstanceDown")
+        );
+        assert!((experiment.alerts.time_scale - 1.0 / 60.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn alerts_default_to_none_expected_at_a_thirtieth() {
+        let text = GOOD.split("[alerts]").next().unwrap();
+        let experiment = Experiment::parse(text, "good.toml").unwrap();
+        assert_eq!(experiment.alerts, AlertPlan::default());
+        let none = Experiment::parse(&format!("{text}[alerts]\nexpect = \"none\"\n"), "x").unwrap();
+        assert_eq!(none.alerts.expect, None);
+        for (scale, message) in [
+            ("0", "must be above 0"),
+            ("2", "at most 1"),
+            ("a/b", "not a fraction"),
+        ] {
+            let bad = format!("{text}[alerts]\nexpect = \"none\"\ntime_scale = \"{scale}\"\n");
+            let error = Experiment::parse(&bad, "x.toml").unwrap_err().to_string();
+            assert!(error.contains(message), "{scale}: {error}");
+        }
     }
 
     #[test]

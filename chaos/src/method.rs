@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use aimate_reports::record::Event;
+use aimate_reports::record::{Event, EventKind};
 use rand::Rng;
 
 use crate::exhaust;
@@ -87,10 +87,10 @@ pub async fn run(
     outcome
 }
 
-fn point(clock: &Clock, kind: &str, detail: String) -> Event {
+fn point(clock: &Clock, kind: EventKind, detail: String) -> Event {
     Event {
         t_ms: clock.now_ms(),
-        kind: kind.into(),
+        kind,
         detail,
         end_ms: None,
     }
@@ -137,11 +137,15 @@ async fn run_step(
                 .map_err(|e| e.to_string())?;
             events.push(point(
                 &clock,
-                "kill",
+                EventKind::Kill,
                 format!("instance {index} ({signal})"),
             ));
             hold_until(end, stop).await;
-            events.push(point(&clock, "restart", format!("instance {index}")));
+            events.push(point(
+                &clock,
+                EventKind::Restart,
+                format!("instance {index}"),
+            ));
             let ready = target
                 .supervisor
                 .lock()
@@ -151,7 +155,7 @@ async fn run_step(
                 .map_err(|e| e.to_string())?;
             events.push(point(
                 &clock,
-                "ready",
+                EventKind::Ready,
                 format!(
                     "instance {index} ready {} ms after restart",
                     ready.as_millis()
@@ -169,7 +173,7 @@ async fn run_step(
                 .map_err(|e| e.to_string())?;
             events.push(point(
                 &clock,
-                "freeze",
+                EventKind::Freeze,
                 format!("instance {index} (SIGSTOP)"),
             ));
             hold_until(end, stop).await;
@@ -179,7 +183,11 @@ async fn run_step(
                 .await
                 .thaw(index)
                 .map_err(|e| e.to_string())?;
-            events.push(point(&clock, "thaw", format!("instance {index} (SIGCONT)")));
+            events.push(point(
+                &clock,
+                EventKind::Thaw,
+                format!("instance {index} (SIGCONT)"),
+            ));
             format!("freeze-instance {index}")
         }
         Fault::Toxic(toxic) => {
@@ -249,7 +257,7 @@ async fn run_step(
     };
     events.push(Event {
         t_ms: started_ms,
-        kind: "fault".into(),
+        kind: EventKind::Fault,
         detail,
         end_ms: Some(clock.now_ms()),
     });

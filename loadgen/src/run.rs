@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use aimate_reports::record::{Abort, Event, GeneratorInfo, RunMeta, RunRecord};
+use aimate_reports::record::{Abort, Event, EventKind, GeneratorInfo, RunMeta, RunRecord};
 use aimate_reports::{LatencyHistogram, SCHEMA_VERSION};
 use tokio::sync::mpsc;
 
@@ -249,7 +249,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         let (stage_start, stage_end) = (run_start + window.start, run_start + window.steady_end);
         events.push(Event {
             t_ms: millis(window.start),
-            kind: "stage".into(),
+            kind: EventKind::Stage,
             detail: format!("{} req/s with {users} users", window.target_rps),
             end_ms: Some(millis(window.steady_end)),
         });
@@ -312,7 +312,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 progress.println(&format!("aimate load: warning: {error}"));
                 events.push(Event {
                     t_ms: millis(run_start.elapsed()),
-                    kind: "server_series".into(),
+                    kind: EventKind::ServerSeries,
                     detail: error.to_string(),
                     end_ms: None,
                 });
@@ -328,7 +328,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     if let Some(abort) = &aborted {
         events.push(Event {
             t_ms: abort.t_ms,
-            kind: "abort".into(),
+            kind: EventKind::Abort,
             detail: abort.reason.clone(),
             end_ms: None,
         });
@@ -344,6 +344,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     };
     Ok(RunRecord {
         writes,
+        alerting: None,
         schema_version: SCHEMA_VERSION,
         run: RunMeta {
             target: options.target.clone(),

@@ -176,7 +176,12 @@ async fn errors_are_counted_by_kind_and_the_guard_aborts() {
         outcomes.get("429").copied().unwrap_or(0) > outcomes.get("200").copied().unwrap_or(0),
         "{outcomes:?}"
     );
-    assert!(record.events.iter().any(|e| e.kind == "abort"));
+    assert!(
+        record
+            .events
+            .iter()
+            .any(|e| e.kind == aimate_reports::record::EventKind::Abort)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,7 @@ pub const TICKET_BURNS: [Burn; 1] = [Burn {
 pub struct Alert {
     pub name: String,
     pub expr: String,
-    pub for_: &'static str,
+    pub for_: String,
     /// `page`, `warning` or `ticket`.
     pub severity: &'static str,
     /// Extra labels (the guide's `action`, an SLO's name).
@@ -118,7 +118,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
         Alert {
             name: "AimateHighErrorRate".into(),
             expr: format!("{}\n> {HIGH_ERROR_RATE}", promql::error_ratio("", "5m")),
-            for_: "5m",
+            for_: "5m".into(),
             severity: "page",
             labels: vec![("action", "page_oncall".into())],
             summary: format!(
@@ -143,7 +143,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
                 "{}\n> {SLOW_P95_SECONDS}",
                 promql::latency_quantile(0.95, "", "5m")
             ),
-            for_: "10m",
+            for_: "10m".into(),
             severity: "warning",
             labels: vec![("action", "notify_slack".into())],
             summary: format!("P95 latency above {} ms", SLOW_P95_SECONDS * 1000.0),
@@ -164,7 +164,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
                 "{}\n< {LOW_CACHE_HIT_RATE}",
                 promql::cache_hit_ratio("", "5m")
             ),
-            for_: "15m",
+            for_: "15m".into(),
             severity: "warning",
             labels: vec![("action", "notify_email".into())],
             summary: format!("Cache hit rate below {}", percent(LOW_CACHE_HIT_RATE)),
@@ -182,7 +182,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
         Alert {
             name: "AimateInstanceDown".into(),
             expr: format!("up{{job=\"{JOB}\"}} == 0"),
-            for_: "1m",
+            for_: "1m".into(),
             severity: "page",
             labels: Vec::new(),
             summary: "An AI Mate instance is not answering scrapes".into(),
@@ -214,7 +214,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
                     )
                 ),
             ),
-            for_: "1m",
+            for_: "1m".into(),
             severity: "page",
             labels: Vec::new(),
             summary: "An AI Mate instance answers its readiness probe with 503".into(),
@@ -234,7 +234,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
             Alert {
                 name: "AimateHighMemoryUsage".into(),
                 expr: format!("({})\n/ {limit}\n> {HIGH_MEMORY_SHARE}", aimate_memory()),
-                for_: "5m",
+                for_: "5m".into(),
                 severity: "warning",
                 labels: vec![("action", "auto_scale".into())],
                 summary: format!(
@@ -278,7 +278,7 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
             alerts.push(Alert {
                 name: "AimateErrorBudgetBurn".into(),
                 expr: conditions.join("\nor\n"),
-                for_,
+                for_: for_.into(),
                 severity,
                 labels: vec![("slo", slo.name.clone())],
                 summary: format!("`{}` burns its error budget too fast", slo.text),
@@ -338,4 +338,97 @@ pub fn rules_file(slos: &[Slo], alerts: &[Alert]) -> String {
          catalogue: edit those, not this file.",
         &value,
     )
+}
+
+/// Shortest range a scaled rule reads: a few 1 s scrapes, so `rate()` has points.
+const MIN_SCALED_RANGE_MS: f64 = 4000.0;
+
+/// `duration` (Prometheus syntax) times `scale`, written in milliseconds.
+fn scale_duration(duration: &str, scale: f64, floor_ms: f64) -> String {
+    match aimate_reports::duration::parse(duration) {
+        Ok(d) => format!(
+            "{}ms",
+            (d.as_secs_f64() * 1000.0 * scale).max(floor_ms).round()
+        ),
+        Err(_) => duration.to_owned(),
+    }
+}
+
+/// Every range selector (`[5m]`) of `expr` scaled.
+fn scale_ranges(expr: &str, scale: f64) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        out.push_str(&rest[..=open]);
+        out.push_str(&scale_duration(
+            &rest[open + 1..open + close],
+            scale,
+            MIN_SCALED_RANGE_MS,
+        ));
+        out.push(']');
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The rules with every window and `for:` multiplied by `scale` (1/30: `for: 5m`
+/// becomes 10 s), for a chaos drill whose faults last seconds. Rule names keep their
+/// nominal windows, so the alerts read the same recording rules.
+pub fn scaled_rules_file(slos: &[Slo], alerts: &[Alert], scale: f64) -> String {
+    let recording: Vec<Value> = recording(slos)
+        .into_iter()
+        .map(|mut rule| {
+            if let Some(expr) = rule["expr"].as_str() {
+                rule["expr"] = scale_ranges(expr, scale).into();
+            }
+            rule
+        })
+        .collect();
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|alert| {
+            Alert {
+                expr: scale_ranges(&alert.expr, scale),
+                for_: scale_duration(&alert.for_, scale, 0.0),
+                ..alert.clone()
+            }
+            .rule()
+        })
+        .collect();
+    let value = json!({
+        "groups": [
+            {"name": "aimate-recording", "rules": recording},
+            {"name": "aimate-alerts", "rules": alerts},
+        ]
+    });
+    crate::yaml::document(
+        &format!(
+            "The generated rules with every window and `for:` scaled by {scale} for a chaos\n\
+             drill. Not for production."
+        ),
+        &value,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_shrinks_windows_and_waits_but_keeps_rule_names() {
+        assert_eq!(
+            scale_ranges(
+                "rate(x[5m]) / rate(y[1h]) and aimate_slo:errors:ratio_rate5m",
+                1.0 / 30.0
+            ),
+            "rate(x[10000ms]) / rate(y[120000ms]) and aimate_slo:errors:ratio_rate5m"
+        );
+        // Never below a few scrapes.
+        assert_eq!(scale_ranges("rate(x[1m])", 1.0 / 30.0), "rate(x[4000ms])");
+        assert_eq!(scale_duration("5m", 1.0 / 30.0, 0.0), "10000ms");
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! duration := "0" | term+          term := number unit
-//! number   := digits ["." digits]  unit := "us" | "µs" | "ms" | "s" | "m" | "min" | "h"
+//! number   := digits ["." digits]  unit := "us" | "µs" | "ms" | "s" | "m" | "min" | "h" | "d"
 //! ```
 //! e.g. `250us`, `500ms`, `1.5s`, `2m`, `1m30s`, `1h`. No sign: a negative duration is
 //! refused with its own message.
@@ -29,6 +29,7 @@ fn unit_seconds(unit: &str) -> Option<f64> {
         "s" => Some(1.0),
         "m" | "min" => Some(60.0),
         "h" => Some(3600.0),
+        "d" => Some(86_400.0),
         _ => None,
     }
 }

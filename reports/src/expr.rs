@@ -9,6 +9,8 @@
 //! ratio(available) > 95%          share of requests answered 2xx or 4xx (availability)
 //! time(recover) < 10s             from a fault's end until the steady state holds again
 //! count(lost_writes) < 1          acknowledged writes that could not be read back
+//! time(detect) < 10s              chaos: from a fault's start until its expected alert fired
+//! count(healthy_pages) < 1        chaos: page-severity alerts fired while healthy (baseline)
 //! ```
 
 use std::fmt;
@@ -27,6 +29,10 @@ pub enum Metric {
     RecoveryTime,
     /// Acknowledged writes missing when read back after the run.
     LostWrites,
+    /// Chaos faults: from the fault's start until the alert the experiment expects fired.
+    DetectTime,
+    /// Chaos baselines: page-severity alerts that fired while nothing was wrong.
+    HealthyPages,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +86,15 @@ impl Metric {
 
     /// Thresholds in time units (`100ms`), stored in microseconds.
     pub fn is_duration(self) -> bool {
-        matches!(self, Self::Percentile(_) | Self::RecoveryTime)
+        matches!(
+            self,
+            Self::Percentile(_) | Self::RecoveryTime | Self::DetectTime
+        )
     }
 
     /// Thresholds as plain counts (`< 1`).
     pub fn is_count(self) -> bool {
-        matches!(self, Self::LostWrites)
+        matches!(self, Self::LostWrites | Self::HealthyPages)
     }
 
     /// Samples needed for the value to mean something: ten beyond a percentile.
@@ -94,7 +103,7 @@ impl Metric {
             Self::Percentile(p) => (10.0 / (1.0 - p / 100.0)).ceil() as u64,
             Self::ErrorRate | Self::Availability => 100,
             // A run without writes lost none of them.
-            Self::LostWrites => 0,
+            Self::LostWrites | Self::HealthyPages => 0,
             _ => 1,
         }
     }
@@ -120,8 +129,10 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
         "ratio(available)" => Ok(Metric::Availability),
         "time(recover)" => Ok(Metric::RecoveryTime),
         "count(lost_writes)" => Ok(Metric::LostWrites),
+        "time(detect)" => Ok(Metric::DetectTime),
+        "count(healthy_pages)" => Ok(Metric::HealthyPages),
         other => Err(format!(
-            "unknown metric `{other}` (known: p(N), rate(errors), ratio(cache_hits), ratio(db_connections), ratio(memory), ratio(available), time(recover), count(lost_writes))"
+            "unknown metric `{other}` (known: p(N), rate(errors), ratio(cache_hits), ratio(db_connections), ratio(memory), ratio(available), time(recover), count(lost_writes), time(detect), count(healthy_pages))"
         )),
     }
 }
@@ -215,6 +226,13 @@ mod tests {
         let lost = parse("count(lost_writes) < 1").unwrap();
         assert_eq!((lost.metric, lost.threshold), (Metric::LostWrites, 1.0));
         assert!(parse("count(lost_writes) < 1%").is_err());
+        let detect = parse("time(detect) < 10s").unwrap();
+        assert_eq!(
+            (detect.metric, detect.threshold),
+            (Metric::DetectTime, 10_000_000.0)
+        );
+        let pages = parse("count(healthy_pages) < 1").unwrap();
+        assert_eq!((pages.metric, pages.threshold), (Metric::HealthyPages, 1.0));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::confidence::{self, Decision};
 use crate::expr::{Metric, Objective};
 use crate::fleet::{self, Round};
 use crate::histogram::LatencyHistogram;
-use crate::record::{RunRecord, SecondRecord, StageRecord, WriteCheck, outcome_is_error};
+use crate::record::{
+    EventKind, RunRecord, SecondRecord, StageRecord, WriteCheck, outcome_is_error,
+};
 use crate::spec::SloSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -281,6 +283,10 @@ fn measure_with_detail(
             plain(Ok((writes.missing as f64, writes.checked)))
         }
         Metric::RecoveryTime => Err("time(recover) is graded in a fault's recovery phase".into()),
+        Metric::DetectTime => Err("time(detect) is graded in a fault's fault phase".into()),
+        Metric::HealthyPages => {
+            Err("count(healthy_pages) is graded in a fault's baseline phase".into())
+        }
         Metric::MemoryRatio => {
             let (rss, instance, rounds) = peak(&measured.server, |r| {
                 r.worst_memory()
@@ -672,7 +678,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
 fn grade_phases(record: &RunRecord, server: &Server, spec: &SloSpec, grades: &mut Vec<Grade>) {
     for stage in &record.stages {
         let faults = record.events.iter().filter(|e| {
-            e.kind.starts_with("fault")
+            e.kind == EventKind::Fault
                 && e.end_ms.is_some()
                 && e.t_ms >= stage.steady_start_ms
                 && e.t_ms < stage.steady_end_ms
@@ -711,6 +717,23 @@ fn grade_phases(record: &RunRecord, server: &Server, spec: &SloSpec, grades: &mu
                             invalid.as_deref(),
                         ),
                         (Metric::RecoveryTime, _) => continue,
+                        // Alerts are graded only where a Prometheus watched them.
+                        (Metric::DetectTime | Metric::HealthyPages, _)
+                            if record.alerting.is_none() =>
+                        {
+                            continue;
+                        }
+                        (Metric::DetectTime, "fault") => {
+                            match detection(record, fault.t_ms, stage.steady_end_ms) {
+                                None => continue,
+                                Some(found) => grade_detection(&scope, objective, found),
+                            }
+                        }
+                        (Metric::HealthyPages, "baseline") => {
+                            let pages = pages_between(record, from, to);
+                            grade_one(&scope, objective, Ok((pages as f64, 1)), None)
+                        }
+                        (Metric::DetectTime | Metric::HealthyPages, _) => continue,
                         _ => grade_measured(
                             &scope,
                             objective,
@@ -725,6 +748,47 @@ fn grade_phases(record: &RunRecord, server: &Server, spec: &SloSpec, grades: &mu
             }
         }
     }
+}
+
+/// The expected alert's first firing after `fault_start` (before `until`): `None` when
+/// the experiment expects no alert, `Some(Err(name))` when the expected one never fired.
+fn detection(record: &RunRecord, fault_start: u64, until: u64) -> Option<Result<u64, String>> {
+    let expected = record.alerting.as_ref()?.expected.as_deref()?;
+    let fired = record.events.iter().find(|e| {
+        e.kind == EventKind::AlertFiring
+            && e.t_ms >= fault_start
+            && e.t_ms <= until
+            && crate::record::alert_of(&e.detail).0 == expected
+    });
+    Some(match fired {
+        Some(event) => Ok(event.t_ms - fault_start),
+        None => Err(expected.to_owned()),
+    })
+}
+
+fn grade_detection(scope: &str, objective: &Objective, found: Result<u64, String>) -> Grade {
+    match found {
+        Ok(ms) => grade_one(scope, objective, Ok((ms as f64 * 1000.0, 1)), None),
+        Err(name) => Grade {
+            verdict: Verdict::Fail,
+            reason: Some(format!("`{name}` never fired before the stage ended")),
+            ..grade_one(scope, objective, Err(String::new()), None)
+        },
+    }
+}
+
+/// Page-severity alerts that started firing in `[from, to)`.
+fn pages_between(record: &RunRecord, from: u64, to: u64) -> usize {
+    record
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == EventKind::AlertFiring
+                && e.t_ms >= from
+                && e.t_ms < to
+                && crate::record::alert_of(&e.detail).1 == "page"
+        })
+        .count()
 }
 
 /// Seconds of timeline a steady state must hold for to count as back.

@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::histogram::{HistogramError, LatencyHistogram};
 
 /// Version 2: server samples name their `instance` and `process` and mark failed
-/// scrapes (`up: false`), and the record says where they came from (`server_source`).
-/// Version 1 records still read (one unnamed source, every sample answered).
+/// scrapes (`up: false`), the record says where they came from (`server_source`),
+/// event kinds are a closed set (`EventKind`, with `alert_firing`/`alert_resolved`),
+/// and `alerting` says how alerts were watched. Version 1 records still read (one
+/// unnamed source, every sample answered).
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Record versions this build reads.
@@ -46,6 +48,38 @@ pub struct RunRecord {
     /// The read-back of every write the server acknowledged; absent when not checked.
     #[serde(default)]
     pub writes: Option<WriteCheck>,
+    /// Set when a Prometheus with the generated alert rules watched the run (chaos
+    /// experiments): its alerts are `alert_firing`/`alert_resolved` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<Alerting>,
+}
+
+/// How alerts were watched during a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Alerting {
+    /// Every rule duration was multiplied by this (1/30: `for: 5m` became 10 s), since a
+    /// drill's fault lasts seconds, not minutes.
+    pub time_scale: f64,
+    /// The alert the experiment's faults should fire; `None`: none is expected.
+    #[serde(default)]
+    pub expected: Option<String>,
+}
+
+/// An alert event's detail: `NAME severity=SEVERITY[ labels…]`.
+pub fn alert_detail(name: &str, severity: &str, labels: &str) -> String {
+    format!("{name} severity={severity} {labels}")
+        .trim_end()
+        .to_owned()
+}
+
+/// The alert name and severity of an `alert_firing`/`alert_resolved` event's detail.
+pub fn alert_of(detail: &str) -> (&str, &str) {
+    let mut words = detail.split_whitespace();
+    let name = words.next().unwrap_or("");
+    let severity = words
+        .find_map(|w| w.strip_prefix("severity="))
+        .unwrap_or("");
+    (name, severity)
 }
 
 /// Were the acknowledged writes still there after the run?
@@ -259,11 +293,61 @@ impl ServerSample {
     }
 }
 
+/// What happened. The JSON form is the snake_case name (`"kill"`, `"alert_firing"`);
+/// a kind this build does not know reads as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A load stage (a span: warm-up start to steady end).
+    Stage,
+    /// A chaos fault (a span).
+    Fault,
+    Kill,
+    Restart,
+    Ready,
+    Freeze,
+    Thaw,
+    /// A guard stopped the run.
+    Abort,
+    /// The server series could not be read (e.g. Prometheus refused a query).
+    ServerSeries,
+    /// A Prometheus alert started firing (detail: name and severity).
+    AlertFiring,
+    AlertResolved,
+    #[serde(other)]
+    Other,
+}
+
+impl EventKind {
+    /// As the JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stage => "stage",
+            Self::Fault => "fault",
+            Self::Kill => "kill",
+            Self::Restart => "restart",
+            Self::Ready => "ready",
+            Self::Freeze => "freeze",
+            Self::Thaw => "thaw",
+            Self::Abort => "abort",
+            Self::ServerSeries => "server_series",
+            Self::AlertFiring => "alert_firing",
+            Self::AlertResolved => "alert_resolved",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub t_ms: u64,
-    /// `stage_start`, `fault_start`, `fault_stop`, `kill`, `restart`, `ready`, `abort`, …
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
     /// For spans (a fault): when it ended.
     #[serde(default)]

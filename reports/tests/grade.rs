@@ -5,7 +5,7 @@
 mod support;
 
 use aimate_reports::grade::{Verdict, grade};
-use aimate_reports::record::Validity;
+use aimate_reports::record::{Event, Validity};
 use support::{healthy_server, record, route, spec, stage};
 
 #[test]
@@ -340,7 +340,7 @@ fn phases_around_a_fault_are_graded_apart() {
 /// `slow_until` seconds.
 fn drilled_run(slow_until: u64) -> aimate_reports::record::RunRecord {
     use aimate_reports::LatencyHistogram;
-    use aimate_reports::record::{Event, SecondRecord};
+    use aimate_reports::record::SecondRecord;
 
     let mut drilled = stage(
         "1k",
@@ -380,7 +380,7 @@ fn drilled_run(slow_until: u64) -> aimate_reports::record::RunRecord {
     let mut run = record(vec![drilled], healthy_server());
     run.events.push(Event {
         t_ms: 11_000,
-        kind: "fault".into(),
+        kind: aimate_reports::record::EventKind::Fault,
         detail: "kill".into(),
         end_ms: Some(21_000),
     });
@@ -707,4 +707,91 @@ fn latency_percentiles_are_decided_by_how_many_requests_were_slow() {
     assert_eq!(run_grades(980, 20), (Verdict::Pass, Verdict::Fail));
     // 0 of 32: nothing decided yet.
     assert_eq!(run_grades(32, 0), (Verdict::Invalid, Verdict::Invalid));
+}
+
+fn alert_spec() -> aimate_reports::spec::SloSpec {
+    aimate_reports::spec::SloSpec::parse(
+        "[phase]\nobjectives = [\"time(detect) < 10s\", \"count(healthy_pages) < 1\"]\n",
+        "slo.toml",
+    )
+    .unwrap()
+}
+
+fn alert(t_ms: u64, detail: &str) -> Event {
+    Event {
+        t_ms,
+        kind: aimate_reports::record::EventKind::AlertFiring,
+        detail: detail.into(),
+        end_ms: None,
+    }
+}
+
+/// Detection: the expected alert's first firing after the fault's start, a page in the
+/// baseline, an alert that never came, and a run no Prometheus watched.
+#[test]
+fn detection_time_and_healthy_pages_come_from_alert_events() {
+    let watched = |expected: Option<&str>, events: Vec<Event>| {
+        let mut run = drilled_run(12);
+        run.alerting = Some(aimate_reports::record::Alerting {
+            time_scale: 1.0 / 30.0,
+            expected: expected.map(str::to_owned),
+        });
+        run.events.extend(events);
+        grade(&run, &alert_spec())
+    };
+    let report = watched(
+        Some("AimateInstanceDown"),
+        vec![
+            alert(12_000, "AimateSlowResponses severity=warning"),
+            alert(
+                14_500,
+                "AimateInstanceDown severity=page instance=127.0.0.1:1 job=aimate",
+            ),
+        ],
+    );
+    let detect = find(&report, "phase 1k fault (kill)", "time(detect)");
+    assert_eq!(detect.verdict, Verdict::Pass, "{detect:?}");
+    assert!((detect.value.unwrap() - 3500.0).abs() < 1e-9, "{detect:?}");
+    let healthy = find(&report, "phase 1k baseline (kill)", "count(healthy_pages)");
+    assert_eq!((healthy.verdict, healthy.value), (Verdict::Pass, Some(0.0)));
+
+    let paged_early = watched(
+        Some("AimateInstanceDown"),
+        vec![alert(
+            4_000,
+            "AimateErrorBudgetBurn severity=page slo=errors",
+        )],
+    );
+    let healthy = find(
+        &paged_early,
+        "phase 1k baseline (kill)",
+        "count(healthy_pages)",
+    );
+    assert_eq!((healthy.verdict, healthy.value), (Verdict::Fail, Some(1.0)));
+    let detect = find(&paged_early, "phase 1k fault (kill)", "time(detect)");
+    assert_eq!(detect.verdict, Verdict::Fail);
+    assert!(
+        detect.reason.as_deref().unwrap().contains("never fired"),
+        "{detect:?}"
+    );
+
+    // No alert expected: detection is not graded, the baseline still is.
+    let none = watched(None, Vec::new());
+    assert!(
+        !none
+            .grades
+            .iter()
+            .any(|g| g.objective.starts_with("time(detect)"))
+    );
+    assert!(
+        none.grades
+            .iter()
+            .any(|g| g.objective.starts_with("count(healthy_pages)"))
+    );
+
+    // Nobody watched: neither is graded (the experiment said why when it ran).
+    let unwatched = grade(&drilled_run(12), &alert_spec());
+    assert!(!unwatched.grades.iter().any(
+        |g| g.objective.starts_with("time(detect)") || g.objective.starts_with("count(healthy")
+    ));
 }

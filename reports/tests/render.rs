@@ -184,13 +184,13 @@ fn markdown_lists_a_drills_events() {
     let mut record = long_run(&[("100", 100.0)], 10);
     record.events.push(Event {
         t_ms: 3_000,
-        kind: "fault".into(),
+        kind: aimate_reports::record::EventKind::Fault,
         detail: "kill-instance 1 SIGKILL".into(),
         end_ms: Some(5_500),
     });
     record.events.push(Event {
         t_ms: 5_500,
-        kind: "ready".into(),
+        kind: aimate_reports::record::EventKind::Ready,
         detail: "instance 1 ready 30 ms after restart".into(),
         end_ms: None,
     });

@@ -19,10 +19,11 @@ use aimate_loadgen::plan::{LoadPlan, Stage};
 use aimate_loadgen::scenarios::Mix;
 use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::expr::Metric;
-use aimate_reports::record::{Event, RunRecord};
+use aimate_reports::record::{Alerting, Event, EventKind, RunRecord};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
+use super::alert_watch::AlertWatch;
 use super::own_target::{OwnTarget, Shape};
 use super::report::{print_verdicts, write_atomically, write_reports};
 
@@ -59,6 +60,7 @@ pub fn experiment_spec(experiment: &Experiment, slo: &SloSpec) -> SloSpec {
 
 pub fn run(
     experiment: &Experiment,
+    slo: &SloSpec,
     database_url: Option<String>,
     progress: bool,
 ) -> anyhow::Result<ExperimentRun> {
@@ -81,7 +83,7 @@ pub fn run(
             experiment.rate_text,
             target.url
         );
-        let result = drive(experiment, target, own.admin_token.clone(), progress).await;
+        let result = drive(experiment, slo, target, own.admin_token.clone(), progress).await;
         for problem in own.stop().await {
             eprintln!("aimate chaos: warning: {problem}");
         }
@@ -97,10 +99,31 @@ pub fn run(
 
 async fn drive(
     experiment: &Experiment,
+    slo: &SloSpec,
     target: &Arc<Target>,
     token: String,
     progress: bool,
 ) -> anyhow::Result<(RunRecord, Vec<String>)> {
+    let instances: Vec<String> = target
+        .instance_addrs()
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let watch = match AlertWatch::start(slo, &instances, experiment.alerts.time_scale).await {
+        Ok(Some(watch)) => Some(watch),
+        Ok(None) => {
+            eprintln!(
+                "aimate chaos: note: prometheus is not installed: alerts are not watched and \
+                 time(detect) is not graded (apt-get install -y prometheus)"
+            );
+            None
+        }
+        Err(error) => {
+            eprintln!("aimate chaos: warning: alerts are not watched: {error:#}");
+            None
+        }
+    };
     let (stage_tx, mut stage_rx) = tokio::sync::mpsc::unbounded_channel();
     let load_stop = Arc::new(AtomicBool::new(false));
     let guard = experiment.safeguard.as_ref().map_or(
@@ -146,7 +169,13 @@ async fn drive(
     let stop = Arc::new(AtomicBool::new(false));
     let keeper_lost = watch_keeper(target.keeper.clone(), stop.clone(), load_stop);
     // No stage at all means the load failed before it began (probe, seed): no method.
-    let method = stage_rx.recv().await.map(|stage| {
+    let first_stage = stage_rx.recv().await;
+    let alerts = first_stage.and_then(|stage| {
+        watch
+            .as_ref()
+            .map(|watch| watch.poll(stage.run_start, stop.clone()))
+    });
+    let method = first_stage.map(|stage| {
         tokio::spawn(method::run(
             target.clone(),
             experiment.method.clone(),
@@ -178,6 +207,14 @@ async fn drive(
     failures.extend(method::rollback(target, &experiment.rollbacks).await);
     let mut record = record??;
     record.events.extend(events);
+    if let (Some(watch), Some(alerts)) = (watch, alerts) {
+        record.events.extend(alerts.await.unwrap_or_default());
+        record.alerting = Some(Alerting {
+            time_scale: experiment.alerts.time_scale,
+            expected: experiment.alerts.expect.clone(),
+        });
+        watch.stop().await;
+    }
     record.events.sort_by_key(|e| e.t_ms);
     if let Some(config) = record.run.config.as_object_mut() {
         config.insert(
@@ -239,7 +276,7 @@ pub fn run_and_report(
     database_url: Option<String>,
     out_dir: &Path,
 ) -> Result<u8, crate::Failure> {
-    let outcome = run(experiment, database_url, true).map_err(crate::Failure::ungradable)?;
+    let outcome = run(experiment, slo, database_url, true).map_err(crate::Failure::ungradable)?;
     let record_path = out_dir.join("run.json");
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -249,7 +286,7 @@ pub fn run_and_report(
     let spec = experiment_spec(experiment, slo);
     let (report, _) = write_reports(&outcome.record, &spec, None, out_dir)?;
     for event in &outcome.record.events {
-        if event.kind != "stage" {
+        if event.kind != EventKind::Stage {
             let span = event
                 .end_ms
                 .map(|end| format!("–{:.1}s", end as f64 / 1000.0))

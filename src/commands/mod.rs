@@ -1,5 +1,6 @@
 //! One module per command; `dispatch` is the only entry.
 
+mod alert_watch;
 mod chaos;
 mod dashboards;
 mod drill;

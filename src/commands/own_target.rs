@@ -81,7 +81,7 @@ pub async fn instance_urls(target: &Target) -> Vec<String> {
 }
 
 /// A directory removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(path: &Path) -> anyhow::Result<Self> {
@@ -101,7 +101,7 @@ impl Drop for TempDir {
     }
 }
 
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+pub(super) fn random_hex(bytes: usize) -> anyhow::Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")

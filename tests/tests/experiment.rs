@@ -178,6 +178,8 @@ duration = "3s"
 [safeguard]
 objectives = ["rate(errors) < 90%"]
 for = "5s"
+[alerts]
+expect = "AimateInstanceDown"
 "#;
 
 #[test]
@@ -277,6 +279,40 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
         })
         .unwrap();
     assert_eq!(lost["verdict"], "PASS", "{lost}");
+
+    // A real Prometheus watched the drill: the instance-down page fired during the fault
+    // and nobody was paged in the baseline.
+    if find_prometheus_on_path() {
+        let firing: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "alert_firing")
+            .collect();
+        assert!(
+            firing.iter().any(|e| e["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("AimateInstanceDown severity=page")),
+            "{firing:?}"
+        );
+        let detect = grades
+            .iter()
+            .find(|g| g["objective"].as_str().unwrap().starts_with("time(detect)"))
+            .unwrap();
+        assert_eq!(detect["verdict"], "PASS", "{detect}");
+        let healthy = grades
+            .iter()
+            .find(|g| {
+                g["objective"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("count(healthy_pages)")
+            })
+            .unwrap();
+        assert_eq!(healthy["verdict"], "PASS", "{healthy}");
+        assert_eq!(record["alerting"]["expected"], "AimateInstanceDown");
+    } else {
+        eprintln!("skipped the alert checks: prometheus is not installed");
+    }
     assert!(stderr.contains("0 missing"), "{stderr}");
     // Nothing of the drill is left in the temp dir: data, logs, HAProxy's config.
     let left: Vec<_> = std::fs::read_dir(dir.path())
@@ -285,6 +321,12 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
         .filter(|name| name.starts_with("aimate-chaos-"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn find_prometheus_on_path() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("prometheus").is_file())
+    })
 }
 
 /// Processes whose command line mentions `needle`.

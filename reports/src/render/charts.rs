@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::fleet::{self, InstancePoint, Round};
-use crate::record::{Event, RunRecord, outcome_is_error};
+use crate::record::{Event, EventKind, RunRecord, outcome_is_error};
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 320;
@@ -151,10 +151,12 @@ where
             let end = event
                 .end_ms
                 .map_or(start + (x_max - x_min) / 200.0, |e| e as f64 / 1000.0);
-            let shade = if event.kind == "stage" {
-                RGBColor(120, 120, 120).mix(0.08)
-            } else {
-                RGBColor(220, 0, 0).mix(0.15)
+            let shade = match event.kind {
+                EventKind::Stage => RGBColor(120, 120, 120).mix(0.08),
+                // Alerts on the same time axis as the faults that should cause them.
+                EventKind::AlertFiring => RGBColor(255, 140, 0).mix(0.6),
+                EventKind::AlertResolved => RGBColor(0, 150, 60).mix(0.5),
+                _ => RGBColor(220, 0, 0).mix(0.15),
             };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
@@ -363,7 +365,7 @@ fn instance_events(rounds: &[Round]) -> Vec<Event> {
             if point.restarted {
                 events.push(Event {
                     t_ms: round.t_ms,
-                    kind: "restart".into(),
+                    kind: EventKind::Restart,
                     detail: format!("{name} answered from a new process"),
                     end_ms: None,
                 });

@@ -155,7 +155,7 @@ pub fn render(
     }
     writeln!(
         out,
-        "</table><p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red).</p>"
+        "</table><p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red); marks: alerts firing (orange) and resolved (green).</p>"
     )?;
 
     writeln!(out, "<h2>Charts</h2>")?;
@@ -204,7 +204,7 @@ pub fn render(
             event
                 .end_ms
                 .map_or("-".to_owned(), |e| format!("{:.1}", e as f64 / 1000.0)),
-            escape(&event.kind),
+            event.kind,
             escape(&event.detail)
         )?;
     }

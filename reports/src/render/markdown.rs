@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::grade::{Report, Verdict};
-use crate::record::RunRecord;
+use crate::record::{EventKind, RunRecord};
 use crate::summary::{figure, margin, summaries};
 
 fn verdict_word(verdict: Verdict) -> &'static str {
@@ -109,7 +109,11 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         }
     }
     // What a chaos drill did, on the run's clock (stage starts are in the table above).
-    let chaos: Vec<_> = record.events.iter().filter(|e| e.kind != "stage").collect();
+    let chaos: Vec<_> = record
+        .events
+        .iter()
+        .filter(|e| e.kind != EventKind::Stage)
+        .collect();
     if !chaos.is_empty() {
         writeln!(out, "\n### Events\n")?;
         for event in chaos {

@@ -80,6 +80,7 @@ pub fn record(stages: Vec<StageRecord>, server: Vec<ServerSample>) -> RunRecord 
         server_source: aimate_reports::record::ServerSource::default(),
         events: Vec::new(),
         aborted: None,
+        alerting: None,
         writes: Some(WriteCheck {
             acknowledged: 120,
             checked: 120,
@@ -171,7 +172,7 @@ pub fn long_run(stages: &[(&str, f64)], seconds: u64) -> RunRecord {
     let mut run = record(built, server);
     run.events.push(Event {
         t_ms: 5_000,
-        kind: "fault_start".into(),
+        kind: aimate_reports::record::EventKind::Fault,
         detail: "latency 100ms <test & \"quotes\">".into(),
         end_ms: Some(9_000),
     });
