@@ -35,6 +35,15 @@ pub enum Command {
     /// Grafana dashboards and Prometheus rules, generated from slo.toml.
     #[command(subcommand)]
     Dashboards(DashboardsCommand),
+    /// The objectives built into the binary.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Print the built-in slo.toml (the guide's objectives) to start a file of your own.
+    Print,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,9 +51,10 @@ pub enum DashboardsCommand {
     /// Write the Grafana dashboard, its provisioning, the Prometheus configuration, the
     /// recording and alert rules with their promtool tests, and the runbook.
     Generate {
-        /// The objectives (thresholds, SLOs and their budgets).
-        #[arg(long, default_value = "slo.toml")]
-        slo: PathBuf,
+        /// The objectives (thresholds, SLOs and their budgets). Default: ./slo.toml,
+        /// else the built-in one.
+        #[arg(long)]
+        slo: Option<PathBuf>,
         /// The directory to write into.
         #[arg(long, default_value = "dashboards")]
         out: PathBuf,
@@ -71,6 +81,12 @@ pub enum ChaosCommand {
     /// The lease keeper (started by `chaos run` and `drill`; undoes faults if they crash).
     #[command(hide = true)]
     Keeper,
+    /// List the built-in experiments, or write them into a directory to edit.
+    Experiments {
+        /// Write them here (created if missing) instead of listing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -78,8 +94,9 @@ pub struct ChaosRunArgs {
     /// The experiment (TOML); see chaos/experiments/.
     pub file: PathBuf,
     /// The objectives: `[phase]` is the default hypothesis, `count(lost_writes)` is kept.
-    #[arg(long, default_value = "slo.toml")]
-    pub slo: PathBuf,
+    /// Default: ./slo.toml, else the built-in one.
+    #[arg(long)]
+    pub slo: Option<PathBuf>,
     /// Run the instances on this PostgreSQL instead of a SQLite file of the drill's.
     #[arg(long, env = "AIMATE_CHAOS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -90,7 +107,8 @@ pub struct ChaosRunArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// A short ladder for CI (100 and 1k req/s, a few seconds each): under two minutes.
+    /// For CI, in about a minute: a short ladder (100 and 1k req/s, 5 s each) and one
+    /// short chaos experiment (an instance kill) instead of every drill.
     #[arg(long)]
     pub quick: bool,
     /// Drill an already running deployment instead of starting a server.
@@ -111,18 +129,19 @@ pub struct DrillArgs {
     /// Warm-up of each stage (default 5s; with --quick 2s).
     #[arg(long)]
     pub warmup: Option<String>,
-    /// The objectives.
-    #[arg(long, default_value = "slo.toml")]
-    pub slo: PathBuf,
+    /// The objectives. Default: ./slo.toml, else the built-in one (`aimate slo print`).
+    #[arg(long)]
+    pub slo: Option<PathBuf>,
     /// Parent directory of the run's report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]
     pub out_dir: PathBuf,
     /// Skip the chaos experiments that follow the ladder.
     #[arg(long)]
     pub no_chaos: bool,
-    /// The experiments run after the ladder (every *.toml, in name order).
-    #[arg(long, default_value = "chaos/experiments")]
-    pub experiments: PathBuf,
+    /// The experiments run after the ladder (every *.toml, in name order). Default:
+    /// ./chaos/experiments, else the built-in ones (`aimate chaos experiments`).
+    #[arg(long)]
+    pub experiments: Option<PathBuf>,
     #[command(flatten)]
     pub baseline: BaselineArgs,
     #[command(flatten)]
@@ -137,9 +156,9 @@ pub struct ReportArgs {
     /// The RunRecord to grade.
     #[arg(required = true)]
     pub record: Option<PathBuf>,
-    /// The objectives.
-    #[arg(long, default_value = "slo.toml")]
-    pub slo: PathBuf,
+    /// The objectives. Default: ./slo.toml, else the built-in one (`aimate slo print`).
+    #[arg(long)]
+    pub slo: Option<PathBuf>,
     /// Directory for index.html, report.json, report.md and junit.xml.
     #[arg(long, default_value = "reports/out")]
     pub out: PathBuf,

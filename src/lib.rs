@@ -4,6 +4,7 @@
 //! Exit codes (ARCHITECTURE.md): 0 success (all SLOs met), 1 an SLO failed,
 //! 2 usage or configuration error, 3 the run could not be graded.
 
+mod builtin;
 mod cli;
 mod commands;
 

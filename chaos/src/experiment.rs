@@ -234,7 +234,7 @@ impl Experiment {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[error("{file}{}: {message}", if *line == 0 { String::new() } else { format!(":{line}") })]
 pub struct ExperimentError {
     pub file: String,
     pub line: usize,

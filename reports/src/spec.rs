@@ -30,8 +30,9 @@ pub struct SloSpec {
     pub memory_limit_bytes: Option<u64>,
 }
 
+/// `FILE:LINE: message`, or `FILE: message` when no line is at fault (unreadable).
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("{file}:{line}: {message}")]
+#[error("{file}{}: {message}", if *line == 0 { String::new() } else { format!(":{line}") })]
 pub struct SpecError {
     pub file: String,
     pub line: usize,

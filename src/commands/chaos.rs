@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use aimate_chaos::experiment::Experiment;
-use aimate_reports::spec::SloSpec;
 
 use super::drill::timestamp_dir;
 use super::experiment::run_and_report;
@@ -26,16 +25,39 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         ChaosCommand::Run(args) => {
-            let slo = SloSpec::load(&args.slo)?;
+            let slo = crate::builtin::slo(args.slo.as_deref())?;
             let experiment = Experiment::load(&args.file)?;
             let out_dir = timestamp_dir(&args.out_dir);
             let code = run_and_report(&experiment, &slo, args.database_url, &out_dir)?;
             Ok(ExitCode::from(code))
         }
+        ChaosCommand::Experiments { out } => experiments(out.as_deref()),
         ChaosCommand::Keeper => {
             let input = std::io::BufReader::new(std::io::stdin());
             aimate_chaos::keeper::keep(input, std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Lists the built-in experiments, or writes them into `out`.
+fn experiments(out: Option<&std::path::Path>) -> Result<ExitCode, Failure> {
+    use anyhow::Context;
+    for (name, text) in crate::builtin::EXPERIMENTS {
+        match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            None => {
+                let (_, experiment) = crate::builtin::parsed(name, text)?;
+                println!("{name}: {}", experiment.title);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

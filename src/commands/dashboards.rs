@@ -3,12 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use aimate_reports::spec::SloSpec;
-
 use crate::Failure;
 
-pub fn generate(slo: &Path, out: &Path, check: bool) -> Result<ExitCode, Failure> {
-    let spec = SloSpec::load(slo)?;
+pub fn generate(slo: Option<&Path>, out: &Path, check: bool) -> Result<ExitCode, Failure> {
+    let spec = crate::builtin::slo(slo)?;
     let files = aimate_monitoring::generate(&spec)?;
     if check {
         let drifted = aimate_monitoring::drifted(out, &files);

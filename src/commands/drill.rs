@@ -16,7 +16,7 @@ use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
-use super::experiment::{experiment_files, run_and_report};
+use super::experiment::run_and_report;
 use super::load::print_stage;
 use super::own_target::{OwnTarget, Shape};
 use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
@@ -30,7 +30,8 @@ pub fn timestamp_dir(parent: &Path) -> PathBuf {
 }
 
 pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
-    let spec = SloSpec::load(&args.slo)?;
+    let spec = crate::builtin::slo(args.slo.as_deref())?;
+    let experiments = chaos_plan(args)?;
     let baseline = Baseline::load(&args.baseline, &spec)?;
     let (stages, warmup, duration) = if args.quick {
         ("100,1k", "2s", "5s")
@@ -124,27 +125,42 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     eprintln!("reports: {}", out_dir.display());
     eprintln!("open:    {}", out_dir.join("index.html").display());
     let mut code = report.exit_code();
-    if !args.no_chaos && args.target.is_none() {
-        code = code.max(run_experiments(&args.experiments, &spec, &out_dir)?);
+    if let Some(experiments) = experiments {
+        code = code.max(run_experiments(experiments, &spec, &out_dir)?);
     }
     Ok(ExitCode::from(code))
+}
+
+/// The chaos experiments after the ladder, read and checked before anything runs (a
+/// typo in the fourth should not cost the ladder and three drills); `None`: none run.
+fn chaos_plan(args: &DrillArgs) -> Result<Option<Vec<(String, Experiment)>>, Failure> {
+    if args.no_chaos || args.target.is_some() {
+        return Ok(None);
+    }
+    if args.quick {
+        eprintln!(
+            "aimate drill: --quick runs one short chaos experiment (an instance kill); the \
+             full drill runs all {} (`aimate chaos experiments`)",
+            crate::builtin::EXPERIMENTS.len()
+        );
+        let (name, text) = crate::builtin::QUICK_EXPERIMENT;
+        return Ok(Some(vec![crate::builtin::parsed(name, text)?]));
+    }
+    Ok(Some(crate::builtin::experiments(
+        args.experiments.as_deref(),
+    )?))
 }
 
 /// Each experiment of `dir` against a target of its own; reports in
 /// `out_dir/chaos-<name>/`. Returns the worst exit code. An experiment this machine
 /// cannot run (a disk drill without root) is skipped with a line saying why.
-fn run_experiments(dir: &Path, spec: &SloSpec, out_dir: &Path) -> Result<u8, Failure> {
-    let files = experiment_files(dir)?;
-    // Check every file before running any: a typo in the fourth should not cost three.
-    let mut experiments = Vec::new();
-    for file in &files {
-        experiments.push((file, Experiment::load(file)?));
-    }
+fn run_experiments(
+    experiments: Vec<(String, Experiment)>,
+    spec: &SloSpec,
+    out_dir: &Path,
+) -> Result<u8, Failure> {
     let mut worst = 0;
-    for (file, experiment) in experiments {
-        let name = file
-            .file_stem()
-            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    for (name, experiment) in experiments {
         eprintln!(
             "\naimate drill: chaos experiment {name}: {}",
             experiment.title

@@ -4,11 +4,12 @@ mod alert_watch;
 mod chaos;
 mod dashboards;
 mod drill;
-mod experiment;
+pub(crate) mod experiment;
 mod load;
 mod own_target;
 mod report;
 mod serve;
+mod slo;
 mod tenant;
 
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 use aimate_loadgen::plan::LoadPlan;
 
 use crate::Failure;
-use crate::cli::{Cli, Command, DashboardsCommand, TenantCommand};
+use crate::cli::{Cli, Command, DashboardsCommand, SloCommand, TenantCommand};
+pub(crate) use experiment::experiment_files;
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
@@ -35,8 +37,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Drill(args) => drill::run(&args),
         Command::Chaos(command) => chaos::run(command),
         Command::Dashboards(DashboardsCommand::Generate { slo, out, check }) => {
-            dashboards::generate(&slo, &out, check)
+            dashboards::generate(slo.as_deref(), &out, check)
         }
+        Command::Slo(SloCommand::Print) => Ok(slo::print()),
     }
 }
 

@@ -163,7 +163,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
     let Some(path) = &args.record else {
         return Err(anyhow::anyhow!("give the RunRecord to grade").into());
     };
-    let spec = SloSpec::load(&args.slo)?;
+    let spec = crate::builtin::slo(args.slo.as_deref())?;
     let baseline = Baseline::load(&args.baseline, &spec)?;
     let record = read_record(path)?;
     let (report, files) = write_reports(&record, &spec, baseline.as_ref(), &args.out)?;

@@ -56,3 +56,63 @@ fn malformed_slo_is_exit_2_with_the_line() {
         .arg(&slo));
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// An installed binary has no checkout beside it: from an empty directory it drills
+/// with the built-in objectives and the quick experiment, grades the record, prints
+/// and writes what is built in, and refuses a named file that is missing.
+#[test]
+fn the_binary_works_outside_the_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let output = run(aimate(dir.path()).args(["drill", "--quick", "--out-dir", "out"]));
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let code = output.status.code();
+    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {stderr}");
+    assert!(stderr.contains("using the built-in slo.toml"), "{stderr}");
+    assert!(
+        stderr.contains("chaos experiment quick-kill-instance"),
+        "{stderr}"
+    );
+    eprintln!("drill --quick took {:.1} s", took.as_secs_f64());
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0]
+            .join("chaos-quick-kill-instance/report.json")
+            .is_file()
+    );
+
+    let graded = run(aimate(dir.path())
+        .arg("report")
+        .arg(runs[0].join("run.json"))
+        .args(["--out", "graded"]));
+    assert!(
+        matches!(graded.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&graded.stderr)
+    );
+    assert!(dir.path().join("graded/report.json").is_file());
+
+    let printed = run(aimate(dir.path()).args(["slo", "print"]));
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout),
+        std::fs::read_to_string(repo_file("slo.toml")).unwrap()
+    );
+    let listed = run(aimate(dir.path()).args(["chaos", "experiments"]));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 5);
+    let written = run(aimate(dir.path()).args(["chaos", "experiments", "--out", "mine"]));
+    assert!(written.status.success());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("mine")).unwrap().count(),
+        5
+    );
+
+    let missing = run(aimate(dir.path()).args(["report", "x.json", "--slo", "nope.toml"]));
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("nope.toml: cannot read"), "{stderr}");
+}

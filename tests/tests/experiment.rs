@@ -486,6 +486,10 @@ fn the_shipped_drills_parse() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        // `quick/` holds the quick drill's shortened kill (checked in builtin.rs).
+        if path.is_dir() {
+            continue;
+        }
         let experiment =
             aimate_chaos::experiment::Experiment::load(&path).unwrap_or_else(|e| panic!("{e}"));
         names.push(experiment.method[0].fault.name());
@@ -725,9 +729,11 @@ fn an_experiment_whose_keeper_dies_stops_within_a_second_and_says_why() {
     let failures = record["run"]["config"]["experiment"]["failures"].to_string();
     assert!(failures.contains("lease keeper died"), "{failures}");
     let aborted_s = record["aborted"]["t_ms"].as_u64().unwrap() / 1000;
-    // The run clock's second of the stop: within about a second of the kill (~6-7 s in).
+    // The run clock's second of the stop: within about a second of the kill, 6 s after
+    // the spawn; the run clock starts once the target (and its Prometheus, when
+    // installed) is up, a few seconds after the spawn.
     assert!(
-        (5..=10).contains(&aborted_s),
+        (2..=10).contains(&aborted_s),
         "stopped at {aborted_s} s: {}",
         record["aborted"]
     );
