@@ -237,13 +237,7 @@ fn expected(alert: &Alert, all: &[Alert], slos: &[Slo]) -> Vec<Value> {
         if a.name != alert.name {
             return false;
         }
-        let slo_of = |x: &Alert| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "slo")
-                .and_then(|(_, v)| slos.iter().find(|s| s.name == *v))
-        };
-        match (slo_of(alert), slo_of(a)) {
+        match (slo_of(alert, slos), slo_of(a, slos)) {
             (Some(mine), Some(theirs)) => mine.latency_le.is_some() == theirs.latency_le.is_some(),
             _ => std::ptr::eq(a, alert),
         }
@@ -251,11 +245,8 @@ fn expected(alert: &Alert, all: &[Alert], slos: &[Slo]) -> Vec<Value> {
     all.iter()
         .filter(|a| broken(a))
         .map(|a| {
-            let mut labels = serde_json::Map::new();
-            labels.insert("severity".into(), a.severity.into());
-            for (key, value) in &a.labels {
-                labels.insert((*key).into(), value.clone().into());
-            }
+            // The rule's labels, and those its series carry.
+            let mut labels = a.label_map();
             match a.name.as_str() {
                 "AimateInstanceDown" | "AimateHighMemoryUsage" => {
                     labels.insert("instance".into(), "a".into());

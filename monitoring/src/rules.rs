@@ -71,17 +71,22 @@ impl Alert {
         format!("RUNBOOK.md#{}", self.runbook)
     }
 
-    fn rule(&self) -> Value {
+    /// The rule's own labels: severity and the extra ones.
+    pub fn label_map(&self) -> serde_json::Map<String, Value> {
         let mut labels = serde_json::Map::new();
         labels.insert("severity".into(), self.severity.into());
         for (key, value) in &self.labels {
             labels.insert((*key).into(), value.clone().into());
         }
+        labels
+    }
+
+    fn rule(&self) -> Value {
         json!({
             "alert": self.name,
             "expr": self.expr,
             "for": self.for_,
-            "labels": labels,
+            "labels": self.label_map(),
             "annotations": self.annotations(),
         })
     }
@@ -305,6 +310,7 @@ fn recording(slos: &[Slo]) -> Vec<Value> {
     let mut rules = vec![
         json!({"record": "instance_route:aimate_http_requests:rate5m", "expr": promql::request_rate("instance, http_route", "5m", "")}),
         json!({"record": "instance:aimate_http_errors:ratio_rate5m", "expr": promql::error_ratio("instance", "5m")}),
+        json!({"record": "route:aimate_http_errors:ratio_rate5m", "expr": promql::error_ratio("http_route", "5m")}),
         json!({"record": "cache:aimate_cache_hits:ratio_rate5m", "expr": promql::cache_hit_ratio("cache", "5m")}),
     ];
     for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
