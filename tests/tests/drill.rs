@@ -115,4 +115,36 @@ fn the_binary_works_outside_the_checkout() {
     assert_eq!(missing.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("nope.toml: cannot read"), "{stderr}");
+
+    // Every exit code of the contract: met, failed, and ungradable (the same record with
+    // its stages marked invalid, as when the generator could not reach the rate).
+    let record = runs[0].join("run.json");
+    let mut invalid: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    for stage in invalid["stages"].as_array_mut().unwrap() {
+        stage["validity"] =
+            serde_json::json!({"valid": false, "reasons": ["reached 50 % of the target rate"]});
+    }
+    let invalid_record = dir.path().join("invalid.json");
+    std::fs::write(&invalid_record, invalid.to_string()).unwrap();
+    for (record, objectives, code) in [
+        (&record, "p(99) < 60s", 0),
+        (&record, "p(50) < 1us", 1),
+        (&invalid_record, "p(99) < 60s", 3),
+    ] {
+        let slo = dir.path().join("exit.toml");
+        std::fs::write(&slo, format!("[run]\nobjectives = [\"{objectives}\"]\n")).unwrap();
+        let graded = run(aimate(dir.path())
+            .arg("report")
+            .arg(record)
+            .arg("--slo")
+            .arg(&slo)
+            .args(["--out", "exit"]));
+        assert_eq!(
+            graded.status.code(),
+            Some(code),
+            "{objectives}: {}",
+            String::from_utf8_lossy(&graded.stderr)
+        );
+    }
 }
