@@ -41,7 +41,9 @@ pub fn is_admitted(template: &str) -> bool {
     !OPERATIONS_ROUTES.contains(&template)
 }
 
-const OPERATIONS_ROUTES: &[&str] = &[
+/// The operators' routes (probes, scrapes, the API document): dashboards and alerts
+/// leave them out of the API's traffic.
+pub const OPERATIONS_ROUTES: &[&str] = &[
     "/health",
     "/api/health",
     "/api/metrics",

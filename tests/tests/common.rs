@@ -50,6 +50,14 @@ pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run aimate")
 }
 
+/// Where `program` is on PATH, if it is installed.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

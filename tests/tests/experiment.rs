@@ -11,7 +11,7 @@ use aimate_chaos::balancer::{Balancer, find_haproxy};
 use aimate_chaos::keeper::Keeper;
 use aimate_chaos::supervisor::{InstanceSpec, Stop, Supervisor, is_ready};
 
-use crate::common::{aimate, aimate_bin, run, send_signal, wait_exit};
+use crate::common::{aimate, aimate_bin, find_on_path, run, send_signal, wait_exit};
 
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
@@ -282,7 +282,7 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
 
     // A real Prometheus watched the drill: the instance-down page fired during the fault
     // and nobody was paged in the baseline.
-    if find_prometheus_on_path() {
+    if find_on_path("prometheus").is_some() {
         let firing: Vec<&serde_json::Value> = events
             .iter()
             .filter(|e| e["kind"] == "alert_firing")
@@ -321,12 +321,6 @@ fn an_experiment_is_graded_by_phase_and_loses_no_write() {
         .filter(|name| name.starts_with("aimate-chaos-"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-fn find_prometheus_on_path() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("prometheus").is_file())
-    })
 }
 
 /// Processes whose command line mentions `needle`.

@@ -14,7 +14,7 @@ use aimate_chaos::supervisor::{InstanceSpec, Supervisor};
 use aimate_reports::fleet;
 use aimate_reports::record::RunRecord;
 
-use crate::common::{Reaped, aimate, aimate_bin, free_port, run};
+use crate::common::{Reaped, aimate, aimate_bin, find_on_path, free_port, run};
 
 const ADMIN: &str = "fleet-test-admin-token";
 
@@ -85,9 +85,7 @@ fn server_rate(record: &RunRecord) -> f64 {
 }
 
 fn start_prometheus(dir: &Path, instances: &[String]) -> Option<(Reaped, String)> {
-    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
+    let prometheus = find_on_path("prometheus")?;
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
