@@ -169,10 +169,12 @@ pub struct ReportArgs {
 /// Comparing a run with an earlier one.
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
-    /// An earlier RunRecord: every graded figure is compared with its figure there.
+    /// An earlier RunRecord, or a directory of them (e.g. the main branch's last runs):
+    /// every graded figure is compared with its figure there, against run-to-run noise.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Fail when a figure got worse than the baseline by more than this percentage.
+    /// Fail when a figure got worse than the baseline by more than this percentage, with
+    /// 95 % confidence (the whole interval of the change beyond it).
     #[arg(long, requires = "baseline")]
     pub max_regression: Option<f64>,
 }

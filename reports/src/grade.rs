@@ -18,6 +18,7 @@ use crate::histogram::LatencyHistogram;
 use crate::record::{
     EventKind, RunRecord, SecondRecord, StageRecord, WriteCheck, outcome_is_error,
 };
+use crate::scopes::{self, Phase};
 use crate::spec::SloSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,23 +71,10 @@ impl Grade {
 pub struct Report {
     pub verdict: Verdict,
     pub grades: Vec<Grade>,
-    /// Each graded figure against the same figure of a baseline run, when one is given.
+    /// Each graded figure against the same figure of earlier runs, when given
+    /// ([`crate::regression::compare`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub baseline: Vec<Comparison>,
-}
-
-/// One figure of this run against the baseline run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Comparison {
-    pub scope: String,
-    pub objective: String,
-    pub unit: &'static str,
-    pub baseline: f64,
-    pub current: f64,
-    /// Relative change in the bad direction: +0.25 = 25% worse, −0.1 = 10% better.
-    pub regression: f64,
-    /// Over the allowed regression: this fails the run.
-    pub failed: bool,
+    pub baseline: Vec<crate::regression::Comparison>,
 }
 
 impl Report {
@@ -554,7 +542,7 @@ fn percent(share: f64) -> String {
 /// Grades `record` against `spec`.
 pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     let mut grades = Vec::new();
-    let valid: Vec<&StageRecord> = record.stages.iter().filter(|s| s.validity.valid).collect();
+    let valid = scopes::valid_stages(record);
     let run_invalid = if record.stages.is_empty() {
         Some("the run has no stages".to_owned())
     } else if valid.is_empty() {
@@ -576,7 +564,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         measured.add_stage(stage, &server);
         let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
         for objective in &stage_spec.objectives {
-            let scope = format!("stage {}", stage.name);
+            let scope = scopes::stage(stage);
             let grade = grade_measured(
                 &scope,
                 objective,
@@ -603,18 +591,9 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     for stage in &valid {
         whole.add_stage(stage, &server);
     }
-    // With a stage left out, say so in the scope: a PASS over the valid stages must
-    // never be read as covering an INVALID one.
-    let some_left_out = valid.len() < record.stages.len() && !valid.is_empty();
-    let run_scope = if some_left_out {
-        "run (valid stages)"
-    } else {
-        "run"
-    };
-    let route_suffix = if some_left_out { " (valid stages)" } else { "" };
     for objective in &spec.run {
         grades.push(grade_measured(
-            run_scope,
+            scopes::run(record),
             objective,
             &whole,
             spec,
@@ -639,7 +618,7 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
     for (name, measured) in &routes {
         for objective in &spec.route {
             grades.push(grade_measured(
-                &format!("route {name}{route_suffix}"),
+                &scopes::route(record, name),
                 objective,
                 measured,
                 spec,
@@ -676,76 +655,51 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
 /// in the fault phase only (availability *during* the fault), `time(recover)` in the
 /// recovery phase only; every other objective in all three.
 fn grade_phases(record: &RunRecord, server: &Server, spec: &SloSpec, grades: &mut Vec<Grade>) {
-    for stage in &record.stages {
-        let faults = record.events.iter().filter(|e| {
-            e.kind == EventKind::Fault
-                && e.end_ms.is_some()
-                && e.t_ms >= stage.steady_start_ms
-                && e.t_ms < stage.steady_end_ms
-        });
-        for fault in faults {
-            let end = fault.end_ms.unwrap_or(fault.t_ms).min(stage.steady_end_ms);
-            let spans = [
-                ("baseline", stage.steady_start_ms, fault.t_ms),
-                ("fault", fault.t_ms, end),
-                ("recovery", end, stage.steady_end_ms),
-            ];
-            let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
-            for (phase, from, to) in spans {
-                // A second of timeline that straddles the fault's start or end belongs to
-                // the fault: the baseline holds only seconds wholly before it, the
-                // recovery only seconds wholly after it.
-                let in_phase = |p: &&SecondRecord| match phase {
-                    "baseline" => p.t_ms >= from && p.t_ms + 1000 <= to,
-                    "fault" => p.t_ms + 1000 > from && p.t_ms < to,
-                    _ => p.t_ms >= from && p.t_ms < to,
-                };
-                let mut measured = Measured::default();
-                for point in stage.timeline.iter().filter(in_phase) {
-                    measured.add_route(&point.latency_us, &point.outcomes);
+    for window in scopes::phases(record) {
+        let (stage, from, to) = (window.stage, window.from, window.to);
+        let invalid = (!stage.validity.valid).then(|| stage.validity.reasons.join("; "));
+        let mut measured = Measured::default();
+        for point in window.seconds() {
+            measured.add_route(&point.latency_us, &point.outcomes);
+        }
+        measured.add_rounds(server, |t| t >= from && t < to);
+        let scope = window.scope();
+        for objective in &spec.phase {
+            let grade = match (objective.metric, window.phase) {
+                (Metric::LostWrites, _) => continue,
+                (Metric::Availability, Phase::Baseline | Phase::Recovery) => continue,
+                (Metric::RecoveryTime, Phase::Recovery) => grade_recovery(
+                    &scope,
+                    objective,
+                    recovery_time(stage, window.fault_end, spec),
+                    invalid.as_deref(),
+                ),
+                (Metric::RecoveryTime, _) => continue,
+                // Alerts are graded only where a Prometheus watched them.
+                (Metric::DetectTime | Metric::HealthyPages, _) if record.alerting.is_none() => {
+                    continue;
                 }
-                measured.add_rounds(server, |t| t >= from && t < to);
-                let scope = format!("phase {} {phase} ({})", stage.name, fault.detail);
-                for objective in &spec.phase {
-                    let grade = match (objective.metric, phase) {
-                        (Metric::LostWrites, _) => continue,
-                        (Metric::Availability, "baseline" | "recovery") => continue,
-                        (Metric::RecoveryTime, "recovery") => grade_recovery(
-                            &scope,
-                            objective,
-                            recovery_time(stage, end, spec),
-                            invalid.as_deref(),
-                        ),
-                        (Metric::RecoveryTime, _) => continue,
-                        // Alerts are graded only where a Prometheus watched them.
-                        (Metric::DetectTime | Metric::HealthyPages, _)
-                            if record.alerting.is_none() =>
-                        {
-                            continue;
-                        }
-                        (Metric::DetectTime, "fault") => {
-                            match detection(record, fault.t_ms, stage.steady_end_ms) {
-                                None => continue,
-                                Some(found) => grade_detection(&scope, objective, found),
-                            }
-                        }
-                        (Metric::HealthyPages, "baseline") => {
-                            let pages = pages_between(record, from, to);
-                            grade_one(&scope, objective, Ok((pages as f64, 1)), None)
-                        }
-                        (Metric::DetectTime | Metric::HealthyPages, _) => continue,
-                        _ => grade_measured(
-                            &scope,
-                            objective,
-                            &measured,
-                            spec,
-                            false,
-                            invalid.as_deref(),
-                        ),
-                    };
-                    grades.push(grade);
+                (Metric::DetectTime, Phase::Fault) => {
+                    match detection(record, window.fault.t_ms, stage.steady_end_ms) {
+                        None => continue,
+                        Some(found) => grade_detection(&scope, objective, found),
+                    }
                 }
-            }
+                (Metric::HealthyPages, Phase::Baseline) => {
+                    let pages = pages_between(record, from, to);
+                    grade_one(&scope, objective, Ok((pages as f64, 1)), None)
+                }
+                (Metric::DetectTime | Metric::HealthyPages, _) => continue,
+                _ => grade_measured(
+                    &scope,
+                    objective,
+                    &measured,
+                    spec,
+                    false,
+                    invalid.as_deref(),
+                ),
+            };
+            grades.push(grade);
         }
     }
 }
@@ -855,43 +809,5 @@ fn grade_recovery(
             ..grade_one(scope, objective, Err(String::new()), None)
         },
         Err(reason) => grade_one(scope, objective, Err(reason), invalid_because),
-    }
-}
-
-/// Compares every figure of `report` with the same scope and objective in `baseline`.
-/// With `max_regression` (a fraction, 0.1 = 10%), a figure that got worse by more than
-/// that fails the report.
-pub fn compare(report: &mut Report, baseline: &Report, max_regression: Option<f64>) {
-    for grade in &report.grades {
-        let Some(current) = grade.value else { continue };
-        let Some(old) = baseline
-            .grades
-            .iter()
-            .find(|g| g.scope == grade.scope && g.objective == grade.objective)
-            .and_then(|g| g.value)
-        else {
-            continue;
-        };
-        // Bad direction: up for "<" objectives (latency, errors, usage), down for ">".
-        let upper_bound = grade.objective.contains('<');
-        let change = if old == 0.0 {
-            if current == 0.0 { 0.0 } else { f64::INFINITY }
-        } else {
-            (current - old) / old.abs()
-        };
-        let regression = if upper_bound { change } else { -change };
-        let failed = max_regression.is_some_and(|limit| regression > limit);
-        report.baseline.push(Comparison {
-            scope: grade.scope.clone(),
-            objective: grade.objective.clone(),
-            unit: grade.unit,
-            baseline: old,
-            current,
-            regression,
-            failed,
-        });
-    }
-    if report.baseline.iter().any(|c| c.failed) {
-        report.verdict = Verdict::Fail;
     }
 }

@@ -16,7 +16,9 @@ pub mod grade;
 pub mod histogram;
 pub mod record;
 pub mod redact;
+pub mod regression;
 pub mod render;
+pub mod scopes;
 pub mod spec;
 pub mod summary;
 

@@ -156,18 +156,22 @@ fn markdown_and_json_carry_every_grade() {
 
 #[test]
 fn baseline_comparisons_show_in_every_format() {
-    use aimate_reports::grade::compare;
+    use aimate_reports::regression::{BaselineRun, compare};
+    let spec = spec();
     let fast = long_run(&[("100", 100.0)], 10);
     let slow = long_run(&[("100", 100.0), ("1k", 1000.0)], 10);
-    let baseline = grade(&fast, &spec());
-    let mut report = grade(&slow, &spec());
-    compare(&mut report, &baseline, Some(0.0));
-    assert!(report.baseline.iter().any(|c| c.failed));
-    let spec = spec();
+    let baseline = BaselineRun::new(fast, &spec);
+    let mut report = grade(&slow, &spec);
+    compare(&mut report, &slow, &[baseline], &spec, Some(0.0));
+    let failed = report.baseline.iter().find(|c| c.failed).unwrap();
+    let effect = failed.effect();
+    assert!(effect.contains("(95 %:"), "{effect}");
     let html = rendered(|out| render::html::render(&report, &slow, &spec, out));
     assert!(html.contains("Against the baseline") && html.contains("REGRESSION"));
+    assert!(html.contains("within-run noise only"));
     let markdown = rendered(|out| render::markdown::render(&report, &slow, out));
     assert!(markdown.contains("### Against the baseline"));
+    assert!(markdown.contains(&effect), "{markdown}");
     let xml = rendered(|out| render::junit::render(&report, &slow, out));
     let doc = roxmltree::Document::parse(&xml).unwrap();
     assert!(

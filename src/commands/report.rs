@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aimate_reports::RunRecord;
-use aimate_reports::grade::{Report, Verdict, compare, grade};
+use aimate_reports::grade::{Report, Verdict, grade};
+use aimate_reports::regression::{BaselineRun, compare};
 use aimate_reports::render;
 use aimate_reports::spec::SloSpec;
 use aimate_reports::summary::{figure, margin};
@@ -43,9 +44,9 @@ pub fn write_atomically(
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The baseline's grades and the allowed regression, read before any work is done.
+/// The baseline runs, graded, and the allowed regression: read before any work is done.
 pub struct Baseline {
-    report: Report,
+    runs: Vec<BaselineRun>,
     max_regression: Option<f64>,
 }
 
@@ -59,12 +60,33 @@ impl Baseline {
         {
             anyhow::bail!("--max-regression is a percentage, 0 or more");
         }
-        let record = read_record(path)?;
+        let runs = baseline_records(path)?
+            .into_iter()
+            .map(|record| BaselineRun::new(record, spec))
+            .collect();
         Ok(Some(Self {
-            report: grade(&record, spec),
+            runs,
             max_regression: args.max_regression.map(|p| p / 100.0),
         }))
     }
+}
+
+/// One record, or every `*.json` record in a directory (e.g. the main branch's last
+/// runs), in name order.
+fn baseline_records(path: &Path) -> anyhow::Result<Vec<RunRecord>> {
+    if !path.is_dir() {
+        return Ok(vec![read_record(path)?]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("{}: no RunRecord (*.json) in the directory", path.display());
+    }
+    files.iter().map(|file| read_record(file)).collect()
 }
 
 /// Grades `record` (against `baseline` too, if any) and writes the reports into
@@ -79,7 +101,13 @@ pub fn write_reports(
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut report = grade(record, spec);
     if let Some(baseline) = baseline {
-        compare(&mut report, &baseline.report, baseline.max_regression);
+        compare(
+            &mut report,
+            record,
+            &baseline.runs,
+            spec,
+            baseline.max_regression,
+        );
     }
     let files = [
         (
@@ -127,14 +155,14 @@ pub fn print_verdicts(report: &Report) {
     }
     for c in report.baseline.iter().filter(|c| c.failed) {
         eprintln!(
-            "  REGRESSION {:<37} {:<28} {:.2} {} now, {:.2} {} before ({:+.1}%)",
+            "  REGRESSION {:<37} {:<28} {:.2} {} now, {:.2} {} before: worse by {}",
             c.scope,
             c.objective,
             c.current,
             c.unit,
             c.baseline,
             c.unit,
-            c.regression * 100.0
+            c.effect()
         );
     }
     let overall = match report.verdict {

@@ -37,6 +37,84 @@ fn quick_drill_grades_and_writes_every_report() {
     assert_eq!(cases, report["grades"].as_array().unwrap().len());
     // The drill's server is gone: its temporary directory was removed.
     assert!(!stderr.contains("did not stop"), "{stderr}");
+
+    judged_against_a_directory_of_baselines(dir.path(), &runs[0].join("run.json"), code);
+}
+
+/// `--baseline DIR`: the same run against two copies of itself is no regression; the run
+/// with every latency doubled is one, named on stderr and in the report; an empty
+/// directory is a usage error.
+fn judged_against_a_directory_of_baselines(dir: &Path, record: &Path, code: Option<i32>) {
+    let baselines = dir.join("main-branch");
+    std::fs::create_dir_all(&baselines).unwrap();
+    for name in ["a.json", "b.json"] {
+        std::fs::copy(record, baselines.join(name)).unwrap();
+    }
+    let report = |current: &Path, out: &str| {
+        run(aimate(dir)
+            .arg("report")
+            .arg(current)
+            .arg("--slo")
+            .arg(repo_file("slo.toml"))
+            .arg("--baseline")
+            .arg(&baselines)
+            .args(["--max-regression", "10", "--out", out]))
+    };
+    let same = report(record, "same");
+    assert_eq!(
+        same.status.code(),
+        code,
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let markdown = std::fs::read_to_string(dir.join("same/report.md")).unwrap();
+    assert!(markdown.contains("### Against the baseline"), "{markdown}");
+    assert!(
+        markdown.contains("of 2 runs (run-to-run noise included)"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("**REGRESSION**"), "{markdown}");
+
+    let mut slow: aimate_reports::RunRecord =
+        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    for stage in &mut slow.stages {
+        for second in &mut stage.timeline {
+            second.latency_us = doubled(&second.latency_us);
+        }
+        for route in stage.routes.values_mut() {
+            route.latency_us = doubled(&route.latency_us);
+        }
+    }
+    let slow_path = dir.join("slow.json");
+    std::fs::write(&slow_path, serde_json::to_vec(&slow).unwrap()).unwrap();
+    let slower = report(&slow_path, "slow");
+    let stderr = String::from_utf8_lossy(&slower.stderr);
+    assert_eq!(slower.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("REGRESSION stage 100"), "{stderr}");
+    let junit = std::fs::read_to_string(dir.join("slow/junit.xml")).unwrap();
+    assert!(junit.contains(r#"type="REGRESSION""#), "{junit}");
+
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = run(aimate(dir)
+        .arg("report")
+        .arg(record)
+        .arg("--baseline")
+        .arg(&empty));
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no RunRecord (*.json) in the directory"),
+        "{stderr}"
+    );
+}
+
+fn doubled(histogram: &aimate_reports::LatencyHistogram) -> aimate_reports::LatencyHistogram {
+    let mut twice = aimate_reports::LatencyHistogram::new();
+    for value in histogram.inner().iter_recorded() {
+        twice.record_n(value.value_iterated_to() * 2, value.count_at_value());
+    }
+    twice
 }
 
 #[test]

@@ -110,21 +110,22 @@ pub fn render(
     if !report.baseline.is_empty() {
         writeln!(
             out,
-            "<h2>Against the baseline</h2><table><tr><th>Scope</th><th>Objective</th><th>Baseline</th><th>Now</th><th>Worse by</th><th></th></tr>"
+            "<h2>Against the baseline</h2><p>Effect: change in the bad direction, with its 95 % interval. A regression fails the run only when the whole interval is beyond the allowed regression.</p><table><tr><th>Scope</th><th>Objective</th><th>Baseline</th><th>Now</th><th>Worse by</th><th>Judged by</th><th></th></tr>"
         )?;
         for c in &report.baseline {
             writeln!(
                 out,
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{:.2} {}</td><td class=\"n\">{:.2} {}</td><td class=\"n\">{:+.1}%</td><td class=\"{}\">{}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{:.2} {}</td><td class=\"n\">{:.2} {}</td><td class=\"n\">{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
                 escape(&c.scope),
                 escape(&c.objective),
                 c.baseline,
                 c.unit,
                 c.current,
                 c.unit,
-                c.regression * 100.0,
+                escape(&c.effect()),
+                escape(&c.basis.describe()),
                 if c.failed { "FAIL" } else { "PASS" },
-                if c.failed { "REGRESSION" } else { "" }
+                escape(c.judgement())
             )?;
         }
         writeln!(out, "</table>")?;

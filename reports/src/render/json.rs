@@ -5,8 +5,9 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::grade::{Comparison, Grade, Report, Verdict};
+use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
+use crate::regression::Comparison;
 use crate::summary::{StageSummary, summaries};
 
 #[derive(Serialize)]

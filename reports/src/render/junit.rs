@@ -122,12 +122,13 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             );
             if c.failed {
                 let text = format!(
-                    "{:.2} {} now against {:.2} {} in the baseline: {:+.1}% worse",
+                    "{:.2} {} now against {:.2} {} in the baseline: worse by {} ({})",
                     c.current,
                     c.unit,
                     c.baseline,
                     c.unit,
-                    c.regression * 100.0
+                    c.effect(),
+                    c.basis.describe()
                 );
                 writeln!(out, "{open}>")?;
                 writeln!(

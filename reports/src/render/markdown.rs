@@ -91,20 +91,33 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     }
     if !report.baseline.is_empty() {
         writeln!(out, "\n### Against the baseline\n")?;
-        writeln!(out, "| Scope | Objective | Baseline | Now | Worse by | |")?;
-        writeln!(out, "|---|---|---:|---:|---:|---|")?;
+        writeln!(
+            out,
+            "Worse by: the change in the bad direction with its 95 % interval; a regression fails \
+             the run only when the whole interval is beyond the allowed regression.\n"
+        )?;
+        writeln!(
+            out,
+            "| Scope | Objective | Baseline | Now | Worse by | Judged by | |"
+        )?;
+        writeln!(out, "|---|---|---:|---:|---:|---|---|")?;
         for c in &report.baseline {
             writeln!(
                 out,
-                "| {} | `{}` | {:.2} {} | {:.2} {} | {:+.1}% | {} |",
+                "| {} | `{}` | {:.2} {} | {:.2} {} | {} | {} | {} |",
                 cell(&c.scope),
                 cell(&c.objective),
                 c.baseline,
                 c.unit,
                 c.current,
                 c.unit,
-                c.regression * 100.0,
-                if c.failed { "**REGRESSION**" } else { "" }
+                c.effect(),
+                c.basis.describe(),
+                if c.failed {
+                    "**REGRESSION**"
+                } else {
+                    c.judgement()
+                }
             )?;
         }
     }
