@@ -103,6 +103,10 @@ pub struct ChaosRunArgs {
     /// Parent directory of the report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]
     pub out_dir: PathBuf,
+    /// Append a CI job summary (Markdown: verdict, failures first, regressions) to this
+    /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +146,10 @@ pub struct DrillArgs {
     /// ./chaos/experiments, else the built-in ones (`aimate chaos experiments`).
     #[arg(long)]
     pub experiments: Option<PathBuf>,
+    /// Append a CI job summary (Markdown: verdict, failures first, regressions) to this
+    /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub baseline: BaselineArgs,
     #[command(flatten)]
@@ -162,6 +170,10 @@ pub struct ReportArgs {
     /// Directory for index.html, report.json, report.md and junit.xml.
     #[arg(long, default_value = "reports/out")]
     pub out: PathBuf,
+    /// Append a CI job summary (Markdown: verdict, failures first, regressions) to this
+    /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub baseline: BaselineArgs,
 }

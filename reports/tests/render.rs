@@ -204,3 +204,48 @@ fn markdown_lists_a_drills_events() {
     assert!(markdown.contains("- 3.0–5.5 s **fault**: kill-instance 1 SIGKILL"));
     assert!(markdown.contains("- 5.5 s **ready**: instance 1 ready 30 ms after restart"));
 }
+
+#[test]
+fn the_ci_summary_puts_failures_first_and_links_nowhere() {
+    use aimate_reports::regression::{BaselineRun, compare};
+    use aimate_reports::spec::SloSpec;
+    let spec = SloSpec::parse(
+        "[run]\nobjectives = [\"p(99) < 60s\", \"ratio(cache_hits) > 80%\", \"p(50) < 1us\"]\n",
+        "ci.toml",
+    )
+    .unwrap();
+    let mut record = long_run(&[("100", 100.0)], 10);
+    record.server.clear(); // the cache ratio cannot be graded: INVALID
+    let fast = BaselineRun::new(long_run(&[("100", 100.0)], 10), &spec);
+    let slow = long_run(&[("100", 100.0), ("1k", 1000.0)], 10);
+    let mut report = grade(&record, &spec);
+    assert_eq!(report.verdict, Verdict::Fail);
+    let text =
+        rendered(|out| render::summary::render("drill --quick: ladder", &report, &record, out));
+    assert!(
+        text.starts_with("### drill --quick: ladder: **FAIL** (exit 1)"),
+        "{text}"
+    );
+    let fail = text.find("| **FAIL** | run | `p(50) < 1us`").unwrap();
+    let invalid = text
+        .find("| *INVALID* | run | `ratio(cache_hits) > 80%`")
+        .unwrap();
+    let passed = text.find("| PASS | run | `p(99) < 60s`").unwrap();
+    assert!(fail < invalid && invalid < passed, "{text}");
+    assert!(text.contains("<details><summary>All 3 grades</summary>"));
+    for link in ["http", "](", "<a "] {
+        assert!(!text.contains(link), "{link} in {text}");
+    }
+    assert!(!text.contains("Against the baseline"));
+
+    report = grade(&slow, &spec);
+    compare(&mut report, &slow, &[fast], &spec, Some(0.1));
+    let text = rendered(|out| render::summary::render("report", &report, &slow, out));
+    assert!(
+        text.contains("regressed past the allowed regression"),
+        "{text}"
+    );
+    let regression = text.find("| **REGRESSION** | run | `p(99) < 60s`").unwrap();
+    assert!(regression < text.find("<details>").unwrap(), "{text}");
+    assert!(text.contains("(95 %:"), "{text}");
+}

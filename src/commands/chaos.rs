@@ -28,7 +28,13 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
             let slo = crate::builtin::slo(args.slo.as_deref())?;
             let experiment = Experiment::load(&args.file)?;
             let out_dir = timestamp_dir(&args.out_dir);
-            let code = run_and_report(&experiment, &slo, args.database_url, &out_dir)?;
+            let code = run_and_report(
+                &experiment,
+                &slo,
+                args.database_url,
+                &out_dir,
+                args.summary.as_deref(),
+            )?;
             Ok(ExitCode::from(code))
         }
         ChaosCommand::Experiments { out } => experiments(out.as_deref()),

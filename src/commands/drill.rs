@@ -19,7 +19,7 @@ use anyhow::{Context, anyhow};
 use super::experiment::run_and_report;
 use super::load::print_stage;
 use super::own_target::{OwnTarget, Shape};
-use super::report::{Baseline, print_verdicts, write_atomically, write_reports};
+use super::report::{Baseline, append_summary, print_verdicts, write_atomically, write_reports};
 use crate::Failure;
 use crate::cli::DrillArgs;
 use aimate_chaos::experiment::Experiment;
@@ -122,11 +122,24 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     })?;
     let (report, _) = write_reports(&record, &spec, baseline.as_ref(), &out_dir)?;
     print_verdicts(&report);
+    if let Some(summary) = &args.summary {
+        let title = if args.quick {
+            "aimate drill --quick: ladder"
+        } else {
+            "aimate drill: ladder"
+        };
+        append_summary(summary, title, &report, &record)?;
+    }
     eprintln!("reports: {}", out_dir.display());
     eprintln!("open:    {}", out_dir.join("index.html").display());
     let mut code = report.exit_code();
     if let Some(experiments) = experiments {
-        code = code.max(run_experiments(experiments, &spec, &out_dir)?);
+        code = code.max(run_experiments(
+            experiments,
+            &spec,
+            &out_dir,
+            args.summary.as_deref(),
+        )?);
     }
     Ok(ExitCode::from(code))
 }
@@ -158,6 +171,7 @@ fn run_experiments(
     experiments: Vec<(String, Experiment)>,
     spec: &SloSpec,
     out_dir: &Path,
+    summary: Option<&Path>,
 ) -> Result<u8, Failure> {
     let mut worst = 0;
     for (name, experiment) in experiments {
@@ -176,6 +190,7 @@ fn run_experiments(
             spec,
             None,
             &out_dir.join(format!("chaos-{name}")),
+            summary,
         )?;
         worst = worst.max(code);
     }

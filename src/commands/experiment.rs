@@ -275,6 +275,7 @@ pub fn run_and_report(
     slo: &SloSpec,
     database_url: Option<String>,
     out_dir: &Path,
+    summary: Option<&Path>,
 ) -> Result<u8, crate::Failure> {
     let outcome = run(experiment, slo, database_url, true).map_err(crate::Failure::ungradable)?;
     let record_path = out_dir.join("run.json");
@@ -310,6 +311,10 @@ pub fn run_and_report(
         eprintln!("aimate chaos: not carried out: {failure}");
     }
     eprintln!("reports: {}", out_dir.display());
+    if let Some(summary) = summary {
+        let title = format!("chaos experiment {}", experiment.title);
+        super::report::append_summary(summary, &title, &report, &outcome.record)?;
+    }
     Ok(if outcome.failures.is_empty() {
         report.exit_code()
     } else {

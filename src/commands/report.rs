@@ -131,6 +131,29 @@ pub fn write_reports(
     Ok((report, written))
 }
 
+/// Appends one part of a CI job summary to `path` (`-`: stdout). Appended, never
+/// replaced: `$GITHUB_STEP_SUMMARY` collects every step's part, and a drill writes one
+/// part for its ladder and one per chaos experiment.
+pub fn append_summary(
+    path: &Path,
+    title: &str,
+    report: &Report,
+    record: &RunRecord,
+) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    render::summary::render(title, report, record, &mut text)?;
+    let written = if path == Path::new("-") {
+        std::io::stdout().lock().write_all(&text)
+    } else {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(&text))
+    };
+    written.with_context(|| format!("cannot write the summary to {}", path.display()))
+}
+
 /// The short verdict table printed at the end of a report or drill.
 pub fn print_verdicts(report: &Report) {
     for g in &report.grades {
@@ -198,6 +221,14 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
     print_verdicts(&report);
     for file in files {
         eprintln!("wrote {}", file.display());
+    }
+    if let Some(summary) = &args.summary {
+        append_summary(
+            summary,
+            &format!("aimate report {}", path.display()),
+            &report,
+            &record,
+        )?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -14,7 +14,9 @@ fn quick_drill_grades_and_writes_every_report() {
         .args(["drill", "--quick", "--no-chaos", "--slo"])
         .arg(repo_file("slo.toml"))
         .arg("--out-dir")
-        .arg(&out));
+        .arg(&out)
+        .arg("--summary")
+        .arg(dir.path().join("summary.md")));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     // Pass or an SLO miss are both honest outcomes on a shared machine; anything else is not.
     let code = output.status.code();
@@ -35,6 +37,15 @@ fn quick_drill_grades_and_writes_every_report() {
     let junit = std::fs::read_to_string(runs[0].join("junit.xml")).unwrap();
     let cases = junit.matches("<testcase ").count();
     assert_eq!(cases, report["grades"].as_array().unwrap().len());
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.starts_with("### aimate drill --quick: ladder: "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("(exit {})", code.unwrap())),
+        "{summary}"
+    );
     // The drill's server is gone: its temporary directory was removed.
     assert!(!stderr.contains("did not stop"), "{stderr}");
 
@@ -87,9 +98,21 @@ fn judged_against_a_directory_of_baselines(dir: &Path, record: &Path, code: Opti
     }
     let slow_path = dir.join("slow.json");
     std::fs::write(&slow_path, serde_json::to_vec(&slow).unwrap()).unwrap();
-    let slower = report(&slow_path, "slow");
+    let slower = run(aimate(dir)
+        .arg("report")
+        .arg(&slow_path)
+        .arg("--slo")
+        .arg(repo_file("slo.toml"))
+        .arg("--baseline")
+        .arg(&baselines)
+        .args(["--max-regression", "10", "--out", "slow", "--summary", "-"]));
     let stderr = String::from_utf8_lossy(&slower.stderr);
     assert_eq!(slower.status.code(), Some(1), "{stderr}");
+    let summary = String::from_utf8_lossy(&slower.stdout);
+    assert!(
+        summary.contains("| **REGRESSION** | stage 100 |"),
+        "{summary}"
+    );
     assert!(stderr.contains("REGRESSION stage 100"), "{stderr}");
     let junit = std::fs::read_to_string(dir.join("slow/junit.xml")).unwrap();
     assert!(junit.contains(r#"type="REGRESSION""#), "{junit}");

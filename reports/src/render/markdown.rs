@@ -6,7 +6,7 @@ use crate::grade::{Report, Verdict};
 use crate::record::{EventKind, RunRecord};
 use crate::summary::{figure, margin, summaries};
 
-fn verdict_word(verdict: Verdict) -> &'static str {
+pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Pass => "PASS",
         Verdict::Fail => "**FAIL**",
@@ -15,7 +15,7 @@ fn verdict_word(verdict: Verdict) -> &'static str {
 }
 
 /// Pipes and newlines would break a table cell.
-fn cell(text: &str) -> String {
+pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 

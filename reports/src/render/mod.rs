@@ -6,3 +6,4 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod summary;

@@ -1,0 +1,160 @@
+//! A CI job summary (`$GITHUB_STEP_SUMMARY`, a merge-request note): what a reviewer
+//! needs first, and nothing that points elsewhere. The verdict and exit code, then what
+//! failed or could not be graded, then the regressions against the baseline, the
+//! stages in one table, and every grade folded away. No links: a job summary outlives
+//! the artifacts and servers a link would point at.
+
+use std::io::{self, Write};
+
+use crate::grade::{Grade, Report, Verdict};
+use crate::record::RunRecord;
+use crate::regression::Comparison;
+use crate::render::markdown::{cell, verdict_word};
+use crate::summary::{figure, margin, summaries};
+
+/// One part of a CI summary, headed `title` (e.g. `drill --quick: ladder`).
+pub fn render(
+    title: &str,
+    report: &Report,
+    record: &RunRecord,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let exit = report.exit_code();
+    writeln!(
+        out,
+        "### {}: {} (exit {exit})\n",
+        cell(title),
+        verdict_word(report.verdict)
+    )?;
+    writeln!(
+        out,
+        "{} passed, {} failed, {} invalid{}.",
+        report.count(Verdict::Pass),
+        report.count(Verdict::Fail),
+        report.count(Verdict::Invalid),
+        match report.baseline.iter().filter(|c| c.failed).count() {
+            0 => String::new(),
+            n => format!("; {n} regressed past the allowed regression"),
+        }
+    )?;
+    if let Some(abort) = &record.aborted {
+        writeln!(out, "\n**Aborted early:** {}", cell(&abort.reason))?;
+    }
+
+    let mut attention: Vec<&Grade> = report
+        .grades
+        .iter()
+        .filter(|g| g.verdict != Verdict::Pass)
+        .collect();
+    // Failures first, then what could not be graded.
+    attention.sort_by_key(|g| g.verdict != Verdict::Fail);
+    if !attention.is_empty() {
+        writeln!(out, "\n| | Scope | Objective | Value | Threshold | Note |")?;
+        writeln!(out, "|---|---|---|---:|---:|---|")?;
+        for g in attention {
+            writeln!(
+                out,
+                "| {} | {} | `{}` | {} {} | {:.2} {} | {} |",
+                verdict_word(g.verdict),
+                cell(&g.scope),
+                cell(&g.objective),
+                figure(g.value),
+                g.unit,
+                g.threshold,
+                g.unit,
+                cell(g.note())
+            )?;
+        }
+    }
+
+    regressions(report, out)?;
+
+    writeln!(
+        out,
+        "\n| Stage | Target req/s | Achieved req/s | P95 ms | P99 ms | Errors | Valid |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---|")?;
+    for s in summaries(record) {
+        writeln!(
+            out,
+            "| {} | {:.0} | {:.1} | {} | {} | {} of {} | {} |",
+            cell(&s.name),
+            s.target_rps,
+            s.achieved_rps,
+            figure(s.p95_ms),
+            figure(s.p99_ms),
+            s.errors,
+            s.requests,
+            if s.valid {
+                "yes".to_owned()
+            } else {
+                format!("no: {}", cell(&s.reasons.join("; ")))
+            }
+        )?;
+    }
+
+    writeln!(
+        out,
+        "\n<details><summary>All {} grades</summary>\n",
+        report.grades.len()
+    )?;
+    writeln!(out, "| Verdict | Scope | Objective | Value | Margin |")?;
+    writeln!(out, "|---|---|---|---:|---:|")?;
+    for g in &report.grades {
+        writeln!(
+            out,
+            "| {} | {} | `{}` | {} {} | {} |",
+            verdict_word(g.verdict),
+            cell(&g.scope),
+            cell(&g.objective),
+            figure(g.value),
+            g.unit,
+            margin(g.margin)
+        )?;
+    }
+    writeln!(out, "\n</details>\n")
+}
+
+/// The figures that got worse (failed first), and how many did not.
+fn regressions(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    if report.baseline.is_empty() {
+        return Ok(());
+    }
+    let mut worse: Vec<&Comparison> = report
+        .baseline
+        .iter()
+        .filter(|c| c.failed || c.significant)
+        .collect();
+    worse.sort_by_key(|c| !c.failed);
+    let rest = report.baseline.len() - worse.len();
+    writeln!(
+        out,
+        "\n**Against the baseline:** {} significantly worse, {rest} without a significant \
+         worsening (95 % intervals; a regression fails only beyond the allowed regression).",
+        worse.len()
+    )?;
+    if worse.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n| | Scope | Objective | Baseline | Now | Worse by | Judged by |"
+    )?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---|")?;
+    for c in worse {
+        writeln!(
+            out,
+            "| {} | {} | `{}` | {:.2} {} | {:.2} {} | {} | {} |",
+            if c.failed { "**REGRESSION**" } else { "worse" },
+            cell(&c.scope),
+            cell(&c.objective),
+            c.baseline,
+            c.unit,
+            c.current,
+            c.unit,
+            c.effect(),
+            c.basis.describe()
+        )?;
+    }
+    Ok(())
+}
