@@ -13,14 +13,13 @@ cd "$(dirname "$0")/.."
 duration="${1:-10s}"
 command -v wrk >/dev/null || { echo "bench-proxy: wrk is not installed (apt-get install -y wrk)" >&2; exit 2; }
 
-echo "building release binary (before any measurement)…"
-cargo build --release --quiet --bin aimate
-aimate="${CARGO_TARGET_DIR:-target}/release/aimate"
+. scripts/bench-lib.sh
+# AIMATE_BIN=path measures another build (e.g. the proxy before a change).
+aimate_binary
 work="$(mktemp -d)"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 server_port="$(free_port)"; api_port="$(free_port)"; proxy_port="$(free_port)"
 key="$("$aimate" tenant create Bench --data-dir "$work/data" 2>/dev/null)"
@@ -29,7 +28,7 @@ pids+=("$!")
 "$aimate" chaos proxy --api "127.0.0.1:$api_port" 2>/dev/null &
 pids+=("$!")
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$server_port/api/health" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$api_port/version" 2>/dev/null && break; sleep 0.1; done
-curl -fsS -o /dev/null -X POST "http://127.0.0.1:$api_port/proxies" \
+curl -fsS -o /dev/null -X POST -H "Content-Type: application/json" "http://127.0.0.1:$api_port/proxies" \
   -d "{\"name\":\"api\",\"listen\":\"127.0.0.1:$proxy_port\",\"upstream\":\"127.0.0.1:$server_port\"}"
 curl -fsS -o /dev/null -H "Authorization: Bearer $key" "http://127.0.0.1:$server_port/api/dashboard"
 

@@ -117,15 +117,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Toxiproxy's statuses and words, which its clients match on.
 impl From<ProxyError> for ApiError {
     fn from(error: ProxyError) -> Self {
-        let status = match error {
-            ProxyError::ToxicExists(_) => StatusCode::CONFLICT,
-            ProxyError::ToxicNotFound(_) => StatusCode::NOT_FOUND,
-            ProxyError::InvalidToxic(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Listen { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, error.to_string())
+        match error {
+            ProxyError::ToxicExists(_) => Self::new(StatusCode::CONFLICT, "toxic already exists"),
+            ProxyError::ToxicNotFound(_) => Self::new(StatusCode::NOT_FOUND, "toxic not found"),
+            ProxyError::InvalidToxic(_) => Self::new(StatusCode::BAD_REQUEST, error.to_string()),
+            ProxyError::Listen { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            }
+        }
     }
 }
 
@@ -210,6 +212,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/version", get(version))
         .route("/reset", post(reset))
         .route("/proxies", get(list_proxies).post(create_proxy))
+        .route("/populate", post(populate))
+        .route("/metrics", get(metrics))
         .route(
             "/proxies/{proxy}",
             get(get_proxy).post(update_proxy).delete(delete_proxy),
@@ -281,6 +285,18 @@ async fn version() -> Json<serde_json::Value> {
     Json(json!({"version": concat!("aimate-chaos ", env!("CARGO_PKG_VERSION"))}))
 }
 
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = crate::proxy_metrics::render(state.proxies.lock().await.values());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn reset(State(state): State<ApiState>) -> StatusCode {
     for proxy in state.proxies.lock().await.values() {
         proxy.clear_toxics();
@@ -321,6 +337,79 @@ async fn create_proxy(
     let shown = view(&proxy);
     proxies.insert(new.name, proxy);
     Ok((StatusCode::CREATED, Json(shown)))
+}
+
+/// A proxy of a `POST /populate` body: `enabled` defaults to true.
+#[derive(Deserialize)]
+struct PopulateProxy {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    listen: String,
+    #[serde(default)]
+    upstream: String,
+    enabled: Option<bool>,
+}
+
+/// `POST /populate`: creates or replaces every listed proxy in one call, as client
+/// libraries do at start-up. As Toxiproxy: the whole list is checked first (a missing
+/// name or upstream is 400 and changes nothing); a listed proxy that exists with the
+/// same listen address and upstream is kept as it is (toxics, enabled and all), one that
+/// differs is replaced; proxies not listed are left alone. 201 with the listed proxies; on a
+/// failure part-way, its status with the error and the proxies done so far.
+async fn populate(State(state): State<ApiState>, body: Bytes) -> Response {
+    let listed = match parse::<Vec<PopulateProxy>>(&body) {
+        Ok(listed) => listed,
+        Err(error) => return error.into_response(),
+    };
+    for (i, proxy) in listed.iter().enumerate() {
+        for (field, value) in [("name", &proxy.name), ("upstream", &proxy.upstream)] {
+            if value.trim().is_empty() {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("missing required field: {field} at proxy {}", i + 1),
+                )
+                .into_response();
+            }
+        }
+    }
+    let mut proxies = state.proxies.lock().await;
+    let mut done = Vec::new();
+    for wanted in listed {
+        // Toxiproxy compares the resolved listen address.
+        let same = proxies.get(&wanted.name).is_some_and(|p| {
+            p.upstream == wanted.upstream
+                && wanted.listen.parse::<std::net::SocketAddr>().ok() == Some(p.listen_addr())
+        });
+        if !same {
+            if let Some(old) = proxies.remove(&wanted.name) {
+                old.stop().await;
+            }
+            match Proxy::start(&wanted.name, &wanted.listen, &wanted.upstream).await {
+                Ok(proxy) => {
+                    proxy.set_enabled(wanted.enabled.unwrap_or(true));
+                    proxies.insert(wanted.name.clone(), proxy);
+                }
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    let status = error.status;
+                    return (
+                        status,
+                        Json(json!({
+                            "error": error.message,
+                            "status": status.as_u16(),
+                            "proxies": done,
+                        })),
+                    )
+                        .into_response();
+                }
+            }
+        }
+        if let Some(proxy) = proxies.get(&wanted.name) {
+            done.push(view(proxy));
+        }
+    }
+    (StatusCode::CREATED, Json(json!({ "proxies": done }))).into_response()
 }
 
 async fn get_proxy(

@@ -1,8 +1,8 @@
 //! aimate-chaos: fault injection. It reaches the server only through processes, sockets
 //! and the database, the way an SRE would.
 //!
-//! - [`proxy`] and [`toxic`]: a TCP fault proxy with Toxiproxy's toxics, and its
-//!   Toxiproxy-compatible control [`api`];
+//! - [`proxy`] and [`toxic`]: a TCP fault proxy with Toxiproxy's toxics (run by
+//!   [`link`]), its Toxiproxy-compatible control [`api`] and its [`proxy_metrics`];
 //! - [`supervisor`] and [`balancer`]: N server instances behind HAProxy, to kill,
 //!   freeze and restart;
 //! - [`exhaust`]: database and socket exhaustion; [`disk`]: disk pressure on a tmpfs;
@@ -18,6 +18,8 @@ pub mod keeper;
 pub mod link;
 pub mod method;
 pub mod proxy;
+pub mod proxy_metrics;
 pub mod supervisor;
 pub mod target;
 pub mod toxic;
+pub mod toxic_set;

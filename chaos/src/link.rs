@@ -1,16 +1,25 @@
-//! One direction of one proxied connection: read a chunk, pass it through the toxics
-//! active for this direction (in order), write it on.
+//! One direction of one proxied connection, as a pipeline, like Toxiproxy's chain of
+//! toxic stages:
 //!
 //! ```text
-//! socket ─read─▶ chunk{bytes, received_at} ─▶ toxic ─▶ toxic ─▶ … ─write─▶ socket
+//! socket ─read─▶ chunk{bytes, arrived} ─▶ queue ─▶ toxics ─write─▶ socket
+//!        (reading goes on while a chunk is in the toxics; they time it from `arrived`)
 //! ```
 //!
-//! The toxic list is read per chunk, so toxics added or removed while a connection is
-//! open apply from its next chunk, as in Toxiproxy. Whether a toxic applies to this
-//! connection at all is rolled once per connection against its `toxicity`.
+//! Each chunk is stamped as it arrives, so a response written in many pieces is not
+//! slowed once per piece: a latency toxic holds each chunk until `arrived + latency`,
+//! and chunks that arrived while an earlier one was held are due (almost) at once after
+//! it. The queue is bounded ([`QUEUED_CHUNKS`]): when the toxics fall behind (a
+//! bandwidth cap), reading stops and TCP pushes back on the sender, as on a slow network.
+//!
+//! The toxic list is read per chunk, so a toxic added while a connection is open applies
+//! from its next chunk; a wait in a toxic ends as soon as the toxic is removed. Whether a
+//! toxic applies to this connection at all is rolled once per connection against its
+//! `toxicity`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -19,9 +28,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use crate::toxic::{Stream, Toxic, ToxicKind};
+use crate::toxic_set::{ProxyCounters, ToxicSet};
 
 /// Chunk size read at once (Toxiproxy reads 32 KiB too).
 const CHUNK: usize = 32 * 1024;
+/// Chunks queued between reader and writer: up to 1 MiB in flight per direction.
+const QUEUED_CHUNKS: usize = 32;
+/// How late a bandwidth toxic's timer may wake before the lost time counts as idle.
+const PACE_SLACK: Duration = Duration::from_millis(20);
 
 /// How a direction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +50,8 @@ pub enum End {
 
 /// What the two directions of a connection share.
 pub struct Shared {
-    pub toxics: Arc<RwLock<Vec<Toxic>>>,
+    pub toxics: Arc<ToxicSet>,
+    pub counters: Arc<ProxyCounters>,
     /// Per toxic name: does this connection get it (rolled against toxicity once).
     rolls: Mutex<HashMap<String, bool>>,
     /// Set when one direction closes or resets the whole connection.
@@ -44,9 +59,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(toxics: Arc<RwLock<Vec<Toxic>>>) -> Self {
+    pub fn new(toxics: Arc<ToxicSet>, counters: Arc<ProxyCounters>) -> Self {
         Self {
             toxics,
+            counters,
             rolls: Mutex::new(HashMap::new()),
             kill: watch::Sender::new(false),
         }
@@ -59,25 +75,32 @@ impl Shared {
 
     /// The toxics of `stream` this connection gets, in order.
     fn active(&self, stream: Stream) -> Vec<Toxic> {
-        let toxics = match self.toxics.read() {
-            // The common case, a proxy with no faults, takes no lock but this read one.
-            Ok(toxics) if toxics.is_empty() => return Vec::new(),
-            Ok(toxics) => toxics.clone(),
-            Err(_) => return Vec::new(),
-        };
+        let toxics = self.toxics.snapshot();
+        if toxics.is_empty() {
+            return Vec::new();
+        }
         let mut rolls = self
             .rolls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         toxics
-            .into_iter()
+            .iter()
             .filter(|toxic| toxic.stream == stream)
             .filter(|toxic| {
                 *rolls
                     .entry(toxic.name.clone())
                     .or_insert_with(|| rand::rng().random::<f32>() < toxic.toxicity)
             })
+            .cloned()
             .collect()
+    }
+
+    /// Whether `toxic` (same name, same kind) is still set and applies to this connection.
+    fn still_active(&self, toxic: &Toxic) -> bool {
+        self.toxics
+            .snapshot()
+            .iter()
+            .any(|t| t.name == toxic.name && t.kind == toxic.kind && t.stream == toxic.stream)
     }
 }
 
@@ -90,21 +113,92 @@ fn jittered(base: u64, jitter: u64) -> Duration {
     Duration::from_millis(base.saturating_add_signed(offset))
 }
 
+/// A chunk read while an earlier one was still in the toxics, with when it arrived.
+struct Chunk {
+    bytes: Vec<u8>,
+    arrived: Instant,
+}
+
+/// What the writing side remembers from chunk to chunk.
+struct Writer {
+    to: OwnedWriteHalf,
+    stream: Stream,
+    /// Bytes written so far (for `limit_data`).
+    passed: u64,
+    /// Bandwidth: when the link is free to send again.
+    free_at: Instant,
+    /// Set while a timeout toxic holds the connection: when it closes it (None = never).
+    held_until: Option<Option<Instant>>,
+}
+
 /// Moves bytes from `from` to `to` through the toxics until one side ends.
+///
+/// One future, two roles: while a chunk is in the toxics (held by a latency, paced by a
+/// bandwidth cap), reading goes on into a queue, each chunk stamped with its arrival.
+/// With no toxic on this direction and nothing queued, a chunk is written straight from
+/// the read buffer: a proxy without faults costs a plain copy.
 pub async fn run(
     mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    to: OwnedWriteHalf,
     stream: Stream,
     shared: Arc<Shared>,
 ) -> End {
+    let received = &shared.counters.received[stream as usize];
     let mut killed = shared.kill.subscribe();
+    let mut changes = shared.toxics.subscribe();
     let mut buffer = vec![0u8; CHUNK];
-    let mut passed: u64 = 0;
-    // Set while a timeout toxic holds the connection: when it closes it (None = never).
-    let mut held_until: Option<Option<Instant>> = None;
+    let mut queue: VecDeque<Chunk> = VecDeque::new();
+    let mut eof = false;
+    let mut writer = Writer {
+        to,
+        stream,
+        passed: 0,
+        free_at: Instant::now(),
+        held_until: None,
+    };
     loop {
+        let toxics = shared.active(stream);
+        writer.update_hold(&toxics);
+        if let Some(chunk) = queue.pop_front() {
+            let outcome = {
+                let work = writer.process(chunk, &toxics, &shared, &mut changes);
+                tokio::pin!(work);
+                loop {
+                    tokio::select! {
+                        outcome = &mut work => break outcome,
+                        read = from.read(&mut buffer), if !eof && queue.len() < QUEUED_CHUNKS => {
+                            match read {
+                                Ok(0) | Err(_) => eof = true,
+                                Ok(n) => {
+                                    received.fetch_add(n as u64, Ordering::Relaxed);
+                                    queue.push_back(Chunk {
+                                        bytes: buffer[..n].to_vec(),
+                                        arrived: Instant::now(),
+                                    });
+                                }
+                            }
+                        }
+                        _ = killed.wait_for(|killed| *killed) => return End::Close,
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => continue,
+                Err(End::Reset) => {
+                    // `forget` keeps the write half from sending a FIN when dropped; the
+                    // socket closes, with the RST, once the other direction lets go of it.
+                    writer.to.forget();
+                    shared.kill();
+                    return End::Reset;
+                }
+                Err(end) => return end,
+            }
+        }
+        if eof {
+            return writer.close(&shared, &mut changes).await;
+        }
         let hold = async {
-            match held_until {
+            match writer.held_until {
                 Some(Some(deadline)) => tokio::time::sleep_until(deadline.into()).await,
                 _ => std::future::pending::<()>().await,
             }
@@ -112,6 +206,12 @@ pub async fn run(
         let read = tokio::select! {
             read = from.read(&mut buffer) => read,
             _ = killed.wait_for(|killed| *killed) => return End::Close,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return End::Close;
+                }
+                continue;
+            }
             () = hold => {
                 shared.kill();
                 return End::Close;
@@ -119,85 +219,176 @@ pub async fn run(
         };
         let n = match read {
             Ok(0) | Err(_) => {
-                for toxic in shared.active(stream) {
-                    if let ToxicKind::SlowClose { delay } = toxic.kind {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                    }
-                }
-                let _ = to.shutdown().await;
-                return End::Eof;
+                eof = true;
+                continue;
             }
             Ok(n) => n,
         };
-        let received = Instant::now();
-        let mut data = &buffer[..n];
+        received.fetch_add(n as u64, Ordering::Relaxed);
+        if toxics.is_empty() && writer.held_until.is_none() {
+            if let Err(end) = writer.write(&buffer[..n], &shared).await {
+                return end;
+            }
+            continue;
+        }
+        queue.push_back(Chunk {
+            bytes: buffer[..n].to_vec(),
+            arrived: Instant::now(),
+        });
+    }
+}
+
+impl Writer {
+    /// A timeout toxic holds the connection from when it applies, data or not.
+    fn update_hold(&mut self, toxics: &[Toxic]) {
+        let timeout = toxics.iter().find_map(|t| match t.kind {
+            ToxicKind::Timeout { timeout } => Some(timeout),
+            _ => None,
+        });
+        match (timeout, self.held_until) {
+            (Some(ms), None) => {
+                self.held_until =
+                    Some((ms > 0).then(|| Instant::now() + Duration::from_millis(ms)));
+            }
+            (None, Some(_)) => self.held_until = None,
+            _ => {}
+        }
+    }
+
+    /// Writes `data` on as it is, counting it.
+    async fn write(&mut self, data: &[u8], shared: &Shared) -> Result<(), End> {
+        if self.to.write_all(data).await.is_err() {
+            shared.kill();
+            return Err(End::Close);
+        }
+        self.passed += data.len() as u64;
+        shared.counters.sent[self.stream as usize].fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Passes one chunk through `toxics`, timed from its arrival, and writes it on.
+    async fn process(
+        &mut self,
+        chunk: Chunk,
+        toxics: &[Toxic],
+        shared: &Shared,
+        changes: &mut watch::Receiver<u64>,
+    ) -> Result<(), End> {
+        if self.held_until.is_some() {
+            // Held: the data is dropped, as Toxiproxy's timeout does.
+            return Ok(());
+        }
+        let mut data = &chunk.bytes[..];
         let mut slices: Option<(usize, usize, u64)> = None;
+        let mut pace: Option<(u64, &Toxic)> = None;
         let mut close_after = false;
-        let mut timeout_active = false;
-        for toxic in shared.active(stream) {
+        for toxic in toxics {
             match toxic.kind {
                 ToxicKind::Latency { latency, jitter } => {
-                    tokio::time::sleep_until((received + jittered(latency, jitter)).into()).await;
+                    let deadline = chunk.arrived + jittered(latency, jitter);
+                    hold_until(deadline, toxic, shared, changes).await;
                 }
-                ToxicKind::Bandwidth { rate } if rate > 0 => {
-                    tokio::time::sleep(Duration::from_secs_f64(
-                        data.len() as f64 / (rate as f64 * 1000.0),
-                    ))
-                    .await;
-                }
-                ToxicKind::Timeout { timeout } => {
-                    timeout_active = true;
-                    if held_until.is_none() {
-                        held_until =
-                            Some((timeout > 0).then(|| received + Duration::from_millis(timeout)));
-                    }
-                }
+                ToxicKind::Bandwidth { rate } if rate > 0 => pace = Some((rate, toxic)),
                 ToxicKind::ResetPeer { timeout } => {
-                    tokio::time::sleep(Duration::from_millis(timeout)).await;
-                    // SO_LINGER 0: closing sends RST instead of FIN. `forget` keeps the
-                    // write half from sending a FIN first when it is dropped; the socket
-                    // closes (with the RST) once the other direction lets go of it.
-                    let _ = to.as_ref().set_zero_linger();
-                    to.forget();
-                    shared.kill();
-                    return End::Reset;
+                    let deadline = Instant::now() + Duration::from_millis(timeout);
+                    hold_until(deadline, toxic, shared, changes).await;
+                    if !shared.still_active(toxic) {
+                        continue;
+                    }
+                    // SO_LINGER 0: closing sends RST instead of FIN (the caller
+                    // forgets the write half so that no FIN goes first).
+                    let _ = self.to.as_ref().set_zero_linger();
+                    return Err(End::Reset);
                 }
                 ToxicKind::Slicer {
                     average_size,
                     size_variation,
                     delay,
-                } => {
-                    slices = Some((average_size, size_variation, delay));
-                }
+                } => slices = Some((average_size, size_variation, delay)),
                 ToxicKind::LimitData { bytes } => {
-                    let allowed = bytes.saturating_sub(passed);
+                    let allowed = bytes.saturating_sub(self.passed);
                     if (data.len() as u64) >= allowed {
                         data = &data[..allowed as usize];
                         close_after = true;
                     }
                 }
-                ToxicKind::Bandwidth { .. } | ToxicKind::SlowClose { .. } => {}
+                ToxicKind::Bandwidth { .. }
+                | ToxicKind::SlowClose { .. }
+                | ToxicKind::Timeout { .. } => {}
             }
         }
-        if timeout_active {
-            // Held: the data is dropped, as Toxiproxy's timeout does.
-            continue;
-        }
-        held_until = None;
-        let written = match slices {
-            Some((average, variation, delay)) => {
-                write_sliced(&mut to, data, average, variation, delay).await
+        // Bandwidth, as Toxiproxy's: a piece of at most 100 ms worth of bytes at a time,
+        // each paced from when the link was last free, so the rate holds across chunks
+        // however they were cut, and a slow link trickles instead of bursting.
+        let piece = pace.map_or(data.len().max(1), |(rate, _)| {
+            usize::try_from(rate * 100).unwrap_or(usize::MAX).max(1)
+        });
+        for part in data.chunks(piece) {
+            if let Some((rate, toxic)) = pace
+                && shared.still_active(toxic)
+            {
+                let cost = Duration::from_secs_f64(part.len() as f64 / (rate as f64 * 1000.0));
+                // A timer wakes a little late; the next piece makes up for it. Only a link
+                // idle for longer than that starts its clock afresh.
+                let now = Instant::now();
+                if self.free_at + PACE_SLACK < now {
+                    self.free_at = now;
+                }
+                self.free_at += cost;
+                hold_until(self.free_at, toxic, shared, changes).await;
             }
-            None => to.write_all(data).await,
-        };
-        if written.is_err() {
-            shared.kill();
-            return End::Close;
+            match slices {
+                Some((average, variation, delay)) => {
+                    if write_sliced(&mut self.to, part, average, variation, delay)
+                        .await
+                        .is_err()
+                    {
+                        shared.kill();
+                        return Err(End::Close);
+                    }
+                    self.passed += part.len() as u64;
+                    shared.counters.sent[self.stream as usize]
+                        .fetch_add(part.len() as u64, Ordering::Relaxed);
+                }
+                None => self.write(part, shared).await?,
+            }
         }
-        passed += data.len() as u64;
         if close_after {
             shared.kill();
-            return End::Close;
+            return Err(End::Close);
+        }
+        Ok(())
+    }
+
+    /// The sending side closed and everything queued went out: pass the close on, late
+    /// if a `slow_close` toxic says so.
+    async fn close(mut self, shared: &Shared, changes: &mut watch::Receiver<u64>) -> End {
+        for toxic in shared.active(self.stream) {
+            if let ToxicKind::SlowClose { delay } = toxic.kind {
+                let deadline = Instant::now() + Duration::from_millis(delay);
+                hold_until(deadline, &toxic, shared, changes).await;
+            }
+        }
+        let _ = self.to.shutdown().await;
+        End::Eof
+    }
+}
+
+/// Waits until `deadline`, or less if `toxic` is removed meanwhile.
+async fn hold_until(
+    deadline: Instant,
+    toxic: &Toxic,
+    shared: &Shared,
+    changes: &mut watch::Receiver<u64>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => return,
+            changed = changes.changed() => {
+                if changed.is_err() || !shared.still_active(toxic) {
+                    return;
+                }
+            }
         }
     }
 }

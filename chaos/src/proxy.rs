@@ -7,8 +7,8 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::link::{self, Shared};
 use crate::toxic::{Stream, Toxic, ToxicError};
+use crate::toxic_set::{ProxyCounters, ToxicSet};
 
 /// How long a client waits for the upstream connection before it is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +44,8 @@ pub struct Proxy {
     pub name: String,
     pub upstream: String,
     listen: SocketAddr,
-    toxics: Arc<RwLock<Vec<Toxic>>>,
+    toxics: Arc<ToxicSet>,
+    counters: Arc<ProxyCounters>,
     enabled: Arc<AtomicBool>,
     accept: JoinHandle<()>,
     connections: Connections,
@@ -62,13 +64,15 @@ impl Proxy {
             addr: listen.to_owned(),
             source,
         })?;
-        let toxics = Arc::new(RwLock::new(Vec::new()));
+        let toxics = Arc::new(ToxicSet::default());
+        let counters = Arc::new(ProxyCounters::default());
         let enabled = Arc::new(AtomicBool::new(true));
         let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream.to_owned(),
             toxics.clone(),
+            counters.clone(),
             enabled.clone(),
             connections.clone(),
         ));
@@ -77,6 +81,7 @@ impl Proxy {
             upstream: upstream.to_owned(),
             listen: addr,
             toxics,
+            counters,
             enabled,
             accept,
             connections,
@@ -88,57 +93,53 @@ impl Proxy {
     }
 
     pub fn toxics(&self) -> Vec<Toxic> {
-        self.toxics.read().map(|t| t.clone()).unwrap_or_default()
+        self.toxics.snapshot().to_vec()
+    }
+
+    /// Bytes and connections so far, for `/metrics`.
+    pub fn counters(&self) -> &ProxyCounters {
+        &self.counters
     }
 
     pub fn add_toxic(&self, toxic: Toxic) -> Result<(), ProxyError> {
         toxic.validate()?;
-        let mut toxics = self
-            .toxics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if toxics.iter().any(|t| t.name == toxic.name) {
-            return Err(ProxyError::ToxicExists(toxic.name));
-        }
-        toxics.push(toxic);
-        Ok(())
+        self.toxics.update(|toxics| {
+            if toxics.iter().any(|t| t.name == toxic.name) {
+                return Err(ProxyError::ToxicExists(toxic.name));
+            }
+            toxics.push(toxic);
+            Ok(())
+        })
     }
 
     pub fn remove_toxic(&self, name: &str) -> Result<(), ProxyError> {
-        let mut toxics = self
-            .toxics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = toxics.len();
-        toxics.retain(|t| t.name != name);
-        if toxics.len() == before {
-            Err(ProxyError::ToxicNotFound(name.to_owned()))
-        } else {
-            Ok(())
-        }
+        self.toxics.update(|toxics| {
+            let before = toxics.len();
+            toxics.retain(|t| t.name != name);
+            if toxics.len() == before {
+                Err(ProxyError::ToxicNotFound(name.to_owned()))
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Replaces the toxic of the same name in place (keeping its position in the chain).
     pub fn replace_toxic(&self, toxic: Toxic) -> Result<(), ProxyError> {
         toxic.validate()?;
-        let mut toxics = self
-            .toxics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slot = toxics
-            .iter_mut()
-            .find(|t| t.name == toxic.name)
-            .ok_or_else(|| ProxyError::ToxicNotFound(toxic.name.clone()))?;
-        *slot = toxic;
-        Ok(())
+        self.toxics.update(|toxics| {
+            let slot = toxics
+                .iter_mut()
+                .find(|t| t.name == toxic.name)
+                .ok_or_else(|| ProxyError::ToxicNotFound(toxic.name.clone()))?;
+            *slot = toxic;
+            Ok(())
+        })
     }
 
     /// Removes every toxic (the proxy keeps running).
     pub fn clear_toxics(&self) {
-        self.toxics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.toxics.update(Vec::clear);
     }
 
     /// A disabled proxy refuses new connections and ends the open ones.
@@ -186,7 +187,8 @@ impl Drop for Proxy {
 async fn accept_loop(
     listener: TcpListener,
     upstream: String,
-    toxics: Arc<RwLock<Vec<Toxic>>>,
+    toxics: Arc<ToxicSet>,
+    counters: Arc<ProxyCounters>,
     enabled: Arc<AtomicBool>,
     connections: Connections,
 ) {
@@ -199,7 +201,7 @@ async fn accept_loop(
             drop(client);
             continue;
         }
-        let shared = Arc::new(Shared::new(toxics.clone()));
+        let shared = Arc::new(Shared::new(toxics.clone(), counters.clone()));
         let task = tokio::spawn(proxy_connection(client, upstream.clone(), shared.clone()));
         let mut open = connections
             .lock()
@@ -210,6 +212,7 @@ async fn accept_loop(
 }
 
 async fn proxy_connection(client: TcpStream, upstream: String, shared: Arc<Shared>) {
+    let _open = shared.counters.open_connection();
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await {
         Ok(Ok(server)) => server,
         Ok(Err(error)) => {

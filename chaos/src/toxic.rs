@@ -11,12 +11,22 @@
 use serde::{Deserialize, Serialize};
 
 /// Which way the bytes flow: `upstream` is client → server, `downstream` server → client.
+/// As `usize`: upstream 0, downstream 1 (per-direction counters are indexed so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
-    Upstream,
+    Upstream = 0,
     #[default]
-    Downstream,
+    Downstream = 1,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Downstream => "downstream",
+        }
+    }
 }
 
 /// The kinds of fault, with Toxiproxy's attributes (times in milliseconds, rates in KB/s).
@@ -91,9 +101,9 @@ pub enum ToxicError {
 }
 
 impl Toxic {
-    /// The default name Toxiproxy gives: `<type>_<stream>`.
-    pub fn default_name(kind: &ToxicKind, stream: Stream) -> String {
-        let kind = match kind {
+    /// The toxic's `type` as Toxiproxy names it.
+    pub fn type_name(kind: &ToxicKind) -> &'static str {
+        match kind {
             ToxicKind::Latency { .. } => "latency",
             ToxicKind::Bandwidth { .. } => "bandwidth",
             ToxicKind::SlowClose { .. } => "slow_close",
@@ -101,12 +111,12 @@ impl Toxic {
             ToxicKind::ResetPeer { .. } => "reset_peer",
             ToxicKind::Slicer { .. } => "slicer",
             ToxicKind::LimitData { .. } => "limit_data",
-        };
-        let stream = match stream {
-            Stream::Upstream => "upstream",
-            Stream::Downstream => "downstream",
-        };
-        format!("{kind}_{stream}")
+        }
+    }
+
+    /// The default name Toxiproxy gives: `<type>_<stream>`.
+    pub fn default_name(kind: &ToxicKind, stream: Stream) -> String {
+        format!("{}_{}", Self::type_name(kind), stream.name())
     }
 
     pub fn validate(&self) -> Result<(), ToxicError> {

@@ -378,3 +378,262 @@ async fn a_failed_update_keeps_the_old_proxy() {
     assert_ne!(moved["listen"], first["listen"]);
     assert_eq!(moved["toxics"][0]["name"], "slow");
 }
+
+/// A free loopback port, for proxies whose listen address a test names.
+fn free_addr() -> String {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn populate_creates_keeps_and_replaces_proxies_in_one_call() {
+    use reqwest::Method;
+    let base = api(None).await;
+    let upstream = echo_server().await;
+    let other_upstream = echo_server().await;
+    let client = reqwest::Client::new();
+    let (a, b) = (free_addr(), free_addr());
+
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{base}/populate"),
+        Some(json!([
+            {"name": "a", "listen": a, "upstream": upstream},
+            {"name": "b", "listen": b, "upstream": upstream, "enabled": false},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let listed = body["proxies"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["enabled"], false);
+    assert!(
+        ping(&a).await < Duration::from_millis(100),
+        "a carries traffic"
+    );
+
+    // A toxic on `a`, then populate again: `a` unchanged keeps it, `b` moves upstream.
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies/a/toxics"),
+        Some(json!({"type": "latency", "attributes": {"latency": 150}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{base}/populate"),
+        Some(json!([
+            {"name": "a", "listen": a, "upstream": upstream},
+            {"name": "b", "listen": b, "upstream": other_upstream},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["proxies"][0]["toxics"][0]["type"], "latency");
+    assert_eq!(body["proxies"][1]["upstream"], other_upstream.as_str());
+    assert_eq!(body["proxies"][1]["enabled"], true);
+    assert!(
+        ping(&a).await >= Duration::from_millis(140),
+        "a kept its toxic"
+    );
+    assert!(
+        ping(&b).await < Duration::from_millis(100),
+        "b was replaced and enabled"
+    );
+
+    // Checked before anything changes: a missing upstream is 400 and creates nothing.
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{base}/populate"),
+        Some(json!([
+            {"name": "c", "listen": free_addr(), "upstream": upstream},
+            {"name": "d", "listen": free_addr()},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "missing required field: upstream at proxy 2");
+    assert_eq!(body["status"], 400);
+    let (_, all) = call(&client, Method::GET, format!("{base}/proxies?"), None).await;
+    assert_eq!(
+        all.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{base}/populate"),
+        Some(json!({"name": "not a list"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad request body")
+    );
+}
+
+#[tokio::test]
+async fn errors_carry_toxiproxys_statuses_and_bodies() {
+    use reqwest::Method;
+    let base = api(None).await;
+    let upstream = echo_server().await;
+    let client = reqwest::Client::new();
+    let create = json!({"name": "p", "listen": "127.0.0.1:0", "upstream": upstream});
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies"),
+        Some(create.clone()),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for (method, path, body, expected, error) in [
+        (
+            Method::POST,
+            "/proxies",
+            Some(create),
+            409,
+            "proxy already exists",
+        ),
+        (Method::GET, "/proxies/nope", None, 404, "proxy not found"),
+        (
+            Method::DELETE,
+            "/proxies/nope",
+            None,
+            404,
+            "proxy not found",
+        ),
+        (
+            Method::GET,
+            "/proxies/p/toxics/nope",
+            None,
+            404,
+            "toxic not found",
+        ),
+        (
+            Method::DELETE,
+            "/proxies/p/toxics/nope",
+            None,
+            404,
+            "toxic not found",
+        ),
+    ] {
+        let (status, body) = call(&client, method, format!("{base}{path}"), body).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert_eq!(body["error"], error, "{path}");
+        assert_eq!(body["status"], expected, "{path}");
+    }
+    let toxic = json!({"name": "t", "type": "latency", "attributes": {"latency": 1}});
+    let toxics = format!("{base}/proxies/p/toxics");
+    assert_eq!(
+        call(&client, Method::POST, toxics.clone(), Some(toxic.clone()))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = call(&client, Method::POST, toxics.clone(), Some(toxic)).await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (409, Some(409)),
+        "{body}"
+    );
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        toxics,
+        Some(json!({"type": "explode", "attributes": {}})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_u64()),
+        (400, Some(400)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_bytes_connections_and_toxics_per_proxy() {
+    use reqwest::Method;
+    let base = api(None).await;
+    let upstream = echo_server().await;
+    let client = reqwest::Client::new();
+    let (_, proxy) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies"),
+        Some(json!({"name": "echo", "listen": "127.0.0.1:0", "upstream": upstream})),
+    )
+    .await;
+    let listen = proxy["listen"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        format!("{base}/proxies/echo/toxics"),
+        Some(json!({"name": "slow", "type": "latency", "stream": "upstream", "attributes": {"latency": 1}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Three connections, one still open, 4 bytes each way on each.
+    for _ in 0..2 {
+        ping(&listen).await;
+    }
+    let mut open = TcpStream::connect(&listen).await.unwrap();
+    open.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    open.read_exact(&mut back).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let labels = format!("proxy=\"echo\",listener=\"{listen}\",upstream=\"{upstream}\"");
+    for (series, value) in [
+        (
+            format!("toxiproxy_proxy_received_bytes_total{{direction=\"upstream\",{labels}}}"),
+            "12",
+        ),
+        (
+            format!("toxiproxy_proxy_sent_bytes_total{{direction=\"upstream\",{labels}}}"),
+            "12",
+        ),
+        (
+            format!("toxiproxy_proxy_received_bytes_total{{direction=\"downstream\",{labels}}}"),
+            "12",
+        ),
+        (
+            format!("toxiproxy_proxy_sent_bytes_total{{direction=\"downstream\",{labels}}}"),
+            "12",
+        ),
+        (format!("aimate_proxy_connections_total{{{labels}}}"), "3"),
+        (format!("aimate_proxy_connections_open{{{labels}}}"), "1"),
+        (
+            format!(
+                "aimate_proxy_toxic_active{{{labels},toxic=\"slow\",type=\"latency\",stream=\"upstream\"}}"
+            ),
+            "1",
+        ),
+    ] {
+        let line = format!("{series} {value}");
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    for family in [
+        "toxiproxy_proxy_received_bytes_total counter",
+        "aimate_proxy_connections_open gauge",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}")), "{text}");
+    }
+}

@@ -495,13 +495,13 @@ fn bootstrap(
         .max()
         .unwrap_or(2);
     let mut sums = vec![0.0; width];
-    let mut figure_of = |add: &mut dyn FnMut(&mut [f64])| {
+    let mut measure = |add: &mut dyn FnMut(&mut [f64])| {
         sums.iter_mut().for_each(|s| *s = 0.0);
         add(&mut sums);
         figure.of(&sums)
     };
-    let current_point = figure_of(&mut |s| current.add_all(s))?;
-    let baseline_point = figure_of(&mut |s| baselines.iter().for_each(|b| b.add_all(s)))?;
+    let current_point = measure(&mut |s| current.add_all(s))?;
+    let baseline_point = measure(&mut |s| baselines.iter().for_each(|b| b.add_all(s)))?;
     let observed = current_point - baseline_point;
 
     let mut rng = SmallRng::seed_from_u64(SEED);
@@ -510,13 +510,13 @@ fn bootstrap(
     for _ in 0..REPLICATES {
         let (now, before) = if k == 1 {
             (
-                figure_of(&mut |s| current.add_resample(s, &mut rng)),
-                figure_of(&mut |s| baselines[0].add_resample(s, &mut rng)),
+                measure(&mut |s| current.add_resample(s, &mut rng)),
+                measure(&mut |s| baselines[0].add_resample(s, &mut rng)),
             )
         } else {
             let new = rng.random_range(0..k);
-            let now = figure_of(&mut |s| baselines[new].add_resample(s, &mut rng));
-            let before = figure_of(&mut |s| {
+            let now = measure(&mut |s| baselines[new].add_resample(s, &mut rng));
+            let before = measure(&mut |s| {
                 for _ in 1..k {
                     // One of the other k−1 runs, uniformly.
                     let pick = (new + 1 + rng.random_range(0..k - 1)) % k;
