@@ -14,6 +14,7 @@ pub mod balancer;
 pub mod disk;
 pub mod exhaust;
 pub mod experiment;
+pub mod http;
 pub mod keeper;
 pub mod link;
 pub mod method;

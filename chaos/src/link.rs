@@ -9,7 +9,7 @@
 //! Each chunk is stamped as it arrives, so a response written in many pieces is not
 //! slowed once per piece: a latency toxic holds each chunk until `arrived + latency`,
 //! and chunks that arrived while an earlier one was held are due (almost) at once after
-//! it. The queue is bounded ([`QUEUED_CHUNKS`]): when the toxics fall behind (a
+//! it. The queue is bounded ([`QUEUED_BYTES`]): when the toxics fall behind (a
 //! bandwidth cap), reading stops and TCP pushes back on the sender, as on a slow network.
 //!
 //! The toxic list is read per chunk, so a toxic added while a connection is open applies
@@ -27,13 +27,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
+use crate::http::{Action, HttpExchange, Out};
 use crate::toxic::{Stream, Toxic, ToxicKind};
 use crate::toxic_set::{ProxyCounters, ToxicSet};
 
 /// Chunk size read at once (Toxiproxy reads 32 KiB too).
 const CHUNK: usize = 32 * 1024;
-/// Chunks queued between reader and writer: up to 1 MiB in flight per direction.
-const QUEUED_CHUNKS: usize = 32;
+/// Bytes queued while the toxics hold earlier ones, per direction: past this, reading
+/// stops (back-pressure). A 1 MB response under a latency toxic fits, however the
+/// sender cut it, so it pays the latency once.
+const QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// How late a bandwidth toxic's timer may wake before the lost time counts as idle.
 const PACE_SLACK: Duration = Duration::from_millis(20);
 
@@ -56,6 +59,8 @@ pub struct Shared {
     rolls: Mutex<HashMap<String, bool>>,
     /// Set when one direction closes or resets the whole connection.
     kill: watch::Sender<bool>,
+    /// Requests and responses of this connection, for the HTTP-aware toxics.
+    pub http: HttpExchange,
 }
 
 impl Shared {
@@ -65,6 +70,7 @@ impl Shared {
             counters,
             rolls: Mutex::new(HashMap::new()),
             kill: watch::Sender::new(false),
+            http: HttpExchange::default(),
         }
     }
 
@@ -146,8 +152,10 @@ pub async fn run(
     let received = &shared.counters.received[stream as usize];
     let mut killed = shared.kill.subscribe();
     let mut changes = shared.toxics.subscribe();
+    let mut answered = shared.http.subscribe();
     let mut buffer = vec![0u8; CHUNK];
     let mut queue: VecDeque<Chunk> = VecDeque::new();
+    let mut queued = 0usize;
     let mut eof = false;
     let mut writer = Writer {
         to,
@@ -156,21 +164,31 @@ pub async fn run(
         free_at: Instant::now(),
         held_until: None,
     };
+    // This direction's toxics, refreshed only when the proxy's list changes: a chunk
+    // costs no clone of the list.
+    let mut seen_version = u64::MAX;
+    let mut toxics: Arc<Vec<Toxic>> = Arc::default();
     loop {
-        let toxics = shared.active(stream);
+        let version = *changes.borrow();
+        if version != seen_version {
+            seen_version = version;
+            toxics = Arc::new(shared.active(stream));
+        }
         writer.update_hold(&toxics);
         if let Some(chunk) = queue.pop_front() {
+            queued -= chunk.bytes.len();
             let outcome = {
                 let work = writer.process(chunk, &toxics, &shared, &mut changes);
                 tokio::pin!(work);
                 loop {
                     tokio::select! {
                         outcome = &mut work => break outcome,
-                        read = from.read(&mut buffer), if !eof && queue.len() < QUEUED_CHUNKS => {
+                        read = from.read(&mut buffer), if !eof && queued < QUEUED_BYTES => {
                             match read {
                                 Ok(0) | Err(_) => eof = true,
                                 Ok(n) => {
                                     received.fetch_add(n as u64, Ordering::Relaxed);
+                                    queued += n;
                                     queue.push_back(Chunk {
                                         bytes: buffer[..n].to_vec(),
                                         arrived: Instant::now(),
@@ -184,14 +202,7 @@ pub async fn run(
             };
             match outcome {
                 Ok(()) => continue,
-                Err(End::Reset) => {
-                    // `forget` keeps the write half from sending a FIN when dropped; the
-                    // socket closes, with the RST, once the other direction lets go of it.
-                    writer.to.forget();
-                    shared.kill();
-                    return End::Reset;
-                }
-                Err(end) => return end,
+                Err(end) => return writer.end(end, &shared),
             }
         }
         if eof {
@@ -203,8 +214,9 @@ pub async fn run(
                 _ => std::future::pending::<()>().await,
             }
         };
+        let downstream = stream == Stream::Downstream;
         let read = tokio::select! {
-            read = from.read(&mut buffer) => read,
+            read = from.read(&mut buffer) => Some(read),
             _ = killed.wait_for(|killed| *killed) => return End::Close,
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -212,10 +224,19 @@ pub async fn run(
                 }
                 continue;
             }
+            // An answer made here (http_status) for a request whose turn has come.
+            _ = answered.changed(), if downstream => None,
             () = hold => {
                 shared.kill();
                 return End::Close;
             }
+        };
+        let Some(read) = read else {
+            let ready = shared.http.ready();
+            if let Err(end) = writer.write_raw(&ready, None, &shared).await {
+                return writer.end(end, &shared);
+            }
+            continue;
         };
         let n = match read {
             Ok(0) | Err(_) => {
@@ -225,12 +246,52 @@ pub async fn run(
             Ok(n) => n,
         };
         received.fetch_add(n as u64, Ordering::Relaxed);
-        if toxics.is_empty() && writer.held_until.is_none() {
-            if let Err(end) = writer.write(&buffer[..n], &shared).await {
-                return end;
+        // Only HTTP toxics on the requests: they act per request, not per chunk, so the
+        // chunk needs no queue (a delay holds this direction, as HTTP/1.1 is in order).
+        let http_only = stream == Stream::Upstream
+            && !toxics.is_empty()
+            && toxics.iter().all(|t| t.kind.http_match().is_some());
+        if http_only && writer.held_until.is_none() {
+            let arrived = Instant::now();
+            for segment in shared.http.requests(&buffer[..n], &toxics) {
+                match segment.action {
+                    Action::Drop => continue,
+                    Action::Delay(ms) => {
+                        tokio::time::sleep_until((arrived + Duration::from_millis(ms)).into())
+                            .await;
+                    }
+                    Action::Forward => {}
+                }
+                if let Err(end) = writer.write_raw(&segment.bytes, None, &shared).await {
+                    return writer.end(end, &shared);
+                }
             }
             continue;
         }
+        if toxics.is_empty() && writer.held_until.is_none() {
+            let written = match stream {
+                Stream::Upstream => match shared.http.follow_requests(&buffer[..n]) {
+                    None => writer.write_raw(&buffer[..n], None, &shared).await,
+                    // Bytes held for an HTTP toxic that is gone: they go first.
+                    Some(segments) => {
+                        let mut written = Ok(());
+                        for segment in segments {
+                            written = writer.write_raw(&segment.bytes, None, &shared).await;
+                            if written.is_err() {
+                                break;
+                            }
+                        }
+                        written
+                    }
+                },
+                Stream::Downstream => writer.emit(&buffer[..n], None, &shared).await,
+            };
+            if let Err(end) = written {
+                return writer.end(end, &shared);
+            }
+            continue;
+        }
+        queued += n;
         queue.push_back(Chunk {
             bytes: buffer[..n].to_vec(),
             arrived: Instant::now(),
@@ -255,9 +316,60 @@ impl Writer {
         }
     }
 
-    /// Writes `data` on as it is, counting it.
-    async fn write(&mut self, data: &[u8], shared: &Shared) -> Result<(), End> {
-        if self.to.write_all(data).await.is_err() {
+    /// How the link ends: a reset forgets the write half so that no FIN goes before the
+    /// RST (the socket closes, with it, once the other direction lets go).
+    fn end(self, end: End, shared: &Shared) -> End {
+        if end == End::Reset {
+            self.to.forget();
+            shared.kill();
+        }
+        end
+    }
+
+    /// Writes bytes on: downstream, through the HTTP exchange, which may add answers made
+    /// here before a response or cut one (http_abort).
+    async fn emit(
+        &mut self,
+        data: &[u8],
+        slices: Option<(usize, usize, u64)>,
+        shared: &Shared,
+    ) -> Result<(), End> {
+        let planned = match self.stream {
+            Stream::Downstream => shared.http.responses_plain(data),
+            Stream::Upstream => None,
+        };
+        let Some(outs) = planned else {
+            return self.write_raw(data, slices, shared).await;
+        };
+        for out in outs {
+            match out {
+                Out::Bytes(bytes) => self.write_raw(&bytes, slices, shared).await?,
+                Out::Reset => {
+                    let _ = self.to.as_ref().set_zero_linger();
+                    return Err(End::Reset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` as it is (sliced by a slicer toxic), counting it.
+    async fn write_raw(
+        &mut self,
+        data: &[u8],
+        slices: Option<(usize, usize, u64)>,
+        shared: &Shared,
+    ) -> Result<(), End> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let written = match slices {
+            Some((average, variation, delay)) => {
+                write_sliced(&mut self.to, data, average, variation, delay).await
+            }
+            None => self.to.write_all(data).await,
+        };
+        if written.is_err() {
             shared.kill();
             return Err(End::Close);
         }
@@ -278,14 +390,44 @@ impl Writer {
             // Held: the data is dropped, as Toxiproxy's timeout does.
             return Ok(());
         }
-        let mut data = &chunk.bytes[..];
+        if self.stream == Stream::Downstream {
+            return self
+                .process_bytes(&chunk.bytes, chunk.arrived, toxics, shared, changes)
+                .await;
+        }
+        // Requests first meet the HTTP toxics: answered here, held, or passed on.
+        for segment in shared.http.requests(&chunk.bytes, toxics) {
+            match segment.action {
+                Action::Drop => continue,
+                Action::Delay(ms) => {
+                    tokio::time::sleep_until((chunk.arrived + Duration::from_millis(ms)).into())
+                        .await;
+                }
+                Action::Forward => {}
+            }
+            self.process_bytes(&segment.bytes, chunk.arrived, toxics, shared, changes)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Passes bytes through the TCP toxics, timed from `arrived`, and writes them on.
+    async fn process_bytes(
+        &mut self,
+        bytes: &[u8],
+        arrived: Instant,
+        toxics: &[Toxic],
+        shared: &Shared,
+        changes: &mut watch::Receiver<u64>,
+    ) -> Result<(), End> {
+        let mut data = bytes;
         let mut slices: Option<(usize, usize, u64)> = None;
         let mut pace: Option<(u64, &Toxic)> = None;
         let mut close_after = false;
         for toxic in toxics {
             match toxic.kind {
                 ToxicKind::Latency { latency, jitter } => {
-                    let deadline = chunk.arrived + jittered(latency, jitter);
+                    let deadline = arrived + jittered(latency, jitter);
                     hold_until(deadline, toxic, shared, changes).await;
                 }
                 ToxicKind::Bandwidth { rate } if rate > 0 => pace = Some((rate, toxic)),
@@ -314,7 +456,10 @@ impl Writer {
                 }
                 ToxicKind::Bandwidth { .. }
                 | ToxicKind::SlowClose { .. }
-                | ToxicKind::Timeout { .. } => {}
+                | ToxicKind::Timeout { .. }
+                | ToxicKind::HttpStatus { .. }
+                | ToxicKind::HttpDelay { .. }
+                | ToxicKind::HttpAbort { .. } => {}
             }
         }
         // Bandwidth, as Toxiproxy's: a piece of at most 100 ms worth of bytes at a time,
@@ -337,21 +482,7 @@ impl Writer {
                 self.free_at += cost;
                 hold_until(self.free_at, toxic, shared, changes).await;
             }
-            match slices {
-                Some((average, variation, delay)) => {
-                    if write_sliced(&mut self.to, part, average, variation, delay)
-                        .await
-                        .is_err()
-                    {
-                        shared.kill();
-                        return Err(End::Close);
-                    }
-                    self.passed += part.len() as u64;
-                    shared.counters.sent[self.stream as usize]
-                        .fetch_add(part.len() as u64, Ordering::Relaxed);
-                }
-                None => self.write(part, shared).await?,
-            }
+            self.emit(part, slices, shared).await?;
         }
         if close_after {
             shared.kill();

@@ -102,6 +102,7 @@ impl Proxy {
     }
 
     pub fn add_toxic(&self, toxic: Toxic) -> Result<(), ProxyError> {
+        let toxic = toxic.normalized();
         toxic.validate()?;
         self.toxics.update(|toxics| {
             if toxics.iter().any(|t| t.name == toxic.name) {
@@ -126,6 +127,7 @@ impl Proxy {
 
     /// Replaces the toxic of the same name in place (keeping its position in the chain).
     pub fn replace_toxic(&self, toxic: Toxic) -> Result<(), ProxyError> {
+        let toxic = toxic.normalized();
         toxic.validate()?;
         self.toxics.update(|toxics| {
             let slot = toxics

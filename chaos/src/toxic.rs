@@ -74,6 +74,78 @@ pub enum ToxicKind {
         #[serde(default)]
         bytes: u64,
     },
+    /// HTTP: answers a share of the matching requests itself with `status` and `body`
+    /// (JSON), with `Retry-After: retry_after` seconds when set, without forwarding them.
+    HttpStatus {
+        #[serde(flatten)]
+        matching: HttpMatch,
+        #[serde(default = "service_unavailable")]
+        status: u16,
+        #[serde(default = "injected_body")]
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// HTTP: holds a share of the matching requests `delay` ms before forwarding them.
+    HttpDelay {
+        #[serde(flatten)]
+        matching: HttpMatch,
+        #[serde(default)]
+        delay: u64,
+    },
+    /// HTTP: resets the connection (TCP RST) in the middle of the response to a share of
+    /// the matching requests, after its head and `after_bytes` bytes of its body.
+    HttpAbort {
+        #[serde(flatten)]
+        matching: HttpMatch,
+        #[serde(default)]
+        after_bytes: u64,
+    },
+}
+
+/// Which requests an HTTP toxic acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpMatch {
+    /// Request method (`POST`), any case; empty: every method.
+    #[serde(default)]
+    pub method: String,
+    /// Prefix of the request target (`/api/invoices`); empty: every path.
+    #[serde(default)]
+    pub path_prefix: String,
+    /// Share (0–1) of the matching requests affected, rolled per request.
+    #[serde(default = "every")]
+    pub share: f64,
+}
+
+impl HttpMatch {
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        (self.method.is_empty() || self.method.eq_ignore_ascii_case(method))
+            && path.starts_with(&self.path_prefix)
+    }
+}
+
+fn every() -> f64 {
+    1.0
+}
+
+fn service_unavailable() -> u16 {
+    503
+}
+
+fn injected_body() -> String {
+    r#"{"error":"service unavailable (injected by aimate chaos)"}"#.to_owned()
+}
+
+impl ToxicKind {
+    /// The request matcher of an HTTP-aware toxic; `None` for the TCP ones.
+    pub fn http_match(&self) -> Option<&HttpMatch> {
+        match self {
+            Self::HttpStatus { matching, .. }
+            | Self::HttpDelay { matching, .. }
+            | Self::HttpAbort { matching, .. } => Some(matching),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,12 +183,24 @@ impl Toxic {
             ToxicKind::ResetPeer { .. } => "reset_peer",
             ToxicKind::Slicer { .. } => "slicer",
             ToxicKind::LimitData { .. } => "limit_data",
+            ToxicKind::HttpStatus { .. } => "http_status",
+            ToxicKind::HttpDelay { .. } => "http_delay",
+            ToxicKind::HttpAbort { .. } => "http_abort",
         }
     }
 
     /// The default name Toxiproxy gives: `<type>_<stream>`.
     pub fn default_name(kind: &ToxicKind, stream: Stream) -> String {
         format!("{}_{}", Self::type_name(kind), stream.name())
+    }
+
+    /// HTTP-aware toxics act on requests, so they live on the upstream stream whatever
+    /// the client said (Toxiproxy's default stream is downstream).
+    pub fn normalized(mut self) -> Self {
+        if self.kind.http_match().is_some() {
+            self.stream = Stream::Upstream;
+        }
+        self
     }
 
     pub fn validate(&self) -> Result<(), ToxicError> {
@@ -136,7 +220,18 @@ impl Toxic {
             } if size_variation >= average_size => Err(ToxicError::Attribute(
                 "slicer needs size_variation < average_size".into(),
             )),
-            _ => Ok(()),
+            ToxicKind::HttpStatus { status, .. } if !(100..=599).contains(status) => Err(
+                ToxicError::Attribute(format!("http_status needs a status 100–599 (got {status})")),
+            ),
+            kind => match kind.http_match() {
+                Some(m) if !(0.0..=1.0).contains(&m.share) || m.share.is_nan() => {
+                    Err(ToxicError::Attribute(format!(
+                        "share must be between 0 and 1 (got {})",
+                        m.share
+                    )))
+                }
+                _ => Ok(()),
+            },
         }
     }
 }

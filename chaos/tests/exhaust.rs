@@ -4,51 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use aimate_chaos::exhaust::{hold_postgres_sessions, hold_sqlite_writer, slowloris};
-use aimate_server::ServerConfig;
 use serde_json::{Value, json};
-
-struct Server {
-    addr: SocketAddr,
-    key: String,
-    data_dir: std::path::PathBuf,
-    _running: aimate_server::Running,
-    _dir: tempfile::TempDir,
-}
-
-async fn server(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    config.log_dir = dir.path().join("logs");
-    config.database_url = None;
-    config.admin_token = Some("admin".into());
-    config.rate_limit_per_second = 0;
-    tweak(&mut config);
-    let data_dir = config.data_dir.clone();
-    let running = aimate_server::spawn(config).await.unwrap();
-    let addr = running.addr;
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/api/admin/tenants"))
-        .bearer_auth("admin")
-        .json(&json!({"name": "chaos"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    Server {
-        addr,
-        key: created["api_key"].as_str().unwrap().to_owned(),
-        data_dir,
-        _running: running,
-        _dir: dir,
-    }
-}
+use support::server::server;
 
 /// The SQLite writer lock held by another process: the server's writes wait for it
 /// (its writer has a connection of its own, so the readers' pool is untouched: even a
