@@ -13,7 +13,7 @@ use crate::Failure;
 pub const SLO_TOML: &str = include_str!("../slo.toml");
 
 /// The drills of `chaos/experiments/`, by file name, in the order they run.
-pub const EXPERIMENTS: [(&str, &str); 5] = [
+pub const EXPERIMENTS: [(&str, &str); 6] = [
     (
         "1-kill-instance.toml",
         include_str!("../chaos/experiments/1-kill-instance.toml"),
@@ -33,6 +33,10 @@ pub const EXPERIMENTS: [(&str, &str); 5] = [
     (
         "5-freeze-instance.toml",
         include_str!("../chaos/experiments/5-freeze-instance.toml"),
+    ),
+    (
+        "6-fail-invoice-writes.toml",
+        include_str!("../chaos/experiments/6-fail-invoice-writes.toml"),
     ),
 ];
 

@@ -516,12 +516,19 @@ async fn create_toxic(
     let proxies = state.proxies.lock().await;
     let proxy = proxies.get(&name).ok_or_else(ApiError::proxy_not_found)?;
     let toxic = Toxic {
-        name: new
-            .name
-            .unwrap_or_else(|| Toxic::default_name(&new.kind, new.stream)),
+        name: new.name.unwrap_or_default(),
         kind: new.kind,
         stream: new.stream,
         toxicity: new.toxicity,
+    }
+    .normalized();
+    let toxic = Toxic {
+        name: if toxic.name.is_empty() {
+            Toxic::default_name(&toxic.kind, toxic.stream)
+        } else {
+            toxic.name.clone()
+        },
+        ..toxic
     };
     proxy.add_toxic(toxic.clone())?;
     Ok(Json(toxic))

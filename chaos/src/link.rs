@@ -164,6 +164,14 @@ pub async fn run(
         free_at: Instant::now(),
         held_until: None,
     };
+    // An answer made here before this side subscribed would never wake it: send those
+    // now (later ones wake it through `answered`).
+    if stream == Stream::Downstream {
+        let ready = shared.http.ready();
+        if let Err(end) = writer.write_raw(&ready, None, &shared).await {
+            return writer.end(end, &shared);
+        }
+    }
     // This direction's toxics, refreshed only when the proxy's list changes: a chunk
     // costs no clone of the list.
     let mut seen_version = u64::MAX;

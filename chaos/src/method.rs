@@ -270,7 +270,9 @@ fn toxic_summary(toxic: &crate::toxic::Toxic) -> String {
     let attributes = kind["attributes"]
         .as_object()
         .map(|a| {
+            // An injected response body is noise in a phase's name.
             a.iter()
+                .filter(|(k, _)| k.as_str() != "body")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ")

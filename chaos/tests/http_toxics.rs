@@ -255,6 +255,13 @@ async fn pipelined_requests_get_their_answers_in_order() {
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
+    // The very first request of a fresh connection, answered here before the response
+    // side of the link has even started.
+    for _ in 0..20 {
+        let mut fresh = TcpStream::connect(proxy.listen_addr()).await.unwrap();
+        fresh.write_all(post.as_bytes()).await.unwrap();
+        assert_eq!(read_statuses(&mut fresh, 1).await, [503]);
+    }
     let mut stream = TcpStream::connect(proxy.listen_addr()).await.unwrap();
     // Three requests in one write: the 503 must come between the two 200s.
     stream

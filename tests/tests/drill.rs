@@ -204,12 +204,12 @@ fn the_binary_works_outside_the_checkout() {
         std::fs::read_to_string(repo_file("slo.toml")).unwrap()
     );
     let listed = run(aimate(dir.path()).args(["chaos", "experiments"]));
-    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 5);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 6);
     let written = run(aimate(dir.path()).args(["chaos", "experiments", "--out", "mine"]));
     assert!(written.status.success());
     assert_eq!(
         std::fs::read_dir(dir.path().join("mine")).unwrap().count(),
-        5
+        6
     );
 
     let missing = run(aimate(dir.path()).args(["report", "x.json", "--slo", "nope.toml"]));
