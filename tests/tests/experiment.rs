@@ -496,6 +496,7 @@ fn the_shipped_drills_parse() {
             "exhaust-db",
             "freeze-instance",
             "kill-instance",
+            "toxic",
             "toxic"
         ]
     );
