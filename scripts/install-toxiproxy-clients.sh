@@ -16,8 +16,9 @@ if [ ! -f "$dir/node/node_modules/toxiproxy-node-client/package.json" ] \
   npm install --silent --no-audit --no-fund --prefix "$dir/node" "toxiproxy-node-client@$node_version"
 fi
 
-if [ ! -x "$dir/python/bin/python" ] \
-  || ! "$dir/python/bin/pip" show toxiproxy-python 2>/dev/null | grep -q "^Version: $python_version$"; then
+# Read whole, not through `grep -q`: under pipefail an early exit of grep fails pip.
+installed="$("$dir/python/bin/pip" show toxiproxy-python 2>/dev/null | sed -n 's/^Version: //p' || true)"
+if [ ! -x "$dir/python/bin/python" ] || [ "$installed" != "$python_version" ]; then
   echo "install-toxiproxy-clients: toxiproxy-python $python_version"
   python3 -m venv "$dir/python"
   "$dir/python/bin/pip" install -q "toxiproxy-python==$python_version"

