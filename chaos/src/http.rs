@@ -18,7 +18,8 @@
 //! connection. Traffic that is not HTTP/1.1 (a first byte that does not parse, an
 //! `Upgrade`, `CONNECT`) turns the connection opaque: bytes pass untouched.
 //!
-//! Everything here is synchronous: the link asks what to write and writes it.
+//! Everything here is synchronous: the link asks what to write and writes it. Message
+//! framing is [`crate::http_framing`].
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -26,6 +27,7 @@ use std::sync::Mutex;
 use rand::Rng;
 use tokio::sync::watch;
 
+use crate::http_framing::{Body, framing, head_end, header};
 use crate::toxic::{HttpMatch, Toxic, ToxicKind};
 
 /// Longest request or response head accepted; a longer one turns the connection opaque.
@@ -70,113 +72,6 @@ enum Pending {
     Local(Vec<u8>),
 }
 
-/// How much body is left in a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Body {
-    Length(u64),
-    Chunked(Chunked),
-    /// Until the connection closes (a response without a length).
-    UntilClose,
-}
-
-/// The chunked-coding decoder, far enough to find the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Chunked {
-    /// Reading a chunk-size line.
-    Size(Vec<u8>),
-    /// Inside a chunk's data; then its CRLF.
-    Data(u64),
-    Crlf(u8),
-    /// After the last chunk: trailer lines until an empty one.
-    Trailer(Vec<u8>),
-    Done,
-}
-
-impl Chunked {
-    fn new() -> Self {
-        Self::Size(Vec::new())
-    }
-
-    /// Consumes bytes of `data` up to the end of the body; returns how many, or `None`
-    /// when the coding is broken.
-    fn consume(&mut self, data: &[u8]) -> Option<usize> {
-        let mut used = 0;
-        while used < data.len() && *self != Self::Done {
-            let rest = &data[used..];
-            match self {
-                Self::Size(line) => {
-                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(rest);
-                        used += rest.len();
-                        if line.len() > 1024 {
-                            return None;
-                        }
-                        continue;
-                    };
-                    line.extend_from_slice(&rest[..=end]);
-                    used += end + 1;
-                    let text = std::str::from_utf8(line).ok()?;
-                    let digits = text.trim().split(';').next()?.trim();
-                    let size = u64::from_str_radix(digits, 16).ok()?;
-                    *self = if size == 0 {
-                        Self::Trailer(Vec::new())
-                    } else {
-                        Self::Data(size)
-                    };
-                }
-                Self::Data(left) => {
-                    let take = (*left).min(rest.len() as u64);
-                    used += take as usize;
-                    *left -= take;
-                    if *left == 0 {
-                        *self = Self::Crlf(2);
-                    }
-                }
-                Self::Crlf(left) => {
-                    used += 1;
-                    *left -= 1;
-                    if *left == 0 {
-                        *self = Self::new();
-                    }
-                }
-                Self::Trailer(line) => {
-                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(rest);
-                        used += rest.len();
-                        continue;
-                    };
-                    used += end + 1;
-                    let empty = line.is_empty() || line.as_slice() == b"\r";
-                    line.clear();
-                    if empty {
-                        *self = Self::Done;
-                    }
-                }
-                Self::Done => {}
-            }
-        }
-        Some(used)
-    }
-}
-
-impl Body {
-    /// Consumes body bytes from `data`; returns how many and whether the body ended.
-    fn consume(&mut self, data: &[u8]) -> Option<(usize, bool)> {
-        match self {
-            Self::Length(left) => {
-                let take = (*left).min(data.len() as u64);
-                *left -= take;
-                Some((take as usize, *left == 0))
-            }
-            Self::Chunked(chunked) => {
-                let used = chunked.consume(data)?;
-                Some((used, *chunked == Chunked::Done))
-            }
-            Self::UntilClose => Some((data.len(), false)),
-        }
-    }
-}
-
 /// Where a message stream is.
 #[derive(Debug)]
 enum Phase {
@@ -185,46 +80,6 @@ enum Phase {
     Body(Body),
     /// Not (or no longer) HTTP/1.1: everything passes.
     Opaque,
-}
-
-fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
-}
-
-fn has_token(value: Option<&[u8]>, token: &str) -> bool {
-    value.is_some_and(|v| {
-        String::from_utf8_lossy(v)
-            .split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    })
-}
-
-/// The body a message's headers announce; `None`: a malformed length (opaque).
-fn framing(headers: &[httparse::Header<'_>], default: Body) -> Option<Body> {
-    if has_token(header(headers, "transfer-encoding"), "chunked") {
-        return Some(Body::Chunked(Chunked::new()));
-    }
-    match header(headers, "content-length") {
-        Some(value) => std::str::from_utf8(value)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .map(Body::Length),
-        None => Some(default),
-    }
-}
-
-/// The end of a head (after its blank line) in `head`, searching from `from`.
-fn head_end(head: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    head[start..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| start + i + 4)
 }
 
 /// The requests side (client → server).
@@ -561,8 +416,14 @@ fn frame_responses(state: &mut State, data: &[u8], collect: bool) -> Vec<Out> {
         }
     };
     let State {
-        responses, pending, ..
+        requests,
+        responses,
+        pending,
     } = state;
+    // A client that does not speak HTTP gets answers that are not HTTP either.
+    if matches!(requests.phase, Phase::Opaque) && pending.is_empty() {
+        responses.phase = Phase::Opaque;
+    }
     let mut rest = data;
     loop {
         if matches!(responses.phase, Phase::Head) && responses.head.is_empty() {
@@ -611,8 +472,13 @@ fn frame_responses(state: &mut State, data: &[u8], collect: bool) -> Vec<Out> {
                     // Head bytes pass as they come: nothing waits on a response head.
                     write(&mut out, rest);
                     rest = &[];
-                    if responses.head.len() > MAX_HEAD {
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let not_http = httparse::Response::new(&mut headers)
+                        .parse(&responses.head)
+                        .is_err();
+                    if responses.head.len() > MAX_HEAD || not_http {
                         responses.phase = Phase::Opaque;
+                        responses.head.clear();
                     }
                     continue;
                 };
@@ -829,6 +695,17 @@ mod tests {
             bytes(&exchange.responses(b"anything")),
             b"anything".to_vec()
         );
+    }
+
+    #[test]
+    fn a_server_that_speaks_first_in_binary_is_not_framed() {
+        // A PostgreSQL or MySQL greeting: passed at once, nothing kept for a head.
+        let exchange = HttpExchange::default();
+        let greeting = b"\x4a\x00\x00\x00\x0a8.0.36\x00";
+        assert!(exchange.responses_plain(greeting).is_none());
+        let state = exchange.lock();
+        assert!(matches!(state.responses.phase, Phase::Opaque));
+        assert!(state.responses.head.is_empty());
     }
 
     fn bytes_of(segments: &[Segment]) -> Vec<u8> {

@@ -15,6 +15,7 @@ pub mod disk;
 pub mod exhaust;
 pub mod experiment;
 pub mod http;
+pub mod http_framing;
 pub mod keeper;
 pub mod link;
 pub mod method;
