@@ -32,7 +32,6 @@ impl Default for Chunked {
 }
 
 impl Chunked {
-
     /// Consumes bytes of `data` up to the end of the body; returns how many, or `None`
     /// when the coding is broken.
     pub fn consume(&mut self, data: &[u8]) -> Option<usize> {

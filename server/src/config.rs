@@ -61,6 +61,16 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_RATE_LIMIT_BURST", default_value_t = 400)]
     pub rate_limit_burst: u32,
 
+    /// Redis shared by a fleet of instances: a key's rate limit then holds for the fleet
+    /// (GCRA in Redis), not per instance. If Redis is unreachable or slow, each instance
+    /// falls back to limiting on its own (a key then gets the limit per instance).
+    #[arg(long, env = "AIMATE_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this server writes (one per fleet, or per test run).
+    #[arg(long, env = "AIMATE_REDIS_PREFIX", default_value = "aimate:")]
+    pub redis_prefix: String,
+
     /// Failed authentications a client address may make per second (ten times that at
     /// once); past it, keys the server has not seen recently are refused from that address
     /// with 429 and no database lookup. Keys already known keep working. 0 disables.
@@ -137,6 +147,13 @@ impl ServerConfig {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+/// A `redis://` or `rediss://` URL the Redis client accepts.
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    redis::Client::open(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| format!("`{text}` is not a Redis URL: {error}"))
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing after.

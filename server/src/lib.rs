@@ -29,6 +29,7 @@ mod panics;
 mod preferences;
 mod probe;
 pub mod ratelimit;
+pub mod ratelimit_redis;
 mod respond;
 mod run;
 pub mod serve;

@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::probe::DatabaseProbe;
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
+use crate::ratelimit_redis::RedisRateLimiter;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -67,25 +68,11 @@ impl AppState {
             config.cache_max_mib * 1024 * 1024,
             metrics.clone(),
         ));
-        let limiter = LocalRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
-            .map(Arc::new);
-        if let Some(limiter) = &limiter {
-            let weak = Arc::downgrade(limiter);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    match weak.upgrade() {
-                        Some(limiter) => limiter.forget_idle_keys(),
-                        None => break,
-                    }
-                }
-            });
-        }
+        let limiter = rate_limiter(&config);
         Ok(Self(Arc::new(Shared {
             db,
             cache,
-            limiter: limiter.map(|l| l as Arc<dyn RateLimiter>),
+            limiter,
             auth: Arc::new(AuthCache::new(metrics.clone())),
             auth_failures: AuthFailures::new(config.auth_failures_per_second),
             metrics,
@@ -105,4 +92,38 @@ impl Shared {
     pub fn openapi(&self) -> Option<Bytes> {
         self.openapi.get().cloned()
     }
+}
+
+/// The configured limiter: shared through Redis when a URL is given, else local. A
+/// background task prunes the local limiter's idle keys for as long as it lives.
+fn rate_limiter(config: &ServerConfig) -> Option<Arc<dyn RateLimiter>> {
+    let (per_second, burst) = (config.rate_limit_per_second, config.rate_limit_burst);
+    if let Some(url) = &config.redis_url {
+        // The URL was checked when the configuration was read.
+        match RedisRateLimiter::new(url, &config.redis_prefix, per_second, burst) {
+            Ok(limiter) => {
+                let limiter = Arc::new(limiter?);
+                prune_idle_keys(&limiter, |l| l.fallback().forget_idle_keys());
+                return Some(limiter);
+            }
+            Err(error) => tracing::error!(%error, "rate limiter: limiting per instance"),
+        }
+    }
+    let limiter = Arc::new(LocalRateLimiter::new(per_second, burst)?);
+    prune_idle_keys(&limiter, LocalRateLimiter::forget_idle_keys);
+    Some(limiter)
+}
+
+fn prune_idle_keys<L: Send + Sync + 'static>(limiter: &Arc<L>, prune: fn(&L)) {
+    let weak = Arc::downgrade(limiter);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(limiter) => prune(&limiter),
+                None => break,
+            }
+        }
+    });
 }

@@ -18,6 +18,7 @@ mod jobs; // CRUD, filters, date ranges
 mod limits; // rate limiting, load shedding, pool exhaustion, CORS
 mod ops; // liveness, readiness, metrics, request ids, OpenAPI
 mod preferences; // per-user settings
+mod shared_limit; // the fleet's rate limiter in Redis, and its fallback
 mod shutdown; // graceful drain
 mod totals; // dashboard aggregates == a full recount after random writes
 mod writes; // group commit: concurrent writers, failures alone, bulk all-or-nothing
