@@ -75,6 +75,13 @@ pub const RATE_LIMITED: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub const RATE_LIMIT_FALLBACKS: MetricDef = MetricDef {
+    name: "rate_limit_fallbacks_total",
+    kind: Kind::Counter,
+    help: "Rate-limit decisions this instance made alone because the shared limiter's Redis failed or was slow.",
+    labels: &[],
+};
+
 pub const WRITE_BATCHES: MetricDef = MetricDef {
     name: "db_client_write_batches_total",
     kind: Kind::Counter,
@@ -137,6 +144,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     WRITE_BATCHES,
     WRITE_BATCH_WRITES,
     RATE_LIMITED,
+    RATE_LIMIT_FALLBACKS,
     PROCESS_CPU,
     PROCESS_RESIDENT_MEMORY,
     PROCESS_OPEN_FDS,

@@ -4,8 +4,9 @@
 //! [`crate::metric_catalogue`].
 
 use crate::metric_catalogue::{
-    ACTIVE_REQUESTS, CACHE_REQUESTS, DB_CONNECTION_MAX, DB_CONNECTIONS, MetricDef, RATE_LIMITED,
-    REQUEST_DURATION, SHED_REQUESTS, TARGET_INFO, WRITE_BATCH_WRITES, WRITE_BATCHES,
+    ACTIVE_REQUESTS, CACHE_REQUESTS, DB_CONNECTION_MAX, DB_CONNECTIONS, MetricDef,
+    RATE_LIMIT_FALLBACKS, RATE_LIMITED, REQUEST_DURATION, SHED_REQUESTS, TARGET_INFO,
+    WRITE_BATCH_WRITES, WRITE_BATCHES,
 };
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -26,6 +27,7 @@ pub struct Metrics {
     pub db_connections: IntGaugeVec,
     pub db_connection_max: IntGauge,
     pub rate_limited: IntCounter,
+    pub rate_limit_fallbacks: IntCounter,
     pub shed_requests: IntCounter,
     pub write_batches: IntCounter,
     pub write_batch_writes: IntCounter,
@@ -62,6 +64,7 @@ impl Metrics {
         let db_connections = IntGaugeVec::new(opts(&DB_CONNECTIONS), DB_CONNECTIONS.labels);
         let db_connection_max = IntGauge::with_opts(opts(&DB_CONNECTION_MAX));
         let rate_limited = IntCounter::with_opts(opts(&RATE_LIMITED));
+        let rate_limit_fallbacks = IntCounter::with_opts(opts(&RATE_LIMIT_FALLBACKS));
         let shed_requests = IntCounter::with_opts(opts(&SHED_REQUESTS));
         let write_batches = IntCounter::with_opts(opts(&WRITE_BATCHES));
         let write_batch_writes = IntCounter::with_opts(opts(&WRITE_BATCH_WRITES));
@@ -84,6 +87,7 @@ impl Metrics {
             db_connections: db_connections?,
             db_connection_max: db_connection_max?,
             rate_limited: rate_limited?,
+            rate_limit_fallbacks: rate_limit_fallbacks?,
             shed_requests: shed_requests?,
             registry,
         };
@@ -105,6 +109,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.rate_limited.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.rate_limit_fallbacks.clone()))?;
         metrics
             .registry
             .register(Box::new(metrics.shed_requests.clone()))?;

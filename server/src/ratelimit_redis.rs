@@ -52,6 +52,8 @@ pub struct RedisRateLimiter {
     interval_ms: f64,
     burst: u32,
     fallback: LocalRateLimiter,
+    /// Counts decisions the fallback made (`rate_limit_fallbacks_total`).
+    fallbacks: Option<prometheus::IntCounter>,
 }
 
 /// The shared connection, or when to try again.
@@ -89,7 +91,16 @@ impl RedisRateLimiter {
             interval_ms: 1000.0 / f64::from(per_second),
             burst: burst.max(1),
             fallback,
+            fallbacks: None,
         }))
+    }
+
+    /// Counts every decision the per-instance fallback makes on `counter`.
+    pub fn counting_fallbacks(self, counter: prometheus::IntCounter) -> Self {
+        Self {
+            fallbacks: Some(counter),
+            ..self
+        }
     }
 
     /// The per-instance limiter used while Redis is away (its idle keys need pruning
@@ -157,7 +168,12 @@ impl RateLimiter for RedisRateLimiter {
     async fn check(&self, key: i64) -> Decision {
         match self.shared_check(key).await {
             Some(decision) => decision,
-            None => self.fallback.check(key).await,
+            None => {
+                if let Some(fallbacks) = &self.fallbacks {
+                    fallbacks.inc();
+                }
+                self.fallback.check(key).await
+            }
         }
     }
 }

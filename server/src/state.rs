@@ -68,7 +68,7 @@ impl AppState {
             config.cache_max_mib * 1024 * 1024,
             metrics.clone(),
         ));
-        let limiter = rate_limiter(&config);
+        let limiter = rate_limiter(&config, &metrics);
         Ok(Self(Arc::new(Shared {
             db,
             cache,
@@ -96,13 +96,14 @@ impl Shared {
 
 /// The configured limiter: shared through Redis when a URL is given, else local. A
 /// background task prunes the local limiter's idle keys for as long as it lives.
-fn rate_limiter(config: &ServerConfig) -> Option<Arc<dyn RateLimiter>> {
+fn rate_limiter(config: &ServerConfig, metrics: &Metrics) -> Option<Arc<dyn RateLimiter>> {
     let (per_second, burst) = (config.rate_limit_per_second, config.rate_limit_burst);
     if let Some(url) = &config.redis_url {
         // The URL was checked when the configuration was read.
         match RedisRateLimiter::new(url, &config.redis_prefix, per_second, burst) {
             Ok(limiter) => {
-                let limiter = Arc::new(limiter?);
+                let limiter =
+                    Arc::new(limiter?.counting_fallbacks(metrics.rate_limit_fallbacks.clone()));
                 prune_idle_keys(&limiter, |l| l.fallback().forget_idle_keys());
                 return Some(limiter);
             }

@@ -163,6 +163,11 @@ async fn an_unreachable_redis_falls_back_to_per_instance_limits() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429], "the local limit, no 5xx");
+    assert_eq!(
+        server.metric("rate_limit_fallbacks_total", &[]).await,
+        4.0,
+        "every decision made alone is counted"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "no request waits on the dead Redis: {:?}",
