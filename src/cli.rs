@@ -233,6 +233,10 @@ pub struct LoadArgs {
     /// Jobs the tenant should have before the run.
     #[arg(long, default_value_t = 100)]
     pub seed_jobs: u64,
+    /// Tenants to create (with --admin-token), seed and drive, each at an equal share of
+    /// the rate, as a SaaS of many small businesses sees them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub tenants: u16,
     /// Traffic mix as NAME=WEIGHT pairs (actions: dashboard, list_invoices, list_jobs,
     /// get_preferences, get_invoice, create_invoice, create_job, bulk_invoices).
     /// Default: a realistic mix, mostly reads.

@@ -48,13 +48,19 @@ fn main() {
             let request = json!({"customer": format!("Customer {}", round % 40), "amount_cents": 1000 + round});
             ledger.extend(acks(
                 Action::CreateInvoice,
+                0,
                 &request,
                 &json!({"id": next_id()}),
             ));
         }
         if round < jobs {
             let request = json!({"customer": "Customer 1", "title": format!("Job {round}")});
-            ledger.extend(acks(Action::CreateJob, &request, &json!({"id": next_id()})));
+            ledger.extend(acks(
+                Action::CreateJob,
+                0,
+                &request,
+                &json!({"id": next_id()}),
+            ));
         }
         if round < bulks {
             let items: Vec<_> = (0..bulk_size)
@@ -63,6 +69,7 @@ fn main() {
             let ids: Vec<i64> = (0..bulk_size).map(|_| next_id()).collect();
             ledger.extend(acks(
                 Action::BulkInvoices,
+                0,
                 &json!({"invoices": items}),
                 &json!({"ids": ids}),
             ));

@@ -60,6 +60,9 @@ impl WriteKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub kind: WriteKind,
+    /// Which of the run's tenants wrote it (index into their keys): it reads back only
+    /// with that tenant's key.
+    pub tenant: u16,
     pub id: i64,
     /// Of each of `kind.fields()`, as written (a changed value fails to match but for a
     /// one-in-four-billion chance; a lost row is a 404 anyway).
@@ -67,10 +70,11 @@ pub struct Ack {
 }
 
 impl Ack {
-    fn new(kind: WriteKind, id: i64, written: &Value) -> Self {
+    fn new(kind: WriteKind, tenant: u16, id: i64, written: &Value) -> Self {
         let [a, b] = kind.fields();
         Self {
             kind,
+            tenant,
             id,
             fingerprints: [fingerprint(written.get(a)), fingerprint(written.get(b))],
         }
@@ -116,11 +120,11 @@ const CHUNK: usize = 64 * 1024;
 pub struct Ledger(Arc<Mutex<Vec<Vec<Ack>>>>);
 
 /// What `action` acknowledged, from its request body and the 2xx response body.
-pub fn acks(action: Action, request: &Value, response: &Value) -> Vec<Ack> {
+pub fn acks(action: Action, tenant: u16, request: &Value, response: &Value) -> Vec<Ack> {
     let single = |kind| {
         response["id"]
             .as_i64()
-            .map(|id| Ack::new(kind, id, request))
+            .map(|id| Ack::new(kind, tenant, id, request))
             .into_iter()
             .collect()
     };
@@ -136,7 +140,7 @@ pub fn acks(action: Action, request: &Value, response: &Value) -> Vec<Ack> {
             ids.iter()
                 .zip(written)
                 .filter_map(|(id, invoice)| {
-                    Some(Ack::new(WriteKind::Invoice, id.as_i64()?, invoice))
+                    Some(Ack::new(WriteKind::Invoice, tenant, id.as_i64()?, invoice))
                 })
                 .collect()
         }
@@ -178,16 +182,17 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    /// Reads every acknowledged write back through `api` with `concurrency` workers.
-    pub async fn verify(&self, api: &Api, api_key: &str, concurrency: usize) -> WriteCheck {
+    /// Reads every acknowledged write back through `api`, each with the key of the
+    /// tenant that wrote it (`keys[ack.tenant]`), with `concurrency` workers.
+    pub async fn verify(&self, api: &Api, keys: &[String], concurrency: usize) -> WriteCheck {
         let chunks = Arc::new(self.take());
         let total: usize = chunks.iter().map(Vec::len).sum();
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency.clamp(1, total.max(1)) {
-            let (api, key, chunks, next) = (
+            let (api, keys, chunks, next) = (
                 api.clone(),
-                api_key.to_owned(),
+                Arc::new(keys.to_vec()),
                 chunks.clone(),
                 next.clone(),
             );
@@ -201,7 +206,11 @@ impl Ledger {
                     else {
                         return check;
                     };
-                    match read_back(&api, &key, ack).await {
+                    let Some(key) = keys.get(usize::from(ack.tenant)) else {
+                        check.unverified += 1;
+                        continue;
+                    };
+                    match read_back(&api, key, ack).await {
                         ReadBack::AsWritten => check.checked += 1,
                         ReadBack::Missing(why) => {
                             check.checked += 1;
@@ -278,6 +287,7 @@ mod tests {
         let request = json!({"customer": "Acme", "amount_cents": 1200, "status": "sent"});
         let acked = acks(
             Action::CreateInvoice,
+            0,
             &request,
             &json!({"id": 7, "customer": "Acme"}),
         );
@@ -298,6 +308,7 @@ mod tests {
 
         let job = acks(
             Action::CreateJob,
+            0,
             &json!({"customer": "B", "title": "Fix"}),
             &json!({"id": 3}),
         );
@@ -308,6 +319,7 @@ mod tests {
         );
         let bulk = acks(
             Action::BulkInvoices,
+            0,
             &json!({"invoices": [{"customer": "X", "amount_cents": 1}, {"customer": "Y", "amount_cents": 2}]}),
             &json!({"created": 2, "ids": [10, 11]}),
         );
@@ -317,8 +329,8 @@ mod tests {
                 .differences(&json!({"customer": "Y", "amount_cents": 2}))
                 .is_empty()
         );
-        assert!(acks(Action::Dashboard, &json!(null), &json!({"id": 1})).is_empty());
-        assert!(acks(Action::CreateInvoice, &request, &json!({"error": {}})).is_empty());
+        assert!(acks(Action::Dashboard, 0, &json!(null), &json!({"id": 1})).is_empty());
+        assert!(acks(Action::CreateInvoice, 0, &request, &json!({"error": {}})).is_empty());
     }
 
     #[test]
@@ -327,6 +339,7 @@ mod tests {
         let ledger = Ledger::default();
         let one = acks(
             Action::CreateJob,
+            0,
             &json!({"customer": "B", "title": "Fix"}),
             &json!({"id": 3}),
         );

@@ -24,6 +24,7 @@ use crate::ledger::Ledger;
 use crate::plan::LoadPlan;
 use crate::procstat;
 use crate::progress::Progress;
+use crate::runner::Tenant;
 use crate::runner::{StageContext, StageError, run_stage};
 use crate::scenarios::Mix;
 use crate::schedule::Schedule;
@@ -71,10 +72,15 @@ pub struct LoadOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Where the server-side series come from.
     pub server_series: ServerSeries,
+    /// Tenants to create, seed and drive, each at an equal share of every stage's rate
+    /// (a SaaS of many small businesses); 1 drives one. More than 1 needs an admin token.
+    pub tenants: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("--tenants {0} needs an admin token: the generator creates its tenants")]
+    TenantsNeedAdmin(usize),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -180,26 +186,50 @@ fn trip(tripped: &Tripped, stop: &AtomicBool) -> Abort {
     }
 }
 
+/// The API keys of the tenants to drive: the one given, or `options.tenants` new ones
+/// made with the admin token.
+async fn tenant_keys(api: &Api, options: &LoadOptions) -> Result<Vec<String>, LoadError> {
+    match &options.credentials {
+        Credentials::ApiKey(key) if options.tenants <= 1 => Ok(vec![key.clone()]),
+        Credentials::ApiKey(_) => Err(LoadError::TenantsNeedAdmin(options.tenants)),
+        Credentials::AdminToken(token) => {
+            let mut keys = Vec::with_capacity(options.tenants);
+            for n in 1..=options.tenants.max(1) {
+                let name = if options.tenants > 1 {
+                    format!("aimate load generator {n}/{}", options.tenants)
+                } else {
+                    "aimate load generator".to_owned()
+                };
+                keys.push(api.create_tenant(token, &name).await?);
+            }
+            Ok(keys)
+        }
+    }
+}
+
 /// Runs the plan against the target and returns what it measured.
 pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let api = Api::new(&options.target)?;
     api.probe().await?;
-    let api_key = match &options.credentials {
-        Credentials::ApiKey(key) => key.clone(),
-        Credentials::AdminToken(token) => api.create_tenant(token, "aimate load generator").await?,
-    };
-    let invoice_ids = api
-        .seed(&api_key, options.seed_invoices, options.seed_jobs)
-        .await?;
-
-    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}"))
-        .map_err(|_| ApiError::BadApiKey)?;
-    // Kept out of any debug output of the request (it is the tenant's secret).
-    authorization.set_sensitive(true);
+    let keys = tenant_keys(&api, &options).await?;
+    let mut tenants = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let invoice_ids = api
+            .seed(key, options.seed_invoices, options.seed_jobs)
+            .await?;
+        let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| ApiError::BadApiKey)?;
+        // Kept out of any debug output of the request (it is the tenant's secret).
+        authorization.set_sensitive(true);
+        tenants.push(Tenant {
+            authorization,
+            invoice_ids,
+        });
+    }
+    let tenants: Arc<[Tenant]> = tenants.into();
     let pacer = crate::pacer::Pacer::start().map_err(StageError::Pacer)?;
-    let http_sender =
-        crate::sender::Sender::new(&options.target, authorization, options.request_timeout)
-            .map_err(StageError::from)?;
+    let http_sender = crate::sender::Sender::new(&options.target, options.request_timeout)
+        .map_err(StageError::from)?;
     let started_at = SystemTime::now();
     let run_start = Instant::now();
     let cpu_at_start = procstat::cpu_time();
@@ -279,7 +309,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             },
             mix: options.mix.clone(),
             sender: http_sender.clone(),
-            invoice_ids: invoice_ids.clone(),
+            tenants: tenants.clone(),
             pacer: (window.target_rps <= crate::runner::PRECISE_PACING_MAX_RPS)
                 .then(|| pacer.clone()),
             records: sender.clone(),
@@ -338,7 +368,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             "aimate load: reading back {} acknowledged writes",
             ledger.len()
         ));
-        Some(ledger.verify(&api, &api_key, 32).await)
+        Some(ledger.verify(&api, &keys, 32).await)
     } else {
         None
     };
@@ -366,6 +396,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 "request_timeout_s": options.request_timeout.as_secs_f64(),
                 "seed_invoices": options.seed_invoices,
                 "seed_jobs": options.seed_jobs,
+                "tenants": keys.len(),
                 "abort_error_rate": options.guard.max_error_rate,
                 "abort_after_s": options.guard.for_seconds,
             }),

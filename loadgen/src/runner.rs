@@ -20,7 +20,7 @@ use goose::GooseAttack;
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::goose::{GooseUser, Scenario, Transaction, TransactionResult};
-use http::Method;
+use http::{HeaderValue, Method};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::collect::{Outcome, RequestRecord};
@@ -40,9 +40,11 @@ pub struct StageContext {
     pub stage_end: Instant,
     pub schedule: Schedule,
     pub mix: Mix,
-    /// The users' HTTP client, with the tenant's key.
+    /// The users' HTTP client.
     pub sender: Sender,
-    pub invoice_ids: Vec<i64>,
+    /// The tenants driven, each at an equal share of the rate: send slot `s` goes to
+    /// tenant `s % tenants.len()`.
+    pub tenants: Arc<[Tenant]>,
     /// Wakes each user at its intended send time to a tenth of a millisecond; `None`
     /// leaves it to tokio's 1 ms timer (see [`PRECISE_PACING_MAX_RPS`]).
     pub pacer: Option<Pacer>,
@@ -51,6 +53,18 @@ pub struct StageContext {
     pub ledger: Ledger,
     /// Set by the abort guard: users stop sending.
     pub stop: Arc<AtomicBool>,
+}
+
+/// One tenant the generator drives: its key and the invoices seeded for it.
+pub struct Tenant {
+    pub authorization: HeaderValue,
+    pub invoice_ids: Vec<i64>,
+}
+
+/// The tenant of send slot `slot`: round-robin, so each of `tenants` gets exactly its
+/// share of the rate, second by second.
+pub fn tenant_of(slot: u64, tenants: usize) -> usize {
+    (slot % tenants.max(1) as u64) as usize
 }
 
 /// Per-user state kept in goose's session data.
@@ -109,7 +123,12 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
     }
 
     let action = ctx.mix.pick(random);
-    let planned = plan_request(action, random >> 16, &ctx.invoice_ids);
+    let slot = k * ctx.schedule.users as u64 + index as u64;
+    let tenant_index = tenant_of(slot, ctx.tenants.len());
+    let Some(tenant) = ctx.tenants.get(tenant_index) else {
+        return Ok(());
+    };
+    let planned = plan_request(action, random >> 16, &tenant.invoice_ids);
     let method = match planned.method {
         "POST" => Method::POST,
         "PUT" => Method::PUT,
@@ -124,7 +143,13 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
     let started = Instant::now();
     let (sent, finished) = ctx
         .sender
-        .send(method, &planned.path, json, planned.body.is_some())
+        .send(
+            &tenant.authorization,
+            method,
+            &planned.path,
+            json,
+            planned.body.is_some(),
+        )
         .await;
     let outcome = match &sent {
         Sent::Response { status, .. } => Outcome::Status(*status),
@@ -141,7 +166,9 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
     ) = (&sent, &planned.body)
         && let Ok(body) = serde_json::from_slice::<serde_json::Value>(body)
     {
-        ctx.ledger.extend(ledger::acks(action, request_body, &body));
+        let tenant = u16::try_from(tenant_index).unwrap_or(u16::MAX);
+        ctx.ledger
+            .extend(ledger::acks(action, tenant, request_body, &body));
     }
     let since_start = |at: Instant| at.saturating_duration_since(ctx.run_start);
     // The collector outlives every user; a closed channel only means the run is over.
@@ -218,4 +245,30 @@ pub async fn run_stage(
         .await
         .map_err(|e| StageError::Goose(format!("{e:?}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_tenant_gets_exactly_its_share_of_the_slots() {
+        for tenants in [1, 3, 7] {
+            let mut counts = vec![0u64; tenants];
+            for slot in 0..2_100 {
+                counts[tenant_of(slot, tenants)] += 1;
+            }
+            assert!(
+                counts.iter().all(|&c| c == 2_100 / tenants as u64),
+                "{counts:?}"
+            );
+        }
+        // Any 100 consecutive slots (a second at 100 req/s) split 34/33/33.
+        let mut window = [0u32; 3];
+        for slot in 500..600 {
+            window[tenant_of(slot, 3)] += 1;
+        }
+        window.sort_unstable();
+        assert_eq!(window, [33, 33, 34]);
+    }
 }

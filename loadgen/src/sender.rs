@@ -31,7 +31,6 @@ pub enum Sent {
 pub struct Sender {
     client: Client<HttpConnector, Full<Bytes>>,
     origin: String,
-    authorization: HeaderValue,
     timeout: Duration,
 }
 
@@ -40,11 +39,7 @@ pub struct Sender {
 pub struct BadTarget(String);
 
 impl Sender {
-    pub fn new(
-        target: &str,
-        authorization: HeaderValue,
-        timeout: Duration,
-    ) -> Result<Self, BadTarget> {
+    pub fn new(target: &str, timeout: Duration) -> Result<Self, BadTarget> {
         let origin = target.trim_end_matches('/').to_owned();
         // Checked once here, so every request URI below is `origin` + a path we built.
         let uri: Uri = origin.parse().map_err(|_| BadTarget(origin.clone()))?;
@@ -59,16 +54,17 @@ impl Sender {
         Ok(Self {
             client,
             origin,
-            authorization,
             timeout,
         })
     }
 
-    /// Sends one request; `json` is sent as the body. Returns when the response's
+    /// Sends one request as the tenant of `authorization`; `json` is sent as the body.
+    /// Returns when the response's
     /// headers arrived (`Instant` taken by the caller around it) and its body was read.
     /// `keep_body` keeps the body (for write acknowledgements); otherwise it is drained.
     pub async fn send(
         &self,
+        authorization: &HeaderValue,
         method: Method,
         path: &str,
         json: Option<Vec<u8>>,
@@ -81,7 +77,7 @@ impl Sender {
         let mut builder = Request::builder()
             .method(method)
             .uri(uri)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, authorization.clone())
             .header(USER_AGENT, HeaderValue::from_static("aimate-loadgen"));
         let body = match json {
             Some(json) => {
@@ -129,12 +125,9 @@ mod tests {
     #[test]
     fn only_plain_http_origins() {
         for bad in ["https://example.com", "example.com", "http://", "ftp://h"] {
-            assert!(
-                Sender::new(bad, key(), Duration::from_secs(1)).is_err(),
-                "{bad}"
-            );
+            assert!(Sender::new(bad, Duration::from_secs(1)).is_err(), "{bad}");
         }
-        assert!(Sender::new("http://127.0.0.1:8080/", key(), Duration::from_secs(1)).is_ok());
+        assert!(Sender::new("http://127.0.0.1:8080/", Duration::from_secs(1)).is_ok());
     }
 
     #[tokio::test]
@@ -143,13 +136,9 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let sender = Sender::new(
-            &format!("http://127.0.0.1:{port}"),
-            key(),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        let (sent, _) = sender.send(Method::GET, "/x", None, false).await;
+        let sender =
+            Sender::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+        let (sent, _) = sender.send(&key(), Method::GET, "/x", None, false).await;
         assert!(matches!(sent, Sent::ConnectError));
 
         // Accepts, never answers: a timeout.
@@ -160,10 +149,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(socket);
         });
-        let sender =
-            Sender::new(&format!("http://{addr}"), key(), Duration::from_millis(200)).unwrap();
+        let sender = Sender::new(&format!("http://{addr}"), Duration::from_millis(200)).unwrap();
         let (sent, _) = sender
-            .send(Method::POST, "/x", Some(b"{}".to_vec()), true)
+            .send(&key(), Method::POST, "/x", Some(b"{}".to_vec()), true)
             .await;
         assert!(matches!(sent, Sent::Timeout));
         keep.abort();

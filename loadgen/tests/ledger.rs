@@ -22,15 +22,21 @@ async fn read_back_finds_every_write_and_names_the_lost_ones() {
     config.rate_limit_burst = 1_000_000;
     let server = aimate_server::spawn(config).await.unwrap();
     let api = Api::new(&format!("http://{}", server.addr)).unwrap();
-    let key = api.create_tenant("ledger-admin", "ledger").await.unwrap();
+    // Two tenants: each write reads back only with its own tenant's key.
+    let keys = [
+        api.create_tenant("ledger-admin", "ledger A").await.unwrap(),
+        api.create_tenant("ledger-admin", "ledger B").await.unwrap(),
+    ];
     let client = reqwest::Client::new();
 
     let ledger = Ledger::default();
+    let mut last_of_b = serde_json::Value::Null;
     for i in 0..150 {
+        let tenant = (i % 2) as u16;
         let request = json!({"customer": format!("C{i}"), "amount_cents": i});
         let response: serde_json::Value = client
             .post(format!("http://{}/api/invoices", server.addr))
-            .bearer_auth(&key)
+            .bearer_auth(&keys[usize::from(tenant)])
             .json(&request)
             .send()
             .await
@@ -38,29 +44,46 @@ async fn read_back_finds_every_write_and_names_the_lost_ones() {
             .json()
             .await
             .unwrap();
-        ledger.extend(acks(Action::CreateInvoice, &request, &response));
+        ledger.extend(acks(Action::CreateInvoice, tenant, &request, &response));
+        if tenant == 1 {
+            last_of_b = response;
+        }
     }
     // Two writes the server never kept: one that does not exist, one that says otherwise.
     ledger.extend(acks(
         Action::CreateInvoice,
+        0,
         &json!({"customer": "Ghost", "amount_cents": 1}),
         &json!({"id": 987_654}),
     ));
     ledger.extend(acks(
         Action::CreateInvoice,
-        &json!({"customer": "C7", "amount_cents": 8}),
-        &json!({"id": 8}),
+        0,
+        &json!({"customer": "C6", "amount_cents": 7}),
+        &json!({"id": 7}),
+    ));
+    // B's write, claimed for A: A cannot see it.
+    ledger.extend(acks(
+        Action::CreateInvoice,
+        0,
+        &json!({"customer": "C149", "amount_cents": 149}),
+        &last_of_b,
     ));
 
-    let check = ledger.verify(&api, &key, 4).await;
-    assert_eq!(check.acknowledged, 152);
-    assert_eq!(check.checked, 152, "{check:?}");
-    assert_eq!(check.missing, 2, "{check:?}");
+    let check = ledger.verify(&api, &keys, 4).await;
+    assert_eq!(check.acknowledged, 153);
+    assert_eq!(check.checked, 153, "{check:?}");
+    assert_eq!(check.missing, 3, "{check:?}");
     assert_eq!(check.unverified, 0);
     let sample = check.missing_sample.join("; ");
     assert!(sample.contains("invoice 987654: not found"), "{sample}");
     assert!(
-        sample.contains("invoice 8: amount_cents not as written"),
+        sample.contains("invoice 7: amount_cents not as written"),
+        "{sample}"
+    );
+    let of_b = last_of_b["id"].as_i64().unwrap();
+    assert!(
+        sample.contains(&format!("invoice {of_b}: not found")),
         "{sample}"
     );
     server.stop().await.unwrap();

@@ -91,6 +91,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         credentials,
         seed_invoices: 500,
         seed_jobs: 100,
+        tenants: 1,
         max_users: 2000,
         latency_budget: parse_duration("100ms")?,
         request_timeout: parse_duration("10s")?,

@@ -24,6 +24,13 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
             );
         }
     };
+    if args.tenants > 1 && matches!(credentials, Credentials::ApiKey(_)) {
+        return Err(anyhow!(
+            "--tenants {} needs --admin-token (the generator creates its tenants), not --api-key",
+            args.tenants
+        )
+        .into());
+    }
     if !(0.0..=100.0).contains(&args.abort_error_rate) {
         return Err(anyhow!("--abort-error-rate is a percentage between 0 and 100").into());
     }
@@ -34,6 +41,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         credentials,
         seed_invoices: args.seed_invoices,
         seed_jobs: args.seed_jobs,
+        tenants: usize::from(args.tenants),
         max_users: args.max_users.max(1),
         latency_budget: parse_duration(&args.latency_budget)?,
         request_timeout: parse_duration(&args.timeout)?,

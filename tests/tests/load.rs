@@ -50,6 +50,7 @@ fn load_writes_a_record_and_fails_cleanly() {
         vec!["--stages", "fast"],
         vec!["--duration", "soon"],
         vec!["--stages", "100", "--out", "/nonexistent-dir/run.json"],
+        vec!["--tenants", "3"],
     ] {
         let output = run(aimate(dir.path())
             .args(["load", "--api-key", "k"])
@@ -69,6 +70,10 @@ fn load_writes_a_record_and_fails_cleanly() {
             "{args:?}"
         );
     }
+
+    // No tenants at all is a usage error too (clap's own message).
+    let output = run(aimate(dir.path()).args(["load", "--admin-token", "t", "--tenants", "0"]));
+    assert_eq!(output.status.code(), Some(2));
 
     // A real run against a real server.
     let port = free_port();
@@ -99,6 +104,9 @@ fn load_writes_a_record_and_fails_cleanly() {
             "2s",
             "--seed-invoices",
             "50",
+            // Three tenants, each seeded and driven at a third of the rate.
+            "--tenants",
+            "3",
             "--out",
         ])
         .arg(&out)
@@ -108,6 +116,12 @@ fn load_writes_a_record_and_fails_cleanly() {
     assert!(stderr.contains("latency from intended send"), "{stderr}");
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(record["schema_version"], aimate_reports::SCHEMA_VERSION);
+    assert_eq!(record["run"]["config"]["tenants"], 3);
+    // Every acknowledged write read back with the key of the tenant that made it.
+    let writes = &record["writes"];
+    assert!(writes["acknowledged"].as_u64().unwrap() > 0, "{writes}");
+    assert_eq!(writes["checked"], writes["acknowledged"], "{writes}");
+    assert_eq!(writes["missing"], 0, "{writes}");
     assert_eq!(record["stages"][0]["name"], "100");
     // Within the band a stage must reach to be graded (95 %): this suite runs beside
     // other servers and generators, and a 2 s window leaves little room.
