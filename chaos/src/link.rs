@@ -153,6 +153,9 @@ pub async fn run(
     let mut killed = shared.kill.subscribe();
     let mut changes = shared.toxics.subscribe();
     let mut answered = shared.http.subscribe();
+    // An answer made here before this side subscribed would not wake it otherwise: look
+    // once at the start (an empty look writes nothing).
+    answered.mark_changed();
     let mut buffer = vec![0u8; CHUNK];
     let mut queue: VecDeque<Chunk> = VecDeque::new();
     let mut queued = 0usize;
@@ -164,14 +167,6 @@ pub async fn run(
         free_at: Instant::now(),
         held_until: None,
     };
-    // An answer made here before this side subscribed would never wake it: send those
-    // now (later ones wake it through `answered`).
-    if stream == Stream::Downstream {
-        let ready = shared.http.ready();
-        if let Err(end) = writer.write_raw(&ready, None, &shared).await {
-            return writer.end(end, &shared);
-        }
-    }
     // This direction's toxics, refreshed only when the proxy's list changes: a chunk
     // costs no clone of the list.
     let mut seen_version = u64::MAX;

@@ -209,7 +209,7 @@ pub fn compare(
                     regression: relative(bad_sign * (b.current - b.baseline), b.baseline),
                     interval: Some(bad_interval(b.difference, bad_sign, b.baseline)),
                     basis: b.basis,
-                    ..unjudged(grade, current, &earlier, bad_sign)
+                    ..single_figure(grade, current, &earlier, bad_sign)
                 }
             }
             None => across_runs(grade, current, &earlier, bad_sign),
@@ -274,7 +274,9 @@ fn bad_interval([low, high]: [f64; 2], bad_sign: f64, base: f64) -> [f64; 2] {
     [a.min(b), a.max(b)]
 }
 
-fn unjudged(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) -> Comparison {
+/// The figure against the mean of its baseline values, with no interval (unjudged):
+/// the base every other basis refines.
+fn single_figure(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) -> Comparison {
     let baseline = earlier.iter().sum::<f64>() / earlier.len() as f64;
     Comparison {
         scope: grade.scope.clone(),
@@ -294,7 +296,7 @@ fn unjudged(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) -> Comp
 /// the baseline runs: `current − mean ± t · s · √(1 + 1/k)`, the 95 % prediction
 /// interval of one more run drawn like them.
 fn across_runs(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) -> Comparison {
-    let base = unjudged(grade, current, earlier, bad_sign);
+    let base = single_figure(grade, current, earlier, bad_sign);
     let k = earlier.len();
     if k < 2 {
         return base;

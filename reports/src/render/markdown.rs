@@ -14,6 +14,22 @@ pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
     }
 }
 
+/// The cells of a baseline comparison: scope, objective, baseline, now, worse by (with
+/// its interval) and how it was judged, `|`-separated without the outer bars.
+pub(crate) fn comparison_cells(c: &crate::regression::Comparison) -> String {
+    format!(
+        "{} | `{}` | {:.2} {} | {:.2} {} | {} | {}",
+        cell(&c.scope),
+        cell(&c.objective),
+        c.baseline,
+        c.unit,
+        c.current,
+        c.unit,
+        c.effect(),
+        c.basis.describe()
+    )
+}
+
 /// Pipes and newlines would break a table cell.
 pub(crate) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -104,15 +120,8 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         for c in &report.baseline {
             writeln!(
                 out,
-                "| {} | `{}` | {:.2} {} | {:.2} {} | {} | {} | {} |",
-                cell(&c.scope),
-                cell(&c.objective),
-                c.baseline,
-                c.unit,
-                c.current,
-                c.unit,
-                c.effect(),
-                c.basis.describe(),
+                "| {} | {} |",
+                comparison_cells(c),
                 if c.failed {
                     "**REGRESSION**"
                 } else {

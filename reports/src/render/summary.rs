@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
 use crate::regression::Comparison;
-use crate::render::markdown::{cell, verdict_word};
+use crate::render::markdown::{cell, comparison_cells, verdict_word};
 use crate::summary::{figure, margin, summaries};
 
 /// One part of a CI summary, headed `title` (e.g. `drill --quick: ladder`).
@@ -144,16 +144,9 @@ fn regressions(report: &Report, out: &mut impl Write) -> io::Result<()> {
     for c in worse {
         writeln!(
             out,
-            "| {} | {} | `{}` | {:.2} {} | {:.2} {} | {} | {} |",
+            "| {} | {} |",
             if c.failed { "**REGRESSION**" } else { "worse" },
-            cell(&c.scope),
-            cell(&c.objective),
-            c.baseline,
-            c.unit,
-            c.current,
-            c.unit,
-            c.effect(),
-            c.basis.describe()
+            comparison_cells(c)
         )?;
     }
     Ok(())
