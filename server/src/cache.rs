@@ -1,5 +1,6 @@
-//! The response cache. Handlers see only the [`Cache`] trait: an in-memory L1 (moka)
-//! today, and a Redis L2 can join behind the same trait without touching a handler.
+//! The response cache. Handlers see only the [`Cache`] trait: an in-memory L1 (moka),
+//! alone ([`MemoryCache`]) or in front of a Redis L2 shared by a fleet
+//! ([`crate::cache_redis::TieredCache`]).
 //!
 //! Invalidation is by *scope generation*: every key embeds the current generation of
 //! its scope (e.g. tenant 7's invoices), and a write bumps the generation, so all the
@@ -71,27 +72,41 @@ pub trait Cache: Send + Sync {
         load: Loader<'_>,
     ) -> Result<Bytes, AppError>;
 
-    /// The current generation of `scope`; embed it in every key under that scope.
-    async fn generation(&self, scope: &str) -> u64;
+    /// The key of the entry `rest` under `scope`: it embeds the scope's current
+    /// generation, so an invalidation of the scope changes it.
+    async fn scoped_key(&self, scope: &str, rest: &str) -> String;
 
-    /// Makes every entry under `scope` unreachable.
-    async fn invalidate_scope(&self, scope: &str);
+    /// Makes every entry under each of `scopes` unreachable (one round trip for all).
+    async fn invalidate_scopes(&self, scopes: &[String]);
 
-    /// Entries currently held (for readiness and metrics).
+    /// Entries currently held in memory (for readiness and metrics).
     fn entry_count(&self) -> u64;
+
+    /// For readiness: what the cache is made of and whether all of it works.
+    fn health(&self) -> CacheStatus;
+}
+
+/// The cache's part of readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// `up`, or `degraded` while a configured Redis is unreachable (the server then
+    /// serves from memory and the database).
+    pub status: &'static str,
+    /// `memory`, or `memory+redis`.
+    pub kind: &'static str,
 }
 
 #[derive(Clone)]
 struct Entry {
-    kind: CacheKind,
+    ttl: Duration,
     body: Bytes,
 }
 
-struct PerKindTtl;
+struct EntryTtl;
 
-impl Expiry<String, Entry> for PerKindTtl {
+impl Expiry<String, Entry> for EntryTtl {
     fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
-        Some(value.kind.ttl())
+        Some(value.ttl)
     }
 }
 
@@ -110,7 +125,7 @@ impl MemoryCache {
             .weigher(|key: &String, value: &Entry| {
                 u32::try_from(key.len() + value.body.len()).unwrap_or(u32::MAX)
             })
-            .expire_after(PerKindTtl)
+            .expire_after(EntryTtl)
             .build_with_hasher(foldhash::fast::RandomState::default());
         // A generation must outlive every entry keyed by it: the longest TTL is 15 min.
         let generations = moka::future::Cache::builder()
@@ -128,6 +143,39 @@ impl MemoryCache {
     fn fresh_generation(&self) -> u64 {
         self.next_generation.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The body under `key`, or `load`'s (kept for `ttl`); `true` with a body that was
+    /// already there or loaded by a concurrent caller. Concurrent misses load once.
+    pub(crate) async fn fetch(
+        &self,
+        key: &str,
+        ttl: Duration,
+        load: impl Future<Output = Result<Bytes, AppError>>,
+    ) -> Result<(Bytes, bool), AppError> {
+        let entry = self
+            .entries
+            .entry_by_ref(key)
+            .or_try_insert_with(async move { load.await.map(|body| Entry { ttl, body }) })
+            .await
+            .map_err(|shared: Arc<AppError>| (*shared).clone())?;
+        let found = !entry.is_fresh();
+        Ok((entry.into_value().body, found))
+    }
+
+    /// This process's generation of `scope`.
+    pub(crate) async fn local_generation(&self, scope: &str) -> u64 {
+        self.generations
+            .get_with_by_ref(scope, async { self.fresh_generation() })
+            .await
+    }
+
+    pub(crate) fn count(&self, kind: CacheKind, found: bool) {
+        let result = if found { "hit" } else { "miss" };
+        self.metrics
+            .cache_requests
+            .with_label_values(&[kind.label(), result])
+            .inc();
+    }
 }
 
 #[async_trait]
@@ -138,34 +186,33 @@ impl Cache for MemoryCache {
         key: String,
         load: Loader<'_>,
     ) -> Result<Bytes, AppError> {
-        let entry = self
-            .entries
-            .entry(key)
-            .or_try_insert_with(async move { load.await.map(|body| Entry { kind, body }) })
-            .await
-            .map_err(|shared: Arc<AppError>| (*shared).clone())?;
-        let result = if entry.is_fresh() { "miss" } else { "hit" };
-        self.metrics
-            .cache_requests
-            .with_label_values(&[kind.label(), result])
-            .inc();
-        Ok(entry.into_value().body)
+        let (body, found) = self.fetch(&key, kind.ttl(), load).await?;
+        self.count(kind, found);
+        Ok(body)
     }
 
-    async fn generation(&self, scope: &str) -> u64 {
-        self.generations
-            .get_with_by_ref(scope, async { self.fresh_generation() })
-            .await
+    async fn scoped_key(&self, scope: &str, rest: &str) -> String {
+        let generation = self.local_generation(scope).await;
+        format!("{scope}#{generation}:{rest}")
     }
 
-    async fn invalidate_scope(&self, scope: &str) {
-        self.generations
-            .insert(scope.to_owned(), self.fresh_generation())
-            .await;
+    async fn invalidate_scopes(&self, scopes: &[String]) {
+        for scope in scopes {
+            self.generations
+                .insert(scope.clone(), self.fresh_generation())
+                .await;
+        }
     }
 
     fn entry_count(&self) -> u64 {
         self.entries.entry_count()
+    }
+
+    fn health(&self) -> CacheStatus {
+        CacheStatus {
+            status: "up",
+            kind: "memory",
+        }
     }
 }
 
@@ -183,15 +230,9 @@ pub async fn cached_json(
     rest: &str,
     load: Loader<'_>,
 ) -> Result<axum::response::Response, AppError> {
-    let key = scoped_key(cache, scope, rest).await;
+    let key = cache.scoped_key(scope, rest).await;
     let body = cache.get_or_load(kind, key, load).await?;
     Ok(crate::respond::json_response(body))
-}
-
-/// Builds the full key of an entry: `scope#generation:rest`.
-pub async fn scoped_key(cache: &dyn Cache, scope: &str, rest: &str) -> String {
-    let generation = cache.generation(scope).await;
-    format!("{scope}#{generation}:{rest}")
 }
 
 #[cfg(test)]
@@ -230,15 +271,16 @@ mod tests {
     #[tokio::test]
     async fn invalidation_changes_the_key_and_never_reuses_a_generation() {
         let cache = cache();
-        let first = scoped_key(&cache, "t1:invoices", "list").await;
-        assert_eq!(first, scoped_key(&cache, "t1:invoices", "list").await);
-        cache.invalidate_scope("t1:invoices").await;
-        let second = scoped_key(&cache, "t1:invoices", "list").await;
+        let scope = || vec!["t1:invoices".to_owned()];
+        let first = cache.scoped_key("t1:invoices", "list").await;
+        assert_eq!(first, cache.scoped_key("t1:invoices", "list").await);
+        cache.invalidate_scopes(&scope()).await;
+        let second = cache.scoped_key("t1:invoices", "list").await;
         assert_ne!(first, second);
         // Another scope is untouched by the invalidation.
-        let other = scoped_key(&cache, "t2:invoices", "list").await;
-        cache.invalidate_scope("t1:invoices").await;
-        assert_eq!(other, scoped_key(&cache, "t2:invoices", "list").await);
+        let other = cache.scoped_key("t2:invoices", "list").await;
+        cache.invalidate_scopes(&scope()).await;
+        assert_eq!(other, cache.scoped_key("t2:invoices", "list").await);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ mod app;
 pub mod auth;
 mod auth_failures;
 pub mod cache;
+pub mod cache_redis;
 pub mod config;
 pub mod connection;
 mod dashboard;

@@ -80,26 +80,20 @@ pub async fn invalidate(
     ids_in_commit_order: bool,
 ) {
     let later_pages_too = written.change == Change::Changed || !ids_in_commit_order;
+    let mut scopes = Vec::with_capacity(2 * written.filters.len() + written.ids.len() + 1);
     for filter in &written.filters {
-        cache
-            .invalidate_scope(&page_scope(tenant_id, list, filter, true))
-            .await;
+        scopes.push(page_scope(tenant_id, list, filter, true));
         if later_pages_too {
-            cache
-                .invalidate_scope(&page_scope(tenant_id, list, filter, false))
-                .await;
+            scopes.push(page_scope(tenant_id, list, filter, false));
         }
     }
     if written.change == Change::Changed {
         for id in written.ids {
-            cache
-                .invalidate_scope(&item_scope(tenant_id, list, id))
-                .await;
+            scopes.push(item_scope(tenant_id, list, id));
         }
     }
-    cache
-        .invalidate_scope(&tenant_scope(tenant_id, "dashboard"))
-        .await;
+    scopes.push(tenant_scope(tenant_id, "dashboard"));
+    cache.invalidate_scopes(&scopes).await;
 }
 
 #[cfg(test)]

@@ -54,6 +54,27 @@ pub const CACHE_REQUESTS: MetricDef = MetricDef {
     labels: &["cache", "result"],
 };
 
+pub const CACHE_REDIS_UP: MetricDef = MetricDef {
+    name: "cache_redis_up",
+    kind: Kind::Gauge,
+    help: "1 while the cache's Redis (L2 and shared generations) is reachable, 0 while the cache serves degraded from memory. Absent without --redis-url.",
+    labels: &[],
+};
+
+pub const CACHE_REDIS_LOOKUPS: MetricDef = MetricDef {
+    name: "cache_redis_lookups_total",
+    kind: Kind::Counter,
+    help: "L1 misses looked up in Redis (L2), by result (hit or miss).",
+    labels: &["result"],
+};
+
+pub const CACHE_REDIS_ERRORS: MetricDef = MetricDef {
+    name: "cache_redis_errors_total",
+    kind: Kind::Counter,
+    help: "Cache calls to Redis that failed or took longer than 50 ms; each sends the cache degraded until it reconnects.",
+    labels: &[],
+};
+
 pub const DB_CONNECTIONS: MetricDef = MetricDef {
     name: "db_client_connection_count",
     kind: Kind::Gauge,
@@ -139,6 +160,9 @@ pub const CATALOGUE: &[MetricDef] = &[
     ACTIVE_REQUESTS,
     SHED_REQUESTS,
     CACHE_REQUESTS,
+    CACHE_REDIS_UP,
+    CACHE_REDIS_LOOKUPS,
+    CACHE_REDIS_ERRORS,
     DB_CONNECTIONS,
     DB_CONNECTION_MAX,
     WRITE_BATCHES,

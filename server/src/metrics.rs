@@ -4,9 +4,9 @@
 //! [`crate::metric_catalogue`].
 
 use crate::metric_catalogue::{
-    ACTIVE_REQUESTS, CACHE_REQUESTS, DB_CONNECTION_MAX, DB_CONNECTIONS, MetricDef,
-    RATE_LIMIT_FALLBACKS, RATE_LIMITED, REQUEST_DURATION, SHED_REQUESTS, TARGET_INFO,
-    WRITE_BATCH_WRITES, WRITE_BATCHES,
+    ACTIVE_REQUESTS, CACHE_REDIS_ERRORS, CACHE_REDIS_LOOKUPS, CACHE_REDIS_UP, CACHE_REQUESTS,
+    DB_CONNECTION_MAX, DB_CONNECTIONS, MetricDef, RATE_LIMIT_FALLBACKS, RATE_LIMITED,
+    REQUEST_DURATION, SHED_REQUESTS, TARGET_INFO, WRITE_BATCH_WRITES, WRITE_BATCHES,
 };
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -24,6 +24,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub active_requests: IntGauge,
     pub cache_requests: IntCounterVec,
+    pub cache_redis_up: IntGauge,
+    pub cache_redis_lookups: IntCounterVec,
+    pub cache_redis_errors: IntCounter,
     pub db_connections: IntGaugeVec,
     pub db_connection_max: IntGauge,
     pub rate_limited: IntCounter,
@@ -61,6 +64,10 @@ impl Metrics {
         );
         let active_requests = IntGauge::with_opts(opts(&ACTIVE_REQUESTS));
         let cache_requests = IntCounterVec::new(opts(&CACHE_REQUESTS), CACHE_REQUESTS.labels);
+        let cache_redis_up = IntGauge::with_opts(opts(&CACHE_REDIS_UP));
+        let cache_redis_lookups =
+            IntCounterVec::new(opts(&CACHE_REDIS_LOOKUPS), CACHE_REDIS_LOOKUPS.labels);
+        let cache_redis_errors = IntCounter::with_opts(opts(&CACHE_REDIS_ERRORS));
         let db_connections = IntGaugeVec::new(opts(&DB_CONNECTIONS), DB_CONNECTIONS.labels);
         let db_connection_max = IntGauge::with_opts(opts(&DB_CONNECTION_MAX));
         let rate_limited = IntCounter::with_opts(opts(&RATE_LIMITED));
@@ -84,6 +91,9 @@ impl Metrics {
             request_duration: request_duration?,
             active_requests: active_requests?,
             cache_requests: cache_requests?,
+            cache_redis_up: cache_redis_up?,
+            cache_redis_lookups: cache_redis_lookups?,
+            cache_redis_errors: cache_redis_errors?,
             db_connections: db_connections?,
             db_connection_max: db_connection_max?,
             rate_limited: rate_limited?,
@@ -128,6 +138,17 @@ impl Metrics {
         Ok(metrics)
     }
 
+    /// Exports the Redis cache's series (only a server with a Redis cache has them, so
+    /// that `cache_redis_up` 0 always means an outage).
+    pub fn register_redis_cache(&self) -> prometheus::Result<()> {
+        self.registry
+            .register(Box::new(self.cache_redis_up.clone()))?;
+        self.registry
+            .register(Box::new(self.cache_redis_lookups.clone()))?;
+        self.registry
+            .register(Box::new(self.cache_redis_errors.clone()))
+    }
+
     /// Records the database's state, then renders everything in the text format.
     pub fn render(&self, db: DbSnapshot) -> Result<String, prometheus::Error> {
         let _one_at_a_time = self
@@ -167,6 +188,11 @@ mod tests {
         metrics
             .cache_requests
             .with_label_values(&["dashboard", "hit"])
+            .inc();
+        metrics.register_redis_cache().unwrap();
+        metrics
+            .cache_redis_lookups
+            .with_label_values(&["hit"])
             .inc();
         metrics
     }

@@ -101,10 +101,13 @@ async fn readiness(State(state): State<AppState>) -> Response {
             connections_idle: idle,
             connections_max: state.db.max_connections,
         },
-        cache: CacheHealth {
-            status: "up",
-            kind: "memory",
-            entries: state.cache.entry_count(),
+        cache: {
+            let health = state.cache.health();
+            CacheHealth {
+                status: health.status,
+                kind: health.kind,
+                entries: state.cache.entry_count(),
+            }
         },
     };
     let code = if status == "ready" {

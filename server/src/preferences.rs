@@ -237,7 +237,7 @@ async fn put_preferences(
         .await?;
     state
         .cache
-        .invalidate_scope(&cache_scope(tenant, &user_id))
+        .invalidate_scopes(&[cache_scope(tenant, &user_id)])
         .await;
     Ok(AppJson(preferences))
 }

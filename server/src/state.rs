@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::auth::AuthCache;
 use crate::auth_failures::AuthFailures;
 use crate::cache::{Cache, MemoryCache};
+use crate::cache_redis::TieredCache;
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -64,10 +65,7 @@ impl AppState {
     /// background task for as long as the limiter lives.
     pub fn new(db: Db, config: ServerConfig) -> prometheus::Result<Self> {
         let metrics = Arc::new(Metrics::new()?);
-        let cache = Arc::new(MemoryCache::new(
-            config.cache_max_mib * 1024 * 1024,
-            metrics.clone(),
-        ));
+        let cache = response_cache(&config, &metrics)?;
         let limiter = rate_limiter(&config, &metrics);
         Ok(Self(Arc::new(Shared {
             db,
@@ -91,6 +89,29 @@ impl Shared {
 
     pub fn openapi(&self) -> Option<Bytes> {
         self.openapi.get().cloned()
+    }
+}
+
+/// The in-memory cache, in front of Redis when a URL is given.
+fn response_cache(
+    config: &ServerConfig,
+    metrics: &Arc<Metrics>,
+) -> prometheus::Result<Arc<dyn Cache>> {
+    let l1 = MemoryCache::new(config.cache_max_mib * 1024 * 1024, metrics.clone());
+    let Some(url) = &config.redis_url else {
+        return Ok(Arc::new(l1));
+    };
+    metrics.register_redis_cache()?;
+    // The URL was checked when the configuration was read.
+    match TieredCache::new(url, &config.redis_prefix, l1, metrics.clone()) {
+        Ok(tiered) => Ok(Arc::new(tiered)),
+        Err(error) => {
+            tracing::error!(%error, "cache: Redis unusable; caching in memory only");
+            Ok(Arc::new(MemoryCache::new(
+                config.cache_max_mib * 1024 * 1024,
+                metrics.clone(),
+            )))
+        }
     }
 }
 

@@ -55,6 +55,26 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+/// `TEST_REDIS_URL`, or `None` after saying the test was skipped.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: TEST_REDIS_URL is not set, so this Redis test did not run");
+    }
+    url
+}
+
+/// A Redis key prefix no other run shares.
+pub fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("aimate-test:{}:{nanos}:", std::process::id())
+}
+
 fn pg_base_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL")
         .ok()
@@ -214,6 +234,29 @@ impl TestServer {
             .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The readiness body.
+    pub async fn readiness(&self) -> (u16, Value) {
+        json_of(
+            self.client
+                .get(self.url("/api/health"))
+                .send()
+                .await
+                .expect("readiness"),
+        )
+        .await
+    }
+
+    /// Waits (up to 5 s) until readiness reports the cache's `status`.
+    pub async fn wait_for_cache(&self, status: &str) {
+        for _ in 0..100 {
+            if self.readiness().await.1["cache"]["status"] == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cache never became {status}: {:?}", self.readiness().await);
     }
 
     /// `cache_requests_total` hits of one cache (`dashboard`, `invoice_list`, …).

@@ -12,6 +12,7 @@ mod bad_input; // every kind of bad request gets the right 4xx and a JSON error
 mod cache; // TTL cache hits and invalidation on writes
 mod dashboard; // totals and counts
 mod disk; // a full disk: 507 for writes, reads and readiness kept, recovery
+mod fleet_cache; // the Redis L2: read-your-writes across instances, outages degrade
 mod hostile; // silent, idle, never-reading and malformed clients over raw sockets
 mod invoices; // CRUD, filters, pagination, bulk all-or-nothing
 mod jobs; // CRUD, filters, date ranges
@@ -20,5 +21,6 @@ mod ops; // liveness, readiness, metrics, request ids, OpenAPI
 mod preferences; // per-user settings
 mod shared_limit; // the fleet's rate limiter in Redis, and its fallback
 mod shutdown; // graceful drain
+mod tcp_gate; // a cuttable TCP link (a network outage to Redis)
 mod totals; // dashboard aggregates == a full recount after random writes
 mod writes; // group commit: concurrent writers, failures alone, bulk all-or-nothing

@@ -9,26 +9,7 @@ use aimate_server::ratelimit::{LocalRateLimiter, RateLimiter};
 use aimate_server::ratelimit_redis::RedisRateLimiter;
 use reqwest::Method;
 
-use crate::common::{Backend, TestServer};
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("skipped: TEST_REDIS_URL is not set, so the shared limiter did not run");
-    }
-    url
-}
-
-/// A key prefix no other run shares.
-fn unique_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("aimate-test:{}:{nanos}:", std::process::id())
-}
+use crate::common::{Backend, TestServer, redis_url, unique_prefix};
 
 /// Offers `per_instance` checks a second to each limiter, evenly, for `seconds`;
 /// returns how many were allowed in all.
