@@ -28,7 +28,7 @@ pub enum Command {
     /// Grade a RunRecord against slo.toml and write the reports (JSON, Markdown, JUnit).
     Report(ReportArgs),
     /// The main job: start the server, run the 100 / 1k / 10k ladder, grade, report.
-    Drill(DrillArgs),
+    Drill(Box<DrillArgs>),
     /// Fault injection.
     #[command(subcommand)]
     Chaos(ChaosCommand),
@@ -124,7 +124,23 @@ pub struct DrillArgs {
     /// API key of a tenant of --target, instead of an admin token.
     #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Stage rates (default 100,1k,10k; with --quick 100,1k).
+    /// Drill the guide's Stage 2 instead of one server: N instances (2 to 16) behind
+    /// HAProxy, on PostgreSQL (--database-url) and sharing Redis (--redis-url), each run
+    /// in a schema and key prefix of its own, removed afterwards. Also graded on
+    /// slo.toml's `[fleet]` objectives. Default ladder 100,1k.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=16), conflicts_with = "target")]
+    pub fleet: Option<u16>,
+    /// PostgreSQL of --fleet (a schema is created in it and dropped after the run).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis of --fleet (cache L2 and rate limiter; keys under a prefix of the run's own).
+    #[arg(long, env = "AIMATE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Pool size of each --fleet instance; instances × this must fit PostgreSQL's
+    /// max_connections.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_max: u32,
+    /// Stage rates (default 100,1k,10k; with --quick or --fleet 100,1k).
     #[arg(long)]
     pub stages: Option<String>,
     /// Graded window of each stage (default 30s; with --quick 5s).

@@ -6,6 +6,7 @@
 //! - [`supervisor`] and [`balancer`]: N server instances behind HAProxy, to kill,
 //!   freeze and restart;
 //! - [`exhaust`]: database and socket exhaustion; [`disk`]: disk pressure on a tmpfs;
+//! - [`run_store`]: a fleet run's own PostgreSQL schema and Redis key prefix;
 //! - [`keeper`]: leases that undo a fault even when the controller crashes;
 //! - [`experiment`]: experiment files (hypothesis, method, rollbacks, safeguard).
 
@@ -21,6 +22,7 @@ pub mod link;
 pub mod method;
 pub mod proxy;
 pub mod proxy_metrics;
+pub mod run_store;
 pub mod supervisor;
 pub mod target;
 pub mod toxic;

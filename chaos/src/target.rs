@@ -3,8 +3,9 @@
 //! ```text
 //! load ──▶ [fault proxy] ──▶ [HAProxy] ──▶ instance 0 … N-1 ──▶ one database
 //!          (toxic steps)     (N ≥ 2)       (aimate serve)       (SQLite in the work dir,
-//!                                                                on a tmpfs for disk steps,
-//!                                                                or PostgreSQL by URL)
+//!                                               │                on a tmpfs for disk steps,
+//!                                               │                or PostgreSQL by URL)
+//!                                               └──▶ [Redis: shared cache and rate limit]
 //! ```
 
 use std::path::PathBuf;
@@ -24,6 +25,10 @@ pub struct TargetOptions {
     pub instances: usize,
     /// PostgreSQL URL; `None`: SQLite in `work_dir`.
     pub database_url: Option<String>,
+    /// Redis the instances share (cache L2, rate limiter), and their key prefix.
+    pub redis: Option<(String, String)>,
+    /// More environment for every instance (e.g. `AIMATE_DB_POOL_MAX`).
+    pub env: Vec<(String, String)>,
     /// A directory the drill owns; data and logs go under it.
     pub work_dir: PathBuf,
     pub admin_token: String,
@@ -112,6 +117,11 @@ impl Target {
             ("AIMATE_RATE_LIMIT_PER_SECOND".to_owned(), "0".to_owned()),
             ("AIMATE_LOG".to_owned(), "warn".to_owned()),
         ];
+        env.extend(options.env.iter().cloned());
+        if let Some((url, prefix)) = &options.redis {
+            env.push(("AIMATE_REDIS_URL".to_owned(), url.clone()));
+            env.push(("AIMATE_REDIS_PREFIX".to_owned(), prefix.clone()));
+        }
         let database = match &options.database_url {
             Some(url) => {
                 env.push(("DATABASE_URL".to_owned(), url.clone()));

@@ -602,6 +602,19 @@ pub fn grade(record: &RunRecord, spec: &SloSpec) -> Report {
         ));
     }
 
+    if let Some(scope) = scopes::fleet(record) {
+        for objective in &spec.fleet {
+            grades.push(grade_measured(
+                scope,
+                objective,
+                &whole,
+                spec,
+                false,
+                run_invalid.as_deref(),
+            ));
+        }
+    }
+
     if !spec.phase.is_empty() {
         grade_phases(record, &server, spec, &mut grades);
     }

@@ -2,7 +2,7 @@
 //! seconds of timeline each one covers. Grading and the baseline comparison both name
 //! scopes through here, so a figure and its per-second samples always agree.
 
-use crate::record::{Event, EventKind, RunRecord, SecondRecord, StageRecord};
+use crate::record::{Event, EventKind, RunRecord, SecondRecord, ServerSource, StageRecord};
 
 pub fn stage(stage: &StageRecord) -> String {
     format!("stage {}", stage.name)
@@ -26,6 +26,22 @@ pub fn run(record: &RunRecord) -> &'static str {
     } else {
         "run"
     }
+}
+
+/// The Stage 2 scope: present when the run's server metrics came from two or more
+/// instances scraped one by one (a fleet), over the valid stages like `run`.
+pub fn fleet(record: &RunRecord) -> Option<&'static str> {
+    let instances = match &record.server_source {
+        ServerSource::Instances { urls } => urls.len(),
+        _ => 0,
+    };
+    (instances >= 2).then(|| {
+        if some_stages_left_out(record) {
+            "fleet (valid stages)"
+        } else {
+            "fleet"
+        }
+    })
 }
 
 pub fn route(record: &RunRecord, name: &str) -> String {

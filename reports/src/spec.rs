@@ -26,6 +26,9 @@ pub struct SloSpec {
     pub route: Vec<Objective>,
     /// For each phase around a fault (baseline, fault, recovery) of a chaos drill.
     pub phase: Vec<Objective>,
+    /// For a run against a fleet (its metrics scraped from two or more instances): the
+    /// guide's Stage 2, 2–3 instances behind a balancer.
+    pub fleet: Vec<Objective>,
     /// What `ratio(memory)` divides by.
     pub memory_limit_bytes: Option<u64>,
 }
@@ -46,6 +49,7 @@ struct RawSpec {
     run: Option<RawScope>,
     route: Option<RawScope>,
     phase: Option<RawScope>,
+    fleet: Option<RawScope>,
     #[serde(default)]
     stage: Vec<RawStage>,
 }
@@ -160,6 +164,12 @@ impl SloSpec {
                 .map(|s| objectives(&s.objectives))
                 .transpose()?
                 .unwrap_or_default(),
+            fleet: raw
+                .fleet
+                .as_ref()
+                .map(|s| objectives(&s.objectives))
+                .transpose()?
+                .unwrap_or_default(),
             memory_limit_bytes,
         };
         let uses_memory = spec
@@ -167,6 +177,7 @@ impl SloSpec {
             .iter()
             .chain(&spec.route)
             .chain(&spec.phase)
+            .chain(&spec.fleet)
             .any(|o| o.metric == expr::Metric::MemoryRatio);
         if uses_memory && spec.memory_limit_bytes.is_none() {
             return Err(error(
@@ -248,5 +259,6 @@ objectives = ["p(95) < 500ms"]
         let rates: Vec<f64> = spec.stages.iter().map(|s| s.rate_per_second).collect();
         assert_eq!(rates, vec![100.0, 1000.0, 10_000.0]);
         assert!(!spec.run.is_empty() && !spec.route.is_empty() && !spec.phase.is_empty());
+        assert_eq!(spec.fleet.len(), 3, "the guide's Stage 2 objectives");
     }
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use aimate_reports::grade::{Grade, Verdict, grade};
-use aimate_reports::record::ServerSample;
+use aimate_reports::record::{ServerSample, ServerSource};
 use support::{record, route, spec, stage};
 
 /// One instance's sample: `lookups` cache lookups so far at `hit_share`.
@@ -155,4 +155,63 @@ fn a_version_1_record_still_reads_and_grades() {
     let merged = aimate_reports::RunRecord::merge(&[old.clone(), old.clone()]).unwrap();
     assert_eq!(merged.schema_version, aimate_reports::SCHEMA_VERSION);
     assert_eq!(grade(&old, &spec()).verdict, Verdict::Pass);
+}
+
+#[test]
+fn a_fleet_run_is_also_graded_on_the_guides_stage_2_objectives() {
+    // Two instances scraped one by one: cache 90 %, pool (2 + 6) / 16, P95 5 ms.
+    let mut server = Vec::new();
+    for i in 0..31 {
+        let t = 1_000 + i * 1_000;
+        server.push(sample(t, "a", "pa", 50.0 * i as f64, 0.9));
+        server.push(sample(t, "b", "pb", 150.0 * i as f64, 0.9));
+    }
+    let mut run = record(
+        vec![stage(
+            "100",
+            100.0,
+            vec![("GET /api/dashboard", route(3000, 5, 0))],
+        )],
+        server,
+    );
+    // Scraped through one target: not a fleet, no Stage 2 scope.
+    let plain = grade(&run, &spec());
+    assert!(plain.grades.iter().all(|g| g.scope != "fleet"));
+
+    run.server_source = ServerSource::Instances {
+        urls: vec!["http://a".into(), "http://b".into()],
+    };
+    let fleet = grade(&run, &spec());
+    let stage_2: Vec<&Grade> = fleet.grades.iter().filter(|g| g.scope == "fleet").collect();
+    let objectives: Vec<&str> = stage_2.iter().map(|g| g.objective.as_str()).collect();
+    assert_eq!(
+        objectives,
+        [
+            "ratio(cache_hits) > 80%",
+            "p(95) < 200ms",
+            "ratio(db_connections) < 80%"
+        ]
+    );
+    assert!(
+        stage_2.iter().all(|g| g.verdict == Verdict::Pass),
+        "{stage_2:?}"
+    );
+    assert!((stage_2[2].value.unwrap() - 50.0).abs() < 1e-6);
+
+    // Stage 2's P95 bar is lower than Stage 1's: 300 ms passes the run, fails the fleet.
+    run.stages = vec![stage(
+        "100",
+        100.0,
+        vec![("GET /api/dashboard", route(3000, 300, 0))],
+    )];
+    let slow = grade(&run, &spec());
+    let verdict = |scope: &str, objective: &str| {
+        slow.grades
+            .iter()
+            .find(|g| g.scope == scope && g.objective == objective)
+            .map(|g| g.verdict)
+    };
+    assert_eq!(verdict("run", "p(95) < 500ms"), Some(Verdict::Pass));
+    assert_eq!(verdict("fleet", "p(95) < 200ms"), Some(Verdict::Fail));
+    assert_eq!(slow.verdict, Verdict::Fail);
 }

@@ -18,11 +18,12 @@ use anyhow::{Context, anyhow};
 
 use super::experiment::run_and_report;
 use super::load::print_stage;
-use super::own_target::{OwnTarget, Shape};
+use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{Baseline, append_summary, print_verdicts, write_atomically, write_reports};
 use crate::Failure;
 use crate::cli::DrillArgs;
 use aimate_chaos::experiment::Experiment;
+use aimate_chaos::run_store::RunStoreError;
 
 pub fn timestamp_dir(parent: &Path) -> PathBuf {
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -33,10 +34,11 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     let spec = crate::builtin::slo(args.slo.as_deref())?;
     let experiments = chaos_plan(args)?;
     let baseline = Baseline::load(&args.baseline, &spec)?;
-    let (stages, warmup, duration) = if args.quick {
-        ("100,1k", "2s", "5s")
-    } else {
-        ("100,1k,10k", "5s", "30s")
+    let (stages, warmup, duration) = match (args.quick, args.fleet) {
+        (true, _) => ("100,1k", "2s", "5s"),
+        // Stage 2 is 2–3 instances on one machine here: 10k is Stage 3's, with auto-scaling.
+        (false, Some(_)) => ("100,1k", "5s", "30s"),
+        (false, None) => ("100,1k,10k", "5s", "30s"),
     };
     let plan = LoadPlan::parse(
         args.stages.as_deref().unwrap_or(stages),
@@ -65,15 +67,28 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             )
         }
         None => {
-            let shape = Shape {
-                instances: 1,
-                ..Shape::default()
-            };
+            let shape = own_shape(args)?;
             let own = runtime
                 .block_on(OwnTarget::start(shape, "drill"))
-                .map_err(Failure::ungradable)?;
+                .map_err(|error| {
+                    // A fleet the database cannot hold, or a store that is not there, is
+                    // the configuration's fault; anything else is the harness's.
+                    if error.is::<RunStoreError>() {
+                        Failure::from(error)
+                    } else {
+                        Failure::ungradable(error)
+                    }
+                })?;
             let url = own.target.url.clone();
-            eprintln!("aimate drill: server on {url} (SQLite in a temporary directory)");
+            match args.fleet {
+                Some(n) => eprintln!(
+                    "aimate drill: fleet of {n} instances behind HAProxy on {url} (PostgreSQL \
+                     and Redis, in a schema and key prefix of this run's own)"
+                ),
+                None => {
+                    eprintln!("aimate drill: server on {url} (SQLite in a temporary directory)")
+                }
+            }
             let credentials = Credentials::AdminToken(own.admin_token.clone());
             let instances = runtime.block_on(own.instance_urls());
             (
@@ -143,6 +158,39 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         )?);
     }
     Ok(ExitCode::from(code))
+}
+
+/// What the drill starts: one server on SQLite, or with `--fleet` N instances behind
+/// HAProxy on PostgreSQL and Redis (both required, named in a one-line error if not).
+fn own_shape(args: &DrillArgs) -> Result<Shape, Failure> {
+    let Some(instances) = args.fleet else {
+        return Ok(Shape {
+            instances: 1,
+            ..Shape::default()
+        });
+    };
+    let postgres = args.database_url.clone().ok_or_else(|| {
+        anyhow!("--fleet runs on PostgreSQL: pass --database-url or set DATABASE_URL")
+    })?;
+    let redis = args.redis_url.clone().ok_or_else(|| {
+        anyhow!("--fleet shares a Redis: pass --redis-url or set AIMATE_REDIS_URL")
+    })?;
+    if aimate_chaos::balancer::find_haproxy().is_none() {
+        return Err(anyhow!(
+            "--fleet puts its instances behind HAProxy, which is not installed ({})",
+            aimate_chaos::balancer::INSTALL_HINT
+        )
+        .into());
+    }
+    Ok(Shape {
+        instances: usize::from(instances),
+        store: Some(StoreShape {
+            postgres,
+            redis: Some(redis),
+            pool_max: args.db_pool_max,
+        }),
+        ..Shape::default()
+    })
 }
 
 /// The chaos experiments after the ladder, read and checked before anything runs (a

@@ -54,6 +54,8 @@ pub fn experiment_spec(experiment: &Experiment, slo: &SloSpec) -> SloSpec {
             .hypothesis
             .clone()
             .unwrap_or_else(|| slo.phase.clone()),
+        // Experiments are graded per phase; the fleet objectives grade load runs.
+        fleet: Vec::new(),
         memory_limit_bytes: slo.memory_limit_bytes,
     }
 }
@@ -69,6 +71,7 @@ pub fn run(
         database_url,
         volume_mib: experiment.needs_volume().then_some(VOLUME_MIB),
         proxy: experiment.needs_proxy(),
+        store: None,
     };
     super::runtime()?.block_on(async {
         let own = OwnTarget::start(shape, "chaos").await?;

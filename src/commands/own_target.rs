@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aimate_chaos::keeper::Keeper;
+use aimate_chaos::run_store::RunStore;
 use aimate_chaos::target::{Target, TargetOptions};
 use anyhow::Context;
 
@@ -13,9 +14,21 @@ use anyhow::Context;
 #[derive(Debug, Clone, Default)]
 pub struct Shape {
     pub instances: usize,
+    /// A database used as it is.
     pub database_url: Option<String>,
     pub volume_mib: Option<u64>,
     pub proxy: bool,
+    /// A PostgreSQL to claim a schema of the run's own on, and a Redis to claim a key
+    /// prefix on (both given back by [`OwnTarget::stop`]).
+    pub store: Option<StoreShape>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreShape {
+    pub postgres: String,
+    pub redis: Option<String>,
+    /// Each instance's pool size (checked against PostgreSQL's `max_connections`).
+    pub pool_max: u32,
 }
 
 pub struct OwnTarget {
@@ -23,8 +36,20 @@ pub struct OwnTarget {
     // directory goes.
     pub target: Arc<Target>,
     pub admin_token: String,
-    keeper: Arc<Keeper>,
+    store: Option<RunStore>,
+    _keeper: ClosedOnDrop,
     _dir: TempDir,
+}
+
+/// Closes the keeper when dropped: as a field after `target`, only once the target
+/// (instances and HAProxy) has stopped and released its leases, so the keeper never
+/// finds a lease of a live controller's target and kills it as an orphan.
+struct ClosedOnDrop(Arc<Keeper>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl OwnTarget {
@@ -34,20 +59,52 @@ impl OwnTarget {
         let dir =
             TempDir::new(&std::env::temp_dir().join(format!("aimate-{name}-{}", random_hex(6)?)))?;
         let admin_token = random_hex(16)?;
+        let instances = shape.instances.max(1);
+        let store = match &shape.store {
+            Some(store) => Some(
+                RunStore::claim(
+                    Some(&store.postgres),
+                    store.redis.as_deref(),
+                    instances,
+                    store.pool_max,
+                    &random_hex(6)?,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let claimed = store.as_ref();
+        let mut env = Vec::new();
+        if let Some(store) = &shape.store {
+            env.push(("AIMATE_DB_POOL_MAX".to_owned(), store.pool_max.to_string()));
+        }
         let options = TargetOptions {
             program: exe,
-            instances: shape.instances.max(1),
-            database_url: shape.database_url,
+            instances,
+            database_url: claimed
+                .and_then(|s| s.database_url.clone())
+                .or(shape.database_url),
+            redis: claimed.and_then(|s| Some((s.redis_url.clone()?, s.redis_prefix.clone()?))),
+            env,
             work_dir: dir.path().to_owned(),
             admin_token: admin_token.clone(),
             volume_mib: shape.volume_mib,
             proxy: shape.proxy,
         };
-        let target = Arc::new(Target::start(&options, keeper.clone()).await?);
+        let target = match Target::start(&options, keeper.clone()).await {
+            Ok(target) => Arc::new(target),
+            Err(error) => {
+                if let Some(store) = &store {
+                    store.remove().await;
+                }
+                return Err(error.into());
+            }
+        };
         Ok(Self {
             target,
             admin_token,
-            keeper,
+            store,
+            _keeper: ClosedOnDrop(keeper),
             _dir: dir,
         })
     }
@@ -58,15 +115,14 @@ impl OwnTarget {
         instance_urls(&self.target).await
     }
 
-    /// Stops the instances gracefully; returns what did not stop cleanly.
+    /// Stops the instances gracefully and gives back the run's schema and key prefix;
+    /// returns what did not stop or go cleanly.
     pub async fn stop(&self) -> Vec<String> {
-        self.target.shutdown().await
-    }
-}
-
-impl Drop for OwnTarget {
-    fn drop(&mut self) {
-        self.keeper.close();
+        let mut problems = self.target.shutdown().await;
+        if let Some(store) = &self.store {
+            problems.extend(store.remove().await);
+        }
+        problems
     }
 }
 

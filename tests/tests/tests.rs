@@ -9,6 +9,7 @@ mod dashboards; // `aimate dashboards generate`: the tree, and --check catching 
 mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod experiment; // supervisor, HAProxy, `aimate chaos run` graded by phase, leases
 mod fleet; // two instances behind HAProxy: series per instance, a balancer's mix refused, Prometheus
+mod fleet_drill; // `aimate drill --fleet N`: Stage 2 on PostgreSQL + Redis, graded, cleaned up
 mod load; // `aimate load`: a real run's record, exit codes, no partial files
 mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
 mod tenant; // `aimate tenant create`: the key on stdout, usable at once
