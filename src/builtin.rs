@@ -13,7 +13,7 @@ use crate::Failure;
 pub const SLO_TOML: &str = include_str!("../slo.toml");
 
 /// The drills of `chaos/experiments/`, by file name, in the order they run.
-pub const EXPERIMENTS: [(&str, &str); 6] = [
+pub const EXPERIMENTS: [(&str, &str); 9] = [
     (
         "1-kill-instance.toml",
         include_str!("../chaos/experiments/1-kill-instance.toml"),
@@ -37,6 +37,18 @@ pub const EXPERIMENTS: [(&str, &str); 6] = [
     (
         "6-fail-invoice-writes.toml",
         include_str!("../chaos/experiments/6-fail-invoice-writes.toml"),
+    ),
+    (
+        "7-fleet-kill-instance.toml",
+        include_str!("../chaos/experiments/7-fleet-kill-instance.toml"),
+    ),
+    (
+        "8-redis-outage.toml",
+        include_str!("../chaos/experiments/8-redis-outage.toml"),
+    ),
+    (
+        "9-redis-latency.toml",
+        include_str!("../chaos/experiments/9-redis-latency.toml"),
     ),
 ];
 

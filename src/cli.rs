@@ -97,9 +97,14 @@ pub struct ChaosRunArgs {
     /// Default: ./slo.toml, else the built-in one.
     #[arg(long)]
     pub slo: Option<PathBuf>,
-    /// Run the instances on this PostgreSQL instead of a SQLite file of the drill's.
+    /// PostgreSQL: `database = "postgres"` experiments run in a schema of their own on
+    /// it (dropped afterwards); others run on it as it is instead of a SQLite file.
     #[arg(long, env = "AIMATE_CHAOS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Redis of `redis = true` experiments (keys under a prefix of the run's own,
+    /// reached through a fault proxy of the run's).
+    #[arg(long, env = "AIMATE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Parent directory of the report directory (named by its UTC start time).
     #[arg(long, default_value = "reports/out")]
     pub out_dir: PathBuf,
@@ -130,10 +135,12 @@ pub struct DrillArgs {
     /// slo.toml's `[fleet]` objectives. Default ladder 100,1k.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=16), conflicts_with = "target")]
     pub fleet: Option<u16>,
-    /// PostgreSQL of --fleet (a schema is created in it and dropped after the run).
+    /// PostgreSQL of --fleet and of the experiments on it (each run in a schema of its
+    /// own, dropped afterwards).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Redis of --fleet (cache L2 and rate limiter; keys under a prefix of the run's own).
+    /// Redis of --fleet and of the experiments on it (cache L2 and rate limiter; keys
+    /// under a prefix of the run's own).
     #[arg(long, env = "AIMATE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Pool size of each --fleet instance; instances × this must fit PostgreSQL's

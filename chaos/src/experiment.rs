@@ -4,7 +4,11 @@
 //!
 //! ```toml
 //! title = "Kill a random instance"
-//! instances = 2                       # ≥ 2: behind HAProxy
+//! [target]
+//! instances = 3                       # ≥ 2: behind HAProxy
+//! database = "postgres"               # default "sqlite" (a file of the drill's)
+//! redis = true                        # a shared Redis (cache L2, rate limit), reached
+//!                                     # through a fault proxy of its own
 //! [load]
 //! rate = "100"
 //! warmup = "3s"
@@ -13,7 +17,7 @@
 //! objectives = ["rate(errors) < 5%", "p(95) < 1000ms"]
 //! [[method]]
 //! fault = "kill-instance"             # kill-instance, freeze-instance, toxic,
-//! at = "10s"                          # exhaust-db, slowloris, disk-fill
+//! at = "10s"                          # exhaust-db, slowloris, disk-fill, redis-down
 //! duration = "5s"
 //! [safeguard]
 //! objectives = ["rate(errors) < 50%"]
@@ -45,16 +49,18 @@ pub enum FaultKind {
     ExhaustDb,
     Slowloris,
     DiskFill,
+    RedisDown,
 }
 
 impl FaultKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::KillInstance,
         Self::FreezeInstance,
         Self::Toxic,
         Self::ExhaustDb,
         Self::Slowloris,
         Self::DiskFill,
+        Self::RedisDown,
     ];
 
     /// The name as written in experiment files (`kill-instance`).
@@ -81,7 +87,7 @@ fn written_name(variant: impl serde::Serialize) -> String {
 pub enum Rollback {
     /// Thaw every instance and restart those that are down.
     RestartInstances,
-    /// Remove every toxic from the fault proxy.
+    /// Remove every toxic from the fault proxies and let their traffic through again.
     ResetToxics,
     /// Delete the disk drill's fill file.
     FreeDisk,
@@ -108,14 +114,38 @@ pub enum Fault {
     KillInstance { instance: Pick, how: Stop },
     /// SIGSTOP an instance for the duration: alive, accepting, answering nothing.
     FreezeInstance { instance: Pick },
-    /// A toxic on the fault proxy in front of the target.
-    Toxic(Toxic),
+    /// A toxic on a fault proxy: the one in front of the target, or the one between
+    /// the instances and Redis.
+    Toxic { toxic: Toxic, on: ProxyLink },
     /// Starve the server's database pool: SQLite's write lock, or PostgreSQL sessions.
     ExhaustDb { sessions: usize },
     /// Idle connections trickling headers (slowloris) to every instance.
     Slowloris { connections: usize },
     /// Fill the data directory's tmpfs to `percent` used.
     DiskFill { percent: f64 },
+    /// Redis gone for the fleet: its fault proxy cuts every connection and refuses new
+    /// ones (as a stopped Redis would), then lets them through again.
+    RedisDown,
+}
+
+/// Which fault proxy a toxic goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyLink {
+    /// Between the load and the target (the default).
+    Front,
+    /// Between the instances and Redis (needs `[target] redis = true`).
+    Redis,
+}
+
+/// Where the instances keep their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseKind {
+    /// A SQLite file of the drill's (or the `--database-url` given, as it is).
+    Sqlite,
+    /// A schema of the run's own on the PostgreSQL of `--database-url`.
+    Postgres,
 }
 
 impl Fault {
@@ -123,10 +153,11 @@ impl Fault {
         match self {
             Self::KillInstance { .. } => FaultKind::KillInstance,
             Self::FreezeInstance { .. } => FaultKind::FreezeInstance,
-            Self::Toxic(_) => FaultKind::Toxic,
+            Self::Toxic { .. } => FaultKind::Toxic,
             Self::ExhaustDb { .. } => FaultKind::ExhaustDb,
             Self::Slowloris { .. } => FaultKind::Slowloris,
             Self::DiskFill { .. } => FaultKind::DiskFill,
+            Self::RedisDown => FaultKind::RedisDown,
         }
     }
 
@@ -157,6 +188,9 @@ pub struct Experiment {
     pub title: String,
     pub description: String,
     pub instances: usize,
+    pub database: DatabaseKind,
+    /// The instances share a Redis, through a fault proxy of the run's.
+    pub redis: bool,
     /// Requests per second, and as written (`1k`).
     pub rate: f64,
     pub rate_text: String,
@@ -220,10 +254,17 @@ fn parse_scale(text: &str) -> Result<f64, String> {
 }
 
 impl Experiment {
+    /// A fault proxy in front of the target.
     pub fn needs_proxy(&self) -> bool {
-        self.method
-            .iter()
-            .any(|s| matches!(s.fault, Fault::Toxic(_)))
+        self.method.iter().any(|s| {
+            matches!(
+                s.fault,
+                Fault::Toxic {
+                    on: ProxyLink::Front,
+                    ..
+                }
+            )
+        })
     }
 
     pub fn needs_volume(&self) -> bool {
@@ -247,8 +288,8 @@ struct Raw {
     title: String,
     #[serde(default)]
     description: String,
-    #[serde(default = "one")]
-    instances: Spanned<i64>,
+    instances: Option<Spanned<i64>>,
+    target: Option<RawTarget>,
     load: RawLoad,
     hypothesis: Option<RawObjectives>,
     #[serde(default)]
@@ -266,8 +307,12 @@ struct RawAlerts {
     time_scale: Option<Spanned<String>>,
 }
 
-fn one() -> Spanned<i64> {
-    Spanned::new(0..0, 1)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    instances: Option<Spanned<i64>>,
+    database: Option<Spanned<String>>,
+    redis: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -321,18 +366,40 @@ impl Experiment {
         };
         let raw: Raw = toml::from_str(text)
             .map_err(|e| error(e.span().unwrap_or(0..0), e.message().to_owned()))?;
-        let instances = usize::try_from(*raw.instances.get_ref())
-            .ok()
-            .filter(|n| (1..=16).contains(n))
-            .ok_or_else(|| {
-                error(
-                    raw.instances.span(),
-                    format!(
-                        "instances must be 1 to 16 (got {})",
-                        raw.instances.get_ref()
-                    ),
-                )
-            })?;
+        let nested = raw.target.as_ref().and_then(|t| t.instances.as_ref());
+        if let (Some(_), Some(again)) = (&raw.instances, nested) {
+            return Err(error(
+                again.span(),
+                "instances is given twice: keep the one in [target]".into(),
+            ));
+        }
+        let instances = match nested.or(raw.instances.as_ref()) {
+            None => 1,
+            Some(given) => usize::try_from(*given.get_ref())
+                .ok()
+                .filter(|n| (1..=16).contains(n))
+                .ok_or_else(|| {
+                    error(
+                        given.span(),
+                        format!("instances must be 1 to 16 (got {})", given.get_ref()),
+                    )
+                })?,
+        };
+        let database = match raw.target.as_ref().and_then(|t| t.database.as_ref()) {
+            None => DatabaseKind::Sqlite,
+            Some(name) => toml::Value::String(name.get_ref().clone())
+                .try_into()
+                .map_err(|_| {
+                    error(
+                        name.span(),
+                        format!(
+                            "unknown database `{}` (known: sqlite, postgres)",
+                            name.get_ref()
+                        ),
+                    )
+                })?,
+        };
+        let redis = raw.target.as_ref().and_then(|t| t.redis).unwrap_or(false);
         let duration_of = |value: &Spanned<String>| {
             parse_duration(value.get_ref()).map_err(|m| error(value.span(), m))
         };
@@ -370,7 +437,21 @@ impl Experiment {
         let mut method = Vec::new();
         for (index, step) in raw.method.iter().enumerate() {
             let at_step = |m: String| error(step.span(), format!("method {}: {m}", index + 1));
-            let step = parse_step(step.get_ref(), instances).map_err(at_step)?;
+            let step = parse_step(step.get_ref(), instances).map_err(&at_step)?;
+            let uses_redis = matches!(
+                step.fault,
+                Fault::RedisDown
+                    | Fault::Toxic {
+                        on: ProxyLink::Redis,
+                        ..
+                    }
+            );
+            if uses_redis && !redis {
+                return Err(at_step(format!(
+                    "{} acts on the fleet's Redis: set `redis = true` in [target]",
+                    step.fault.name()
+                )));
+            }
             let end = step.at + step.duration;
             if end > duration {
                 return Err(at_step(format!(
@@ -441,6 +522,8 @@ impl Experiment {
             title: raw.title,
             description: raw.description,
             instances,
+            database,
+            redis,
             rate,
             rate_text: raw.load.rate.get_ref().trim().to_owned(),
             warmup,
@@ -527,6 +610,13 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
             instance: parse_pick(take(&mut table, "instance"), instances)?,
         },
         FaultKind::Toxic => {
+            let on = match as_str(take(&mut table, "proxy"))?.as_deref() {
+                None | Some("front") => ProxyLink::Front,
+                Some("redis") => ProxyLink::Redis,
+                Some(other) => {
+                    return Err(format!("proxy `{other}`: use \"front\" or \"redis\""));
+                }
+            };
             // The rest of the table is a Toxiproxy toxic: type, stream, toxicity, attributes.
             let mut toxic_table = toml::Table::new();
             for key in ["name", "type", "stream", "toxicity", "attributes"] {
@@ -558,7 +648,7 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
                     names.join(", ")
                 ));
             }
-            Fault::Toxic(toxic)
+            Fault::Toxic { toxic, on }
         }
         FaultKind::ExhaustDb => Fault::ExhaustDb {
             sessions: as_count(take(&mut table, "sessions"), 200)?,
@@ -580,6 +670,7 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
             }
             Fault::DiskFill { percent }
         }
+        FaultKind::RedisDown => Fault::RedisDown,
     };
     if let Some(key) = table.keys().next() {
         let hint = if ["rollbacks", "title", "description", "instances"].contains(&key.as_str()) {
@@ -645,7 +736,17 @@ time_scale = "1/60"
             }
         );
         assert_eq!(experiment.method[1].at, Duration::from_secs(10));
-        assert!(matches!(experiment.method[1].fault, Fault::Toxic(_)));
+        assert!(matches!(
+            experiment.method[1].fault,
+            Fault::Toxic {
+                on: ProxyLink::Front,
+                ..
+            }
+        ));
+        assert_eq!(
+            (experiment.database, experiment.redis),
+            (DatabaseKind::Sqlite, false)
+        );
         assert!(experiment.needs_proxy());
         let guard = experiment.safeguard.unwrap();
         assert_eq!(guard.max_error_rate, Some(0.5));
@@ -687,7 +788,8 @@ time_scale = "1/60"
                 "toxic",
                 "exhaust-db",
                 "slowloris",
-                "disk-fill"
+                "disk-fill",
+                "redis-down"
             ]
         );
         for kind in FaultKind::ALL {
@@ -699,6 +801,78 @@ time_scale = "1/60"
             rollbacks,
             ["restart-instances", "reset-toxics", "free-disk"]
         );
+    }
+
+    const FLEET: &str = r#"
+title = "Redis faults on a fleet"
+[target]
+instances = 3
+database = "postgres"
+redis = true
+[load]
+rate = "1k"
+warmup = "2s"
+duration = "30s"
+[[method]]
+fault = "redis-down"
+at = "5s"
+duration = "5s"
+[[method]]
+fault = "toxic"
+proxy = "redis"
+at = "15s"
+duration = "5s"
+type = "latency"
+attributes = { latency = 200 }
+"#;
+
+    #[test]
+    fn a_fleet_target_and_its_redis_faults_parse() {
+        let experiment = Experiment::parse(FLEET, "fleet.toml").unwrap();
+        assert_eq!(experiment.instances, 3);
+        assert_eq!(experiment.database, DatabaseKind::Postgres);
+        assert!(experiment.redis);
+        assert_eq!(experiment.method[0].fault, Fault::RedisDown);
+        assert!(matches!(
+            experiment.method[1].fault,
+            Fault::Toxic {
+                on: ProxyLink::Redis,
+                ..
+            }
+        ));
+        // Toxics on the Redis link need no proxy in front of the target.
+        assert!(!experiment.needs_proxy());
+    }
+
+    #[test]
+    fn fleet_targets_refuse_what_they_cannot_run() {
+        let cases = [
+            (
+                FLEET.replace("redis = true\n", ""),
+                "redis-down acts on the fleet's Redis: set `redis = true` in [target]",
+            ),
+            (
+                FLEET.replace("\"postgres\"", "\"mysql\""),
+                "unknown database `mysql` (known: sqlite, postgres)",
+            ),
+            (
+                FLEET.replace("[target]", "instances = 2\n[target]"),
+                "instances is given twice",
+            ),
+            (
+                FLEET.replace("proxy = \"redis\"", "proxy = \"dns\""),
+                "proxy `dns`: use \"front\" or \"redis\"",
+            ),
+            (
+                FLEET.replace("instances = 3", "instances = 0"),
+                "instances must be 1 to 16",
+            ),
+        ];
+        for (text, says) in cases {
+            let error = Experiment::parse(&text, "x.toml").unwrap_err();
+            assert!(error.message.contains(says), "{error}");
+            assert!(error.line > 1, "the line at fault is named: {error}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use aimate_reports::record::{Event, EventKind};
 use rand::Rng;
 
 use crate::exhaust;
-use crate::experiment::{Fault, Pick, Rollback, Step};
+use crate::experiment::{Fault, Pick, ProxyLink, Rollback, Step};
 use crate::supervisor::Stop;
 use crate::target::{Database, Target};
 
@@ -190,15 +190,29 @@ async fn run_step(
             ));
             format!("freeze-instance {index}")
         }
-        Fault::Toxic(toxic) => {
-            let proxy = target
-                .proxy
-                .as_ref()
-                .ok_or("the target has no fault proxy in front")?;
+        Fault::Toxic { toxic, on } => {
+            let proxy = match on {
+                ProxyLink::Front => target.proxy.as_ref(),
+                ProxyLink::Redis => target.redis_proxy.as_ref(),
+            }
+            .ok_or("the target has no such fault proxy")?;
             proxy.add_toxic(toxic.clone()).map_err(|e| e.to_string())?;
             hold_until(end, stop).await;
             proxy.remove_toxic(&toxic.name).map_err(|e| e.to_string())?;
-            format!("toxic {}", toxic_summary(toxic))
+            match on {
+                ProxyLink::Front => format!("toxic {}", toxic_summary(toxic)),
+                ProxyLink::Redis => format!("toxic {} on Redis", toxic_summary(toxic)),
+            }
+        }
+        Fault::RedisDown => {
+            let proxy = target
+                .redis_proxy
+                .as_ref()
+                .ok_or("the target has no Redis behind a fault proxy")?;
+            proxy.set_enabled(false);
+            hold_until(end, stop).await;
+            proxy.set_enabled(true);
+            "redis-down".to_owned()
         }
         Fault::ExhaustDb { sessions } => match &target.database {
             Database::Sqlite(path) => {
@@ -298,8 +312,9 @@ pub async fn rollback(target: &Target, rollbacks: &[Rollback]) -> Vec<String> {
                 }
             }
             Rollback::ResetToxics => {
-                if let Some(proxy) = &target.proxy {
+                for proxy in [&target.proxy, &target.redis_proxy].into_iter().flatten() {
                     proxy.clear_toxics();
+                    proxy.set_enabled(true);
                 }
             }
             Rollback::FreeDisk => {

@@ -114,6 +114,18 @@ impl RunStore {
         Ok(store)
     }
 
+    /// What the run borrowed, for a log line: `schema aimate_run_…, Redis prefix …`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(schema) = &self.schema {
+            parts.push(format!("PostgreSQL schema {schema}"));
+        }
+        if let Some(prefix) = &self.redis_prefix {
+            parts.push(format!("Redis prefix {prefix}"));
+        }
+        parts.join(", ")
+    }
+
     /// Drops the schema and deletes the prefix's keys; returns what could not be removed.
     pub async fn remove(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -8,7 +8,10 @@
 //!                                               └──▶ [Redis: shared cache and rate limit]
 //! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use aimate_reports::redact::redact_url;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +30,8 @@ pub struct TargetOptions {
     pub database_url: Option<String>,
     /// Redis the instances share (cache L2, rate limiter), and their key prefix.
     pub redis: Option<(String, String)>,
+    /// Put a fault proxy between the instances and that Redis (Redis faults).
+    pub redis_proxy: bool,
     /// More environment for every instance (e.g. `AIMATE_DB_POOL_MAX`).
     pub env: Vec<(String, String)>,
     /// A directory the drill owns; data and logs go under it.
@@ -55,6 +60,37 @@ pub enum TargetError {
     },
     #[error("HAProxy did not route to a ready instance within {0:?}")]
     NotRouting(Duration),
+    #[error("cannot put a fault proxy in front of Redis: {0}")]
+    RedisUrl(String),
+}
+
+/// The `host:port` of a `redis://` URL, and a function giving the same URL (user,
+/// password, database) with another address in its place.
+pub fn via_proxy(url: &str) -> Result<(String, impl Fn(SocketAddr) -> String), TargetError> {
+    let bad = || {
+        TargetError::RedisUrl(format!(
+            "`{}` is not a redis://host:port URL",
+            redact_url(url)
+        ))
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (user, address) = match authority.rsplit_once('@') {
+        Some((user, address)) => (format!("{user}@"), address),
+        None => (String::new(), authority),
+    };
+    if address.is_empty() {
+        return Err(bad());
+    }
+    let address = if address.contains(':') {
+        address.to_owned()
+    } else {
+        format!("{address}:6379")
+    };
+    let (scheme, path) = (scheme.to_owned(), path.to_owned());
+    Ok((address, move |proxy: SocketAddr| {
+        format!("{scheme}://{user}{proxy}{path}")
+    }))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +106,8 @@ pub struct Target {
     pub supervisor: tokio::sync::Mutex<Supervisor>,
     pub balancer: Option<Balancer>,
     pub proxy: Option<Proxy>,
+    /// Between the instances and Redis, when asked for.
+    pub redis_proxy: Option<Proxy>,
     pub volume: Option<Volume>,
     pub database: Database,
     pub data_dir: PathBuf,
@@ -118,8 +156,18 @@ impl Target {
             ("AIMATE_LOG".to_owned(), "warn".to_owned()),
         ];
         env.extend(options.env.iter().cloned());
+        let mut redis_proxy = None;
         if let Some((url, prefix)) = &options.redis {
-            env.push(("AIMATE_REDIS_URL".to_owned(), url.clone()));
+            let url = if options.redis_proxy {
+                let (upstream, through) = via_proxy(url)?;
+                let proxy = Proxy::start("redis", "127.0.0.1:0", &upstream).await?;
+                let url = through(proxy.listen_addr());
+                redis_proxy = Some(proxy);
+                url
+            } else {
+                url.clone()
+            };
+            env.push(("AIMATE_REDIS_URL".to_owned(), url));
             env.push(("AIMATE_REDIS_PREFIX".to_owned(), prefix.clone()));
         }
         let database = match &options.database_url {
@@ -168,6 +216,7 @@ impl Target {
             supervisor: tokio::sync::Mutex::new(supervisor),
             balancer,
             proxy,
+            redis_proxy,
             volume,
             database,
             data_dir,
@@ -210,5 +259,24 @@ impl Target {
     /// stop cleanly.
     pub async fn shutdown(&self) -> Vec<String> {
         self.supervisor.lock().await.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::via_proxy;
+
+    #[test]
+    fn a_redis_url_keeps_everything_but_its_address_through_the_proxy() {
+        let proxy = "127.0.0.1:4000".parse().unwrap();
+        let (upstream, through) = via_proxy("redis://:secret@cache.local:6380/2").unwrap();
+        assert_eq!(upstream, "cache.local:6380");
+        assert_eq!(through(proxy), "redis://:secret@127.0.0.1:4000/2");
+        let (upstream, through) = via_proxy("redis://127.0.0.1").unwrap();
+        assert_eq!(upstream, "127.0.0.1:6379", "Redis' default port");
+        assert_eq!(through(proxy), "redis://127.0.0.1:4000");
+        let error = via_proxy("redis://:pw@/0").err().unwrap().to_string();
+        assert!(error.contains("not a redis://host:port URL"), "{error}");
+        assert!(!error.contains("pw"), "the password stays out: {error}");
     }
 }

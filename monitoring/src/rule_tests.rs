@@ -6,7 +6,7 @@
 //! four hours. Each scenario changes only what its alert watches.
 
 use aimate_server::metric_catalogue::{
-    CACHE_REQUESTS, PROCESS_RESIDENT_MEMORY, REQUEST_DURATION, TARGET_INFO,
+    CACHE_REDIS_UP, CACHE_REQUESTS, PROCESS_RESIDENT_MEMORY, REQUEST_DURATION, TARGET_INFO,
 };
 use aimate_server::metrics::LATENCY_BUCKETS;
 use serde_json::{Value, json};
@@ -188,6 +188,13 @@ fn breaking(alert: &Alert, slo: Option<&Slo>) -> Option<(Series, &'static str)> 
             series.set(format!("up{{{}}}", labels("")), format!("0x{STEPS}"));
             Some((series, "30m"))
         }
+        ("AimateCacheDegraded", _) => {
+            series.set(
+                format!("{}{{{}}}", CACHE_REDIS_UP.name, labels("")),
+                format!("0x{STEPS}"),
+            );
+            Some((series, "30m"))
+        }
         ("AimateNotReady", _) => {
             series.0.retain(|(s, _)| *s != health);
             series.set(
@@ -248,7 +255,7 @@ fn expected(alert: &Alert, all: &[Alert], slos: &[Slo]) -> Vec<Value> {
             // The rule's labels, and those its series carry.
             let mut labels = a.label_map();
             match a.name.as_str() {
-                "AimateInstanceDown" | "AimateHighMemoryUsage" => {
+                "AimateInstanceDown" | "AimateHighMemoryUsage" | "AimateCacheDegraded" => {
                     labels.insert("instance".into(), "a".into());
                     labels.insert("job".into(), JOB.into());
                 }

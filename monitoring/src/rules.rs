@@ -2,7 +2,9 @@
 //! and durations, instance down and readiness, and multi-window multi-burn-rate alerts
 //! (the SRE workbook's) for every error and latency SLO of slo.toml.
 
-use aimate_server::metric_catalogue::{PROCESS_RESIDENT_MEMORY, REQUEST_DURATION, TARGET_INFO};
+use aimate_server::metric_catalogue::{
+    CACHE_REDIS_UP, PROCESS_RESIDENT_MEMORY, REQUEST_DURATION, TARGET_INFO,
+};
 use serde_json::{Value, json};
 
 use crate::promql;
@@ -199,6 +201,25 @@ pub fn alerts(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<Alert> {
                           log lines (a panic, an out-of-memory kill); the load balancer's \
                           health checks; whether the other instances absorb its traffic \
                           (error rate).",
+        },
+        Alert {
+            name: "AimateCacheDegraded".into(),
+            expr: format!("{}{{job=\"{JOB}\"}} == 0", CACHE_REDIS_UP.name),
+            for_: "1m".into(),
+            severity: "warning",
+            labels: vec![("action", "notify_slack".into())],
+            summary: "An AI Mate instance serves without its Redis".into(),
+            description: "The instance's cache has not reached Redis for a minute. It \
+                          still answers everything, from memory and the database, but \
+                          sees other instances' writes up to 1 s late, limits each key \
+                          on its own, and sends the database the reads Redis served."
+                .into(),
+            runbook: "aimatecachedegraded".into(),
+            check_first: "Is Redis up (`redis-cli ping`) and reachable from the \
+                          instance? `GET /api/health` shows `cache.status`; \
+                          `cache_redis_errors_total` rising means calls fail or take \
+                          over 50 ms (a slow Redis); database pool use and latency \
+                          (the reads Redis no longer absorbs).",
         },
         Alert {
             name: "AimateNotReady".into(),

@@ -234,6 +234,22 @@ async fn live_server(dir: &Path) -> aimate_server::Running {
     // Small enough that the test's bursts get 429s: the error panels need errors.
     config.rate_limit_per_second = 20;
     config.rate_limit_burst = 20;
+    // A fleet's configuration, so the Redis cache's series are on the page too: the
+    // Redis of `TEST_REDIS_URL`, else a port nothing listens on (the cache then serves
+    // degraded and says so in `cache_redis_up`).
+    let redis = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("redis://{}", closed.local_addr().unwrap())
+        });
+    config.redis_url = Some(redis);
+    config.redis_prefix = format!(
+        "aimate-monitoring-test:{}:{}:",
+        std::process::id(),
+        dir.display()
+    );
     aimate_server::spawn(config).await.unwrap()
 }
 

@@ -47,7 +47,8 @@ use crate::metrics::Metrics;
 
 /// Longest a request waits for Redis before going on without it.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(50);
-/// Longest a (re)connection may take, tracking set up included.
+/// Longest a (re)connection may take, tracking set up included (each answer within
+/// [`CALL_TIMEOUT`]).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Pause between reconnection attempts.
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -437,7 +438,9 @@ impl Link {
         let weak: Weak<Self> = Arc::downgrade(self);
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(CONNECT_TIMEOUT)
+            // A Redis too slow for requests is not back: every answer, the handshake's
+            // included, within the requests' timeout, or stay degraded.
+            .set_response_timeout(CALL_TIMEOUT)
             .set_push_sender(move |push: PushInfo| {
                 if let Some(link) = weak.upgrade() {
                     link.on_push(incarnation, push);

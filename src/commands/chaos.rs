@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use aimate_chaos::experiment::Experiment;
 
 use super::drill::timestamp_dir;
-use super::experiment::run_and_report;
+use super::experiment::{Stores, run_and_report};
 use crate::Failure;
 use crate::cli::ChaosCommand;
 
@@ -28,10 +28,15 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
             let slo = crate::builtin::slo(args.slo.as_deref())?;
             let experiment = Experiment::load(&args.file)?;
             let out_dir = timestamp_dir(&args.out_dir);
+            let stores = Stores {
+                postgres: args.database_url,
+                postgres_as_is: true,
+                redis: args.redis_url,
+            };
             let code = run_and_report(
                 &experiment,
                 &slo,
-                args.database_url,
+                &stores,
                 &out_dir,
                 args.summary.as_deref(),
             )?;

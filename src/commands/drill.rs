@@ -16,7 +16,7 @@ use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
-use super::experiment::run_and_report;
+use super::experiment::{Stores, run_and_report};
 use super::load::print_stage;
 use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{Baseline, append_summary, print_verdicts, write_atomically, write_reports};
@@ -82,8 +82,9 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             let url = own.target.url.clone();
             match args.fleet {
                 Some(n) => eprintln!(
-                    "aimate drill: fleet of {n} instances behind HAProxy on {url} (PostgreSQL \
-                     and Redis, in a schema and key prefix of this run's own)"
+                    "aimate drill: fleet of {n} instances behind HAProxy on {url} ({}; \
+                     removed afterwards)",
+                    own.claimed().unwrap_or_default()
                 ),
                 None => {
                     eprintln!("aimate drill: server on {url} (SQLite in a temporary directory)")
@@ -150,9 +151,15 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
     eprintln!("open:    {}", out_dir.join("index.html").display());
     let mut code = report.exit_code();
     if let Some(experiments) = experiments {
+        let stores = Stores {
+            postgres: args.database_url.clone(),
+            postgres_as_is: false,
+            redis: args.redis_url.clone(),
+        };
         code = code.max(run_experiments(
             experiments,
             &spec,
+            &stores,
             &out_dir,
             args.summary.as_deref(),
         )?);
@@ -185,9 +192,10 @@ fn own_shape(args: &DrillArgs) -> Result<Shape, Failure> {
     Ok(Shape {
         instances: usize::from(instances),
         store: Some(StoreShape {
-            postgres,
+            postgres: Some(postgres),
             redis: Some(redis),
             pool_max: args.db_pool_max,
+            redis_proxy: false,
         }),
         ..Shape::default()
     })
@@ -219,6 +227,7 @@ fn chaos_plan(args: &DrillArgs) -> Result<Option<Vec<(String, Experiment)>>, Fai
 fn run_experiments(
     experiments: Vec<(String, Experiment)>,
     spec: &SloSpec,
+    stores: &Stores,
     out_dir: &Path,
     summary: Option<&Path>,
 ) -> Result<u8, Failure> {
@@ -234,10 +243,14 @@ fn run_experiments(
             );
             continue;
         }
+        if let Some(missing) = stores.missing_for(&experiment) {
+            eprintln!("aimate drill: skipped {name}: {missing}");
+            continue;
+        }
         let code = run_and_report(
             &experiment,
             spec,
-            None,
+            stores,
             &out_dir.join(format!("chaos-{name}")),
             summary,
         )?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aimate_chaos::experiment::Experiment;
+use aimate_chaos::experiment::{DatabaseKind, Experiment};
 use aimate_chaos::method::{self, Clock};
 use aimate_chaos::target::Target;
 use aimate_loadgen::plan::{LoadPlan, Stage};
@@ -24,12 +24,64 @@ use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
 use super::alert_watch::AlertWatch;
-use super::own_target::{OwnTarget, Shape};
+use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{print_verdicts, write_atomically, write_reports};
 
 /// Size of the drill's tmpfs for disk steps: room for the seeded database and its WAL,
 /// small enough to fill in a blink.
 const VOLUME_MIB: u64 = 64;
+
+/// The services experiments may run on.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    /// PostgreSQL: a schema of the run's own for `database = "postgres"` experiments.
+    pub postgres: Option<String>,
+    /// `chaos run --database-url`: SQLite experiments run on it as it is.
+    pub postgres_as_is: bool,
+    /// Redis: a key prefix of the run's own for `redis = true` experiments.
+    pub redis: Option<String>,
+}
+
+impl Stores {
+    /// Why `experiment` cannot run with these stores, if it cannot.
+    pub fn missing_for(&self, experiment: &Experiment) -> Option<&'static str> {
+        if experiment.database == DatabaseKind::Postgres && self.postgres.is_none() {
+            return Some("it runs on PostgreSQL: pass --database-url or set DATABASE_URL");
+        }
+        if experiment.redis && self.redis.is_none() {
+            return Some("it needs a Redis: pass --redis-url or set AIMATE_REDIS_URL");
+        }
+        None
+    }
+
+    fn shape(&self, experiment: &Experiment) -> anyhow::Result<Shape> {
+        if let Some(missing) = self.missing_for(experiment) {
+            return Err(anyhow!("{}: {missing}", experiment.title));
+        }
+        let claims = experiment.database == DatabaseKind::Postgres || experiment.redis;
+        Ok(Shape {
+            instances: experiment.instances,
+            database_url: self
+                .postgres
+                .clone()
+                .filter(|_| self.postgres_as_is && !claims),
+            volume_mib: experiment.needs_volume().then_some(VOLUME_MIB),
+            proxy: experiment.needs_proxy(),
+            store: claims.then(|| StoreShape {
+                postgres: self
+                    .postgres
+                    .clone()
+                    .filter(|_| experiment.database == DatabaseKind::Postgres),
+                redis: self.redis.clone().filter(|_| experiment.redis),
+                pool_max: FLEET_POOL_MAX,
+                redis_proxy: experiment.redis,
+            }),
+        })
+    }
+}
+
+/// Each instance's pool in experiments on PostgreSQL: the server's default.
+const FLEET_POOL_MAX: u32 = 8;
 
 pub struct ExperimentRun {
     pub record: RunRecord,
@@ -63,21 +115,18 @@ pub fn experiment_spec(experiment: &Experiment, slo: &SloSpec) -> SloSpec {
 pub fn run(
     experiment: &Experiment,
     slo: &SloSpec,
-    database_url: Option<String>,
+    stores: &Stores,
     progress: bool,
 ) -> anyhow::Result<ExperimentRun> {
-    let shape = Shape {
-        instances: experiment.instances,
-        database_url,
-        volume_mib: experiment.needs_volume().then_some(VOLUME_MIB),
-        proxy: experiment.needs_proxy(),
-        store: None,
-    };
+    let shape = stores.shape(experiment)?;
     super::runtime()?.block_on(async {
         let own = OwnTarget::start(shape, "chaos").await?;
         let target = &own.target;
         for note in &target.notes {
             eprintln!("aimate chaos: note: {note}");
+        }
+        if let Some(claimed) = own.claimed() {
+            eprintln!("aimate chaos: the run's own {claimed} (removed afterwards)");
         }
         eprintln!(
             "aimate chaos: {} — {} instance(s), load at {} req/s on {}",
@@ -277,11 +326,14 @@ pub fn experiment_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn run_and_report(
     experiment: &Experiment,
     slo: &SloSpec,
-    database_url: Option<String>,
+    stores: &Stores,
     out_dir: &Path,
     summary: Option<&Path>,
 ) -> Result<u8, crate::Failure> {
-    let outcome = run(experiment, slo, database_url, true).map_err(crate::Failure::ungradable)?;
+    if let Some(missing) = stores.missing_for(experiment) {
+        return Err(anyhow!("{}: {missing}", experiment.title).into());
+    }
+    let outcome = run(experiment, slo, stores, true).map_err(crate::Failure::ungradable)?;
     let record_path = out_dir.join("run.json");
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;

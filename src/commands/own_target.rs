@@ -25,10 +25,12 @@ pub struct Shape {
 
 #[derive(Debug, Clone)]
 pub struct StoreShape {
-    pub postgres: String,
+    pub postgres: Option<String>,
     pub redis: Option<String>,
     /// Each instance's pool size (checked against PostgreSQL's `max_connections`).
     pub pool_max: u32,
+    /// Reach Redis through a fault proxy (for Redis faults).
+    pub redis_proxy: bool,
 }
 
 pub struct OwnTarget {
@@ -63,7 +65,7 @@ impl OwnTarget {
         let store = match &shape.store {
             Some(store) => Some(
                 RunStore::claim(
-                    Some(&store.postgres),
+                    store.postgres.as_deref(),
                     store.redis.as_deref(),
                     instances,
                     store.pool_max,
@@ -85,6 +87,7 @@ impl OwnTarget {
                 .and_then(|s| s.database_url.clone())
                 .or(shape.database_url),
             redis: claimed.and_then(|s| Some((s.redis_url.clone()?, s.redis_prefix.clone()?))),
+            redis_proxy: shape.store.as_ref().is_some_and(|s| s.redis_proxy),
             env,
             work_dir: dir.path().to_owned(),
             admin_token: admin_token.clone(),
@@ -107,6 +110,12 @@ impl OwnTarget {
             _keeper: ClosedOnDrop(keeper),
             _dir: dir,
         })
+    }
+
+    /// What the run borrowed and gives back at [`OwnTarget::stop`] (schema, key prefix),
+    /// for a log line; `None` when nothing was claimed.
+    pub fn claimed(&self) -> Option<String> {
+        self.store.as_ref().map(RunStore::describe)
     }
 
     /// Each instance's own base URL: its series are scraped there, never through the

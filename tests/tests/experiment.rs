@@ -496,6 +496,9 @@ fn the_shipped_drills_parse() {
             "exhaust-db",
             "freeze-instance",
             "kill-instance",
+            "kill-instance",
+            "redis-down",
+            "toxic",
             "toxic",
             "toxic"
         ]

@@ -28,19 +28,36 @@ fn slo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo.toml")
 }
 
-/// Schemas and keys fleet runs leave behind (there must be none after a run).
-fn leftovers(pg: &str, redis: &str) -> (Vec<String>, usize) {
+/// What is left of the schema and key prefix a run named on stderr ("PostgreSQL schema
+/// aimate_run_…, Redis prefix aimate-run:…:"): schemas found, keys found.
+fn leftovers(stderr: &str, pg: &str, redis: &str) -> (usize, usize) {
+    let after = |marker: &str| {
+        let start = stderr
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker:?} in {stderr}"))
+            + marker.len();
+        stderr[start..]
+            .split([',', ' ', ';', ')'])
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (schema, prefix) = (after("PostgreSQL schema "), after("Redis prefix "));
+    assert!(schema.starts_with("aimate_run_") && prefix.starts_with("aimate-run:"));
     let psql = std::process::Command::new("psql")
         .args([pg, "-tAc"])
-        .arg("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'aimate_run_%'")
+        .arg(format!(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{schema}'"
+        ))
         .output()
         .expect("psql");
     let schemas = String::from_utf8_lossy(&psql.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+        .trim()
+        .parse()
+        .unwrap();
     let keys = std::process::Command::new("redis-cli")
-        .args(["-u", redis, "--scan", "--pattern", "aimate-run:*"])
+        .args(["-u", redis, "--scan", "--pattern"])
+        .arg(format!("{prefix}*"))
         .output()
         .expect("redis-cli");
     (
@@ -104,9 +121,11 @@ fn a_fleet_drill_is_graded_on_stage_2_and_leaves_nothing_behind() {
         !stderr.contains("was not dropped") && !stderr.contains("were not deleted"),
         "{stderr}"
     );
-    let (schemas, keys) = leftovers(&pg, &redis);
-    assert!(schemas.is_empty(), "schemas left behind: {schemas:?}");
-    assert_eq!(keys, 0, "Redis keys left behind");
+    assert_eq!(
+        leftovers(&stderr, &pg, &redis),
+        (0, 0),
+        "schema or keys left behind"
+    );
 }
 
 #[test]
@@ -151,4 +170,80 @@ fn a_fleet_without_its_stores_is_a_one_line_usage_error() {
     );
     let one = run(aimate(dir.path()).args(["drill", "--fleet", "1"]));
     assert_eq!(one.status.code(), Some(2));
+}
+
+const REDIS_OUTAGE: &str = r#"
+title = "Redis outage, short"
+rollbacks = ["reset-toxics"]
+[target]
+instances = 2
+database = "postgres"
+redis = true
+[load]
+rate = "200"
+warmup = "2s"
+duration = "12s"
+# 600 requests in the fault: enough to decide 99 % at 95 % confidence.
+[hypothesis]
+objectives = ["ratio(available) > 99%", "rate(errors) < 5%"]
+[[method]]
+fault = "redis-down"
+at = "4s"
+duration = "3s"
+"#;
+
+/// A Redis outage under a PostgreSQL fleet, end to end through `aimate chaos run`: the
+/// instances reach Redis through the run's fault proxy, which cuts them off for 3 s;
+/// every request is still answered, no write is lost, and nothing is left behind.
+#[test]
+fn a_redis_outage_experiment_answers_everything_and_cleans_up() {
+    let Some((pg, redis)) = services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("outage.toml");
+    std::fs::write(&file, REDIS_OUTAGE).unwrap();
+    let out = dir.path().join("out");
+    let output = run(aimate(dir.path())
+        .args(["chaos", "run"])
+        .arg(&file)
+        .arg("--slo")
+        .arg(slo())
+        .arg("--out-dir")
+        .arg(&out)
+        .args(["--database-url", &pg, "--redis-url", &redis]));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("fault: redis-down"), "{stderr}");
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    let available = report["grades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| {
+            g["scope"].as_str().unwrap().contains("fault")
+                && g["objective"] == "ratio(available) > 99%"
+        })
+        .unwrap();
+    assert_eq!(available["verdict"], "PASS", "{available}");
+    assert_eq!(
+        available["value"], 100.0,
+        "every request answered: {available}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["writes"]["missing"], 0, "{}", record["writes"]);
+    assert!(record["writes"]["acknowledged"].as_u64().unwrap() > 0);
+    assert_eq!(
+        leftovers(&stderr, &pg, &redis),
+        (0, 0),
+        "schema or keys left behind"
+    );
 }
