@@ -203,13 +203,28 @@ fn the_binary_works_outside_the_checkout() {
         String::from_utf8_lossy(&printed.stdout),
         std::fs::read_to_string(repo_file("slo.toml")).unwrap()
     );
+    // Every drill of the checkout's chaos/experiments/ is built in.
+    let shipped = std::fs::read_dir(repo_file("chaos/experiments"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert_eq!(shipped, 9);
     let listed = run(aimate(dir.path()).args(["chaos", "experiments"]));
-    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 6);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        shipped
+    );
     let written = run(aimate(dir.path()).args(["chaos", "experiments", "--out", "mine"]));
     assert!(written.status.success());
     assert_eq!(
         std::fs::read_dir(dir.path().join("mine")).unwrap().count(),
-        6
+        shipped
     );
 
     let missing = run(aimate(dir.path()).args(["report", "x.json", "--slo", "nope.toml"]));
