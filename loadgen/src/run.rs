@@ -310,8 +310,8 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             mix: options.mix.clone(),
             sender: http_sender.clone(),
             tenants: tenants.clone(),
-            pacer: (window.target_rps <= crate::runner::PRECISE_PACING_MAX_RPS)
-                .then(|| pacer.clone()),
+            pacer: pacer.clone(),
+            slack: crate::runner::pacing_slack(window.target_rps),
             records: sender.clone(),
             ledger: ledger.clone(),
             stop: stop.clone(),

@@ -45,9 +45,10 @@ pub struct StageContext {
     /// The tenants driven, each at an equal share of the rate: send slot `s` goes to
     /// tenant `s % tenants.len()`.
     pub tenants: Arc<[Tenant]>,
-    /// Wakes each user at its intended send time to a tenth of a millisecond; `None`
-    /// leaves it to tokio's 1 ms timer (see [`PRECISE_PACING_MAX_RPS`]).
-    pub pacer: Option<Pacer>,
+    /// Wakes each user at its intended send time, at most [`StageContext::slack`] late.
+    pub pacer: Pacer,
+    /// See [`pacing_slack`].
+    pub slack: Duration,
     pub records: UnboundedSender<Message>,
     /// Every write the server acknowledged, to read back after the run.
     pub ledger: Ledger,
@@ -74,13 +75,31 @@ struct UserState {
     random: u64,
 }
 
-/// Stages up to this rate are paced to ~0.1 ms by the [`Pacer`]; faster ones by tokio's
-/// 1 ms timer. Below about one send per millisecond both wake once per send, so precision
-/// is free; above it, tokio's tick sends a millisecond's requests together and the pacer
-/// would wake the generator up to ten times as often (measured at 10k req/s: 34 → 69 ms
-/// of generator CPU per 1,000 requests, CPU taken from the server it shares the machine
-/// with), to shave ~0.5 ms off latencies graded against a 2 s objective.
-pub const PRECISE_PACING_MAX_RPS: f64 = 1500.0;
+/// How late the [`Pacer`] may wake a send: 0.05 ms on a sparse schedule (each send is
+/// woken on its own anyway), 0.2 ms on a dense one, so that the sends of 0.2 ms share one
+/// wake-up. tokio's 1 ms timer, the alternative, sends each millisecond's requests in a
+/// burst 0–1 ms late. Measured at 10k req/s (`scripts/bench-loadgen.sh`, corrected P50
+/// minus service P50 as the lateness, generator CPU per 1,000 requests):
+///
+/// | pacing | lateness at P50 | CPU |
+/// |---|---|---|
+/// | tokio's 1 ms timer | 1.03 ms | 14.5 ms |
+/// | pacer, 0.05 ms slack | 0.08 ms | 40.5 ms |
+/// | pacer, 0.15 ms slack | 0.17 ms | 27.7 ms |
+/// | pacer, 0.2 ms slack | 0.15 ms | 22.1–22.4 ms |
+///
+/// The bursts also queued at the server: its service time at P50 was 0.19 ms under
+/// tokio's timer and 0.07 ms with the sends spread out.
+pub fn pacing_slack(target_rps: f64) -> Duration {
+    if target_rps <= DENSE_FROM_RPS {
+        Duration::from_micros(50)
+    } else {
+        Duration::from_micros(200)
+    }
+}
+
+/// From this rate on, sends are closer than 0.67 ms apart and share wake-ups.
+const DENSE_FROM_RPS: f64 = 1500.0;
 
 /// How long an idle user (past the stage end, or stopped) naps between checks.
 const IDLE_NAP: Duration = Duration::from_millis(50);
@@ -117,10 +136,7 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
         tokio::time::sleep(IDLE_NAP).await;
         return Ok(());
     }
-    match &ctx.pacer {
-        Some(pacer) => pacer.sleep_until(intended).await,
-        None => tokio::time::sleep_until(intended.into()).await,
-    }
+    ctx.pacer.sleep_until(intended, ctx.slack).await;
 
     let action = ctx.mix.pick(random);
     let slot = k * ctx.schedule.users as u64 + index as u64;
