@@ -373,6 +373,8 @@ fn grade_with(
 ) -> Grade {
     let (unit, scale) = if objective.metric.is_duration() {
         ("ms", 1e-3)
+    } else if objective.metric == Metric::HealthyPages {
+        ("pages", 1.0)
     } else if objective.metric.is_count() {
         ("writes", 1.0)
     } else {
