@@ -698,7 +698,10 @@ fn detection_time_and_healthy_pages_come_from_alert_events() {
     assert!((detect.value.unwrap() - 3500.0).abs() < 1e-9, "{detect:?}");
     let healthy = find(&report, "phase 1k baseline (kill)", "count(healthy_pages)");
     assert_eq!((healthy.verdict, healthy.value), (Verdict::Pass, Some(0.0)));
-    assert_eq!(healthy.unit, "pages", "pages are counted as pages, not writes");
+    assert_eq!(
+        healthy.unit, "pages",
+        "pages are counted as pages, not writes"
+    );
 
     let paged_early = watched(
         Some("AimateInstanceDown"),
