@@ -4,8 +4,9 @@
 //! slo.toml and the guide's alerts.
 
 use aimate_server::metric_catalogue::{
-    ACTIVE_REQUESTS, CACHE_REQUESTS, DB_CONNECTION_MAX, DB_CONNECTIONS, PROCESS_RESIDENT_MEMORY,
-    RATE_LIMITED, SHED_REQUESTS, TARGET_INFO,
+    ACTIVE_REQUESTS, CACHE_REDIS_ERRORS, CACHE_REDIS_LOOKUPS, CACHE_REDIS_UP, CACHE_REQUESTS,
+    DB_CONNECTION_MAX, DB_CONNECTIONS, PROCESS_RESIDENT_MEMORY, RATE_LIMITED, SHED_REQUESTS,
+    TARGET_INFO,
 };
 use serde_json::{Value, json};
 
@@ -255,6 +256,34 @@ fn rows(slos: &[Slo], memory_limit_bytes: Option<u64>) -> Vec<(&'static str, Vec
         )
         .describe("The Stage 2 target keeps use under 80 % of the pool."),
     ];
+    resources.push(
+        panel(
+            "Redis cache (fleets with --redis-url)",
+            "short",
+            vec![
+                query(
+                    format!("min by (instance) ({}{{}})", CACHE_REDIS_UP.name),
+                    "{{instance}} linked (1) or degraded (0)",
+                ),
+                query(
+                    format!(
+                        "sum by (result) (rate({}{{}}[{RATE}]))",
+                        CACHE_REDIS_LOOKUPS.name
+                    ),
+                    "L2 {{result}}/s",
+                ),
+                query(
+                    format!("sum(rate({}{{}}[{RATE}]))", CACHE_REDIS_ERRORS.name),
+                    "Redis errors/s",
+                ),
+            ],
+        )
+        .describe(
+            "Whether each instance's cache reaches Redis (0: serving degraded from memory \
+             and the database, see AimateCacheDegraded), L1 misses found or not in Redis, \
+             and Redis calls that failed or took over 50 ms. Empty without --redis-url.",
+        ),
+    );
     let memory_expr = format!(
         "{}{{}} and on (instance, job) {}{{service_name=\"aimate\"}}",
         PROCESS_RESIDENT_MEMORY.name, TARGET_INFO.name

@@ -141,6 +141,10 @@ impl Metrics {
     /// Exports the Redis cache's series (only a server with a Redis cache has them, so
     /// that `cache_redis_up` 0 always means an outage).
     pub fn register_redis_cache(&self) -> prometheus::Result<()> {
+        // Both results exist from the start (at 0), so a rate over them is never empty.
+        for result in ["hit", "miss"] {
+            self.cache_redis_lookups.with_label_values(&[result]);
+        }
         self.registry
             .register(Box::new(self.cache_redis_up.clone()))?;
         self.registry
