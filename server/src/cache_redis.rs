@@ -108,16 +108,9 @@ pub struct TieredCache {
 impl TieredCache {
     /// Connects in the background (the cache serves degraded until then) and
     /// reconnects whenever the link drops, for as long as the cache lives.
-    pub fn new(
-        url: &str,
-        prefix: &str,
-        l1: MemoryCache,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, RedisCacheError> {
-        let mut info = url.into_connection_info()?;
-        info.redis.protocol = ProtocolVersion::RESP3;
+    pub fn new(client: Resp3Client, prefix: &str, l1: MemoryCache, metrics: Arc<Metrics>) -> Self {
         let link = Arc::new(Link {
-            client: redis::Client::open(info)?,
+            client: client.0,
             generation_prefix: format!("{prefix}gen:"),
             counter_key: format!("{prefix}generation-counter"),
             body_prefix: format!("{prefix}cache:"),
@@ -136,7 +129,18 @@ impl TieredCache {
             metrics,
         });
         keep_connected(&link);
-        Ok(Self { l1, link })
+        Self { l1, link }
+    }
+}
+
+/// A client for `url` that speaks RESP3 (client tracking pushes need it).
+pub struct Resp3Client(redis::Client);
+
+impl Resp3Client {
+    pub fn open(url: &str) -> Result<Self, RedisCacheError> {
+        let mut info = url.into_connection_info()?;
+        info.redis.protocol = ProtocolVersion::RESP3;
+        Ok(Self(redis::Client::open(info)?))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::auth::AuthCache;
 use crate::auth_failures::AuthFailures;
 use crate::cache::{Cache, MemoryCache};
-use crate::cache_redis::TieredCache;
+use crate::cache_redis::{Resp3Client, TieredCache};
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -103,16 +103,18 @@ fn response_cache(
     };
     metrics.register_redis_cache()?;
     // The URL was checked when the configuration was read.
-    match TieredCache::new(url, &config.redis_prefix, l1, metrics.clone()) {
-        Ok(tiered) => Ok(Arc::new(tiered)),
+    Ok(match Resp3Client::open(url) {
+        Ok(client) => Arc::new(TieredCache::new(
+            client,
+            &config.redis_prefix,
+            l1,
+            metrics.clone(),
+        )),
         Err(error) => {
             tracing::error!(%error, "cache: Redis unusable; caching in memory only");
-            Ok(Arc::new(MemoryCache::new(
-                config.cache_max_mib * 1024 * 1024,
-                metrics.clone(),
-            )))
+            Arc::new(l1)
         }
-    }
+    })
 }
 
 /// The configured limiter: shared through Redis when a URL is given, else local. A

@@ -106,3 +106,23 @@ pub fn send_signal(child: &Child, signal: &str) {
         .expect("kill");
     assert!(status.success());
 }
+
+/// A JSON file the run wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The first run directory under `out` and its `run.json`.
+pub fn first_run(out: &Path) -> (PathBuf, serde_json::Value) {
+    let run_dir = std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record = read_json(&run_dir.join("run.json"));
+    (run_dir, record)
+}

@@ -11,7 +11,7 @@ use aimate_chaos::balancer::{Balancer, find_haproxy};
 use aimate_chaos::keeper::Keeper;
 use aimate_chaos::supervisor::{InstanceSpec, Stop, Supervisor, is_ready};
 
-use crate::common::{aimate, aimate_bin, find_on_path, run, send_signal, wait_exit};
+use crate::common::{aimate, aimate_bin, find_on_path, first_run, run, send_signal, wait_exit};
 
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
@@ -29,18 +29,6 @@ fn chaos_run(dir: &Path, file: &Path, out: &Path) -> std::process::Command {
         .arg(out)
         .env("TMPDIR", dir);
     command
-}
-
-/// The first run directory under `out` and its `run.json`.
-fn first_run(out: &Path) -> (PathBuf, serde_json::Value) {
-    let run_dir = std::fs::read_dir(out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let record = serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
-    (run_dir, record)
 }
 
 fn instance_spec(dir: &Path) -> InstanceSpec {

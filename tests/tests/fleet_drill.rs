@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{aimate, find_on_path, run};
+use crate::common::{aimate, find_on_path, first_run, read_json, run};
 
 fn services() -> Option<(String, String)> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -89,14 +89,8 @@ fn a_fleet_drill_is_graded_on_stage_2_and_leaves_nothing_behind() {
         stderr.contains("fleet of 2 instances behind HAProxy"),
         "{stderr}"
     );
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    let (run_dir, record) = first_run(&out);
+    let report = read_json(&run_dir.join("report.json"));
     let fleet: Vec<&serde_json::Value> = report["grades"]
         .as_array()
         .unwrap()
@@ -112,8 +106,6 @@ fn a_fleet_drill_is_graded_on_stage_2_and_leaves_nothing_behind() {
         assert!(grade["value"].is_number(), "{grade}");
     }
     // Both instances served, and their caches went through Redis.
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
     let source = &record["server_source"];
     assert_eq!(source["kind"], "instances", "{source}");
     assert_eq!(source["urls"].as_array().unwrap().len(), 2, "{source}");
@@ -215,14 +207,8 @@ fn a_redis_outage_experiment_answers_everything_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("fault: redis-down"), "{stderr}");
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    let (run_dir, record) = first_run(&out);
+    let report = read_json(&run_dir.join("report.json"));
     let available = report["grades"]
         .as_array()
         .unwrap()
@@ -237,8 +223,6 @@ fn a_redis_outage_experiment_answers_everything_and_cleans_up() {
         available["value"], 100.0,
         "every request answered: {available}"
     );
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["writes"]["missing"], 0, "{}", record["writes"]);
     assert!(record["writes"]["acknowledged"].as_u64().unwrap() > 0);
     assert_eq!(
