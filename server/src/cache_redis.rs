@@ -1,9 +1,9 @@
 //! The fleet's cache: the in-memory L1 in front of a Redis L2 that every instance
 //! shares, with read-your-writes across instances.
 //!
-//! Keys embed scope generations, as in [`MemoryCache`]; here the generations live in
-//! Redis, so a write on one instance changes the key every instance builds, and the
-//! entries under the old key (in any L1, and in Redis) are never read again.
+//! Keys embed scope generations that live in Redis, so a write on one instance changes
+//! the key every instance builds, and the entries under the old key (in any L1, and in
+//! Redis) are never read again.
 //!
 //! Why not ask Redis for the generations on every read: measured with
 //! `scripts/bench-redis-cache.sh` (wrk -c 50, cached GETs, 2 cores), that halves the
@@ -13,11 +13,11 @@
 //! one changes: the connection speaks RESP3 with `CLIENT TRACKING ON BCAST PREFIX
 //! <prefix>gen: NOLOOP`, so a write's new generation is pushed to every other instance
 //! as an invalidation, applied by the connection's reader as it arrives. A cached read
-//! with Redis configured is then two in-memory lookups, as with L1 alone: 0.99 of L1's
-//! throughput on the dashboard, 1.00 on a list, in the same bench. Redis sends the invalidation in the
-//! same event-loop turn as its answer to the writer, so by the time the writer's
-//! client has its response and asks another instance, that instance's socket already
-//! holds the message.
+//! with Redis configured is then in-memory lookups only (the generations, then the
+//! entry): 0.99 of L1's throughput on the dashboard, 1.00 on a list, in the same
+//! bench. Redis sends the invalidation in the same event-loop turn as its answer to
+//! the writer, so by the time the writer's client has its response and asks another
+//! instance, that instance's socket already holds the message.
 //!
 //! Generations come from one counter in Redis that starts at Redis' clock in µs: a
 //! generation key that expired, or a Redis that restarted empty, never hands out a
@@ -25,9 +25,10 @@
 //!
 //! Redis trouble is a degradation, never an outage. Every call has a short timeout,
 //! and a failure marks the link down until a reconnection (tried once a second)
-//! succeeds. Meanwhile keys are built from this instance's own generations (marked
-//! `~`), entries live at most [`DEGRADED_TTL`] and L2 is not used: an instance sees its
-//! own writes at once and other instances' within [`DEGRADED_TTL`]. A write whose
+//! succeeds. Meanwhile the L1 checks entries against this instance's own scope
+//! generations (as [`MemoryCache`] alone does), entries live at most [`DEGRADED_TTL`]
+//! and L2 is not used: an instance sees its own writes at once and other instances'
+//! within [`DEGRADED_TTL`]. A write whose
 //! invalidation could not reach Redis leaves the instance *dirty*; on reconnecting it
 //! bumps the fleet-wide generation that every key embeds, so nothing cached anywhere
 //! before that write is served after it.
@@ -131,6 +132,15 @@ impl TieredCache {
         keep_connected(&link);
         Self { l1, link }
     }
+
+    /// The key of `rest` under `scope` in both tiers: it embeds the fleet's generations
+    /// of `scope` and of [`ALL`], so a write anywhere changes it. `None` while Redis is
+    /// unreachable.
+    async fn shared_key(&self, scope: &str, rest: &str) -> Option<String> {
+        let all = self.link.generation(ALL).await?;
+        let generation = self.link.generation(scope).await?;
+        Some(format!("{scope}#{all}.{generation}:{rest}"))
+    }
 }
 
 /// A client for `url` that speaks RESP3 (client tracking pushes need it).
@@ -149,45 +159,39 @@ impl Cache for TieredCache {
     async fn get_or_load(
         &self,
         kind: CacheKind,
-        key: String,
+        scope: &str,
+        rest: &str,
         load: Loader<'_>,
     ) -> Result<Bytes, AppError> {
-        // Keys built while Redis was away start with `~`: L1 only, and short-lived.
-        let shared = !key.starts_with('~');
-        let ttl = if shared {
-            kind.ttl()
-        } else {
-            kind.ttl().min(DEGRADED_TTL)
+        let Some(key) = self.shared_key(scope, rest).await else {
+            // Redis is away: this instance's own scope generations, short-lived entries,
+            // no L2. The outage count keeps entries of different outages apart.
+            let outage = self.link.outages.load(Ordering::SeqCst);
+            let ttl = kind.ttl().min(DEGRADED_TTL);
+            let (body, found) = self
+                .l1
+                .fetch_scoped(scope, &format!("~{outage}:{rest}"), ttl, load)
+                .await?;
+            self.l1.count(kind, found);
+            return Ok(body);
         };
+        let ttl = kind.ttl();
         let loaded = AtomicBool::new(false);
         let (body, _) = self
             .l1
             .fetch(&key, ttl, async {
-                if shared && let Some(body) = self.link.get(&key).await {
+                if let Some(body) = self.link.get(&key).await {
                     return Ok(body);
                 }
                 loaded.store(true, Ordering::Relaxed);
                 let body = load.await?;
-                if shared {
-                    self.link.put(&key, &body, ttl).await;
-                }
+                self.link.put(&key, &body, ttl).await;
                 Ok(body)
             })
             .await?;
         // A hit is a response the database was not asked for: from L1 or from L2.
         self.l1.count(kind, !loaded.load(Ordering::Relaxed));
         Ok(body)
-    }
-
-    async fn scoped_key(&self, scope: &str, rest: &str) -> String {
-        if let Some(all) = self.link.generation(ALL).await
-            && let Some(generation) = self.link.generation(scope).await
-        {
-            return format!("{scope}#{all}.{generation}:{rest}");
-        }
-        let outage = self.link.outages.load(Ordering::SeqCst);
-        let generation = self.l1.local_generation(scope).await;
-        format!("~{scope}#{outage}.{generation}:{rest}")
     }
 
     async fn invalidate_scopes(&self, scopes: &[String]) {

@@ -11,6 +11,7 @@ pub mod auth;
 mod auth_failures;
 pub mod cache;
 pub mod cache_redis;
+mod cache_scopes;
 pub mod config;
 pub mod connection;
 mod dashboard;
