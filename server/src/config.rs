@@ -102,7 +102,8 @@ pub struct ServerConfig {
     #[arg(long, env = "AIMATE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// A client must send its request headers within this time (slowloris guard).
+    /// A connection's first byte, and each HTTP/1 request head once its first byte came,
+    /// must arrive within this time (slowloris guard).
     #[arg(long, env = "AIMATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = aimate_reports::duration::parse)]
     pub header_read_timeout: Duration,
 

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! accepted ─▶ first byte within header_read_timeout, else closed
-//!          ─▶ hyper-util auto builder (HTTP/1.1 or h2c); HTTP/1 request headers within
-//!             header_read_timeout (hyper's own timer, per request)
+//!          ─▶ hyper-util auto builder (HTTP/1.1 or h2c)
+//!          ─▶ HTTP/1: a request head must be complete within header_read_timeout of
+//!             its first byte, else the socket is dropped (slowloris guard)
 //!          ─▶ no byte read or written and no request in flight for keep_alive_timeout
 //!             ─▶ graceful close (HTTP/1: closed between requests; h2: GOAWAY)
 //!          ─▶ server shutdown ─▶ graceful close
@@ -13,9 +14,13 @@
 //! ```
 //!
 //! The first-byte wait is ours because the auto builder reads the first bytes to tell
-//! HTTP/1 from the h2 preface before hyper's header timer starts: a silent socket waited
-//! there forever. Activity is counted on the socket (bytes moved) and on the service
-//! (requests in flight), so a slow handler is never mistaken for an idle client.
+//! HTTP/1 from the h2 preface before any of hyper's timers start: a silent socket
+//! waited there forever. The head timer is ours too: hyper's `header_read_timeout`
+//! starts when hyper *waits* for a head, i.e. also on an idle keep-alive connection,
+//! so it closed every HTTP/1 connection idle for 10 s whatever the keep-alive timeout
+//! said (and it armed and dropped a timer per request). Activity is counted on the
+//! socket (bytes moved) and on the service (requests in flight), so a slow handler is
+//! never mistaken for an idle client.
 
 use std::io;
 use std::pin::Pin;
@@ -42,22 +47,36 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
 }
 
-/// Waits for the client's first byte. `false`: it sent nothing in time, closed the
-/// socket or the socket failed; there is nobody to answer, so the caller drops it.
-pub async fn first_byte(stream: &TcpStream, limits: &ConnectionLimits) -> bool {
-    let mut probe = [0_u8; 1];
+/// What the client's first bytes said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// Nothing in time, a closed or failed socket: nobody to answer, drop it.
+    Silent,
+    Http1,
+    /// The h2 prior-knowledge preface (`PRI * HTTP/2.0…`).
+    H2,
+}
+
+/// Waits for the client's first bytes and tells HTTP/1 from h2.
+pub async fn first_bytes(stream: &TcpStream, limits: &ConnectionLimits) -> Opening {
+    let mut probe = [0_u8; 3];
     match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut probe)).await {
-        Ok(Ok(read)) => read > 0,
+        Ok(Ok(0)) => Opening::Silent,
+        Ok(Ok(read)) if read == probe.len() && probe == *b"PRI" => Opening::H2,
+        Ok(Ok(_)) => Opening::Http1,
         Ok(Err(error)) => {
             tracing::debug!(%error, "connection failed before its first byte");
-            false
+            Opening::Silent
         }
         Err(_) => {
             tracing::debug!("connection sent nothing within the header read timeout: closed");
-            false
+            Opening::Silent
         }
     }
 }
+
+/// `head_since_ms` when no request head is being read.
+const NO_HEAD: u64 = u64::MAX;
 
 /// What a connection did last, shared by its socket wrapper, its service and its driver.
 #[derive(Debug)]
@@ -65,31 +84,52 @@ pub struct Activity {
     opened: Instant,
     /// Milliseconds after `opened` of the last read or write that moved bytes.
     last_io_ms: AtomicU64,
+    /// HTTP/1: milliseconds after `opened` of the first byte of the request head being
+    /// read (bytes read with no request in flight), or [`NO_HEAD`].
+    head_since_ms: AtomicU64,
+    /// Whether request heads are timed (HTTP/1; h2 clients send frames between
+    /// requests that are not request heads).
+    times_heads: bool,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
-    pub fn new() -> Arc<Self> {
+    pub fn new(opening: Opening) -> Arc<Self> {
         Arc::new(Self {
             opened: Instant::now(),
             last_io_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(NO_HEAD),
+            times_heads: opening == Opening::Http1,
             in_flight: AtomicUsize::new(0),
         })
     }
 
-    fn touch(&self) {
-        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// Notes bytes moved now; returns now, in ms after `opened`.
+    fn touch(&self) -> u64 {
+        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.last_io_ms.store(millis, Ordering::Relaxed);
+        millis
+    }
+
+    fn at(&self, millis: u64) -> Instant {
+        self.opened + Duration::from_millis(millis)
     }
 
     fn last_io(&self) -> Instant {
-        self.opened + Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed))
+        self.at(self.last_io_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the request head being read must be complete, if one is.
+    fn head_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        let since = self.head_since_ms.load(Ordering::Relaxed);
+        (since != NO_HEAD).then(|| self.at(since) + limits.header_read_timeout)
     }
 
     /// Counts a request in flight until the returned guard drops (when its response
-    /// was handed to hyper).
+    /// was handed to hyper). Its head is complete: hyper calls the service after it.
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
@@ -124,7 +164,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            let now = self.activity.touch();
+            let activity = &self.activity;
+            if activity.times_heads && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                // The first bytes of the next request: its head's clock starts (once).
+                let _ = activity.head_since_ms.compare_exchange(
+                    NO_HEAD,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
         }
         polled
     }
@@ -171,6 +221,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 
 /// How often a connection with a request in flight but nothing moving is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// Shortest pause between two looks, so tiny timeouts cannot make the driver spin.
+const MIN_LOOK_AFTER: Duration = Duration::from_millis(10);
 
 /// Runs `connection` to its end, closing it (`close`: hyper's graceful shutdown) when
 /// idle or when `shutdown` fires; a close that does not finish in time drops the socket.
@@ -188,7 +240,7 @@ pub async fn drive<C, Err>(
     tokio::pin!(connection);
     // Set once the connection was asked to close: by when it must be gone.
     let mut closing_by: Option<Instant> = None;
-    let mut next_check = activity.last_io() + limits.keep_alive_timeout;
+    let mut next_check = next_look(&activity, &limits, Instant::now());
     loop {
         let wake_at = closing_by.unwrap_or(next_check);
         tokio::select! {
@@ -208,17 +260,38 @@ pub async fn drive<C, Err>(
                     return;
                 }
                 let now = Instant::now();
-                let idle_since = activity.last_io();
-                if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                    next_check = now + BUSY_RECHECK;
-                } else if now >= idle_since + limits.keep_alive_timeout {
+                if activity.head_deadline(&limits).is_some_and(|deadline| now >= deadline) {
+                    tracing::debug!("request head not complete within the header read timeout: dropped");
+                    return;
+                }
+                let idle = activity.in_flight.load(Ordering::Relaxed) == 0;
+                if idle && now >= activity.last_io() + limits.keep_alive_timeout {
                     tracing::debug!("connection idle for the keep-alive timeout: closing");
                     close(connection.as_mut());
                     closing_by = Some(now + limits.header_read_timeout);
                 } else {
-                    next_check = idle_since + limits.keep_alive_timeout;
+                    next_check = next_look(&activity, &limits, now);
                 }
             }
         }
     }
+}
+
+/// When the driver looks at the connection next: at its keep-alive deadline (a second
+/// from now while a request is in flight), its request head's deadline, and for HTTP/1
+/// at least every half header timeout, since a head starts without waking the driver
+/// (a head is thus cut off within 1.5 header timeouts of its first byte).
+fn next_look(activity: &Activity, limits: &ConnectionLimits, now: Instant) -> Instant {
+    let mut at = if activity.in_flight.load(Ordering::Relaxed) > 0 {
+        now + BUSY_RECHECK
+    } else {
+        activity.last_io() + limits.keep_alive_timeout
+    };
+    if activity.times_heads {
+        at = at.min(now + limits.header_read_timeout / 2);
+        if let Some(deadline) = activity.head_deadline(limits) {
+            at = at.min(deadline);
+        }
+    }
+    at.max(now + MIN_LOOK_AFTER)
 }

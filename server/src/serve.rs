@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
-use crate::connection::{self, Activity, ConnectionLimits, PeerAddr, Tracked};
+use crate::connection::{self, Activity, ConnectionLimits, Opening, PeerAddr, Tracked};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -60,7 +60,9 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
+        // Request heads are timed by `connection::drive` (hyper's timer also closed
+        // idle keep-alive connections, and cost a timer per request).
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let limits = ConnectionLimits {
@@ -102,10 +104,11 @@ where
         let drain_timeout = options.drain_timeout;
         connections.spawn(async move {
             let _slot = slot;
-            if !connection::first_byte(&stream, &limits).await {
+            let opening = connection::first_bytes(&stream, &limits).await;
+            if opening == Opening::Silent {
                 return;
             }
-            let activity = Activity::new();
+            let activity = Activity::new(opening);
             let counted = activity.clone();
             // hyper hands us its own body type; the app takes axum's, and the peer.
             let app = app.map_request(move |request: Request<Incoming>| {

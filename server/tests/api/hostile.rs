@@ -13,6 +13,8 @@ use crate::common::{Backend, TestServer};
 backend_tests!(
     silent_sockets_are_closed_and_a_full_cap_drains,
     idle_keep_alive_connections_are_closed,
+    an_idle_keep_alive_connection_outlives_the_header_read_timeout,
+    a_trickled_request_head_is_cut_off,
     idle_h2c_connections_are_closed,
     a_client_that_never_reads_its_responses_is_dropped,
     oversized_and_invalid_headers_get_a_4xx_and_the_server_stays_up
@@ -108,6 +110,90 @@ async fn idle_keep_alive_connections_are_closed(backend: Backend) {
         closed >= Duration::from_millis(150),
         "closed too early: {closed:?}"
     );
+    srv.stop().await.unwrap();
+}
+
+/// Sends `GET /health` on `stream` and checks the answer is a 200.
+async fn health_on(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = [0_u8; 1024];
+    let read = stream.read(&mut response).await.unwrap();
+    assert!(
+        response[..read].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response[..read])
+    );
+}
+
+async fn an_idle_keep_alive_connection_outlives_the_header_read_timeout(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+        c.keep_alive_timeout = Duration::from_millis(1500);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    health_on(&mut stream).await;
+    // Idle for three header timeouts, well within keep-alive: the connection is still
+    // there (the header timeout is for a head once it started, not for waiting for one).
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    health_on(&mut stream).await;
+    let closed = closed_within(&mut stream, Duration::from_secs(6)).await;
+    let closed = closed.expect("an idle keep-alive connection was never closed");
+    assert!(
+        closed >= Duration::from_millis(1000),
+        "closed too early: {closed:?}"
+    );
+    srv.stop().await.unwrap();
+}
+
+async fn a_trickled_request_head_is_cut_off(backend: Backend) {
+    let Some(srv) = TestServer::start(backend, |c| {
+        c.header_read_timeout = Duration::from_millis(400);
+        c.keep_alive_timeout = Duration::from_secs(30);
+    })
+    .await
+    else {
+        return;
+    };
+    let stream = TcpStream::connect(srv.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // A slowloris head: a byte every 50 ms, never finished. Bytes keep moving, so only
+    // the head's own deadline can end it.
+    let trickle = tokio::spawn(async move {
+        writer
+            .write_all(b"GET /health HTTP/1.1\r\nX-Slow: ")
+            .await?;
+        loop {
+            writer.write_all(b"a").await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    let started = Instant::now();
+    let mut sink = [0_u8; 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(read) = reader.read(&mut sink).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(ended.is_ok(), "a trickled head kept its connection for 5 s");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(health_status(&srv, Duration::from_secs(5)).await, Ok(200));
     srv.stop().await.unwrap();
 }
 
