@@ -162,7 +162,7 @@ fn cache_scope(tenant: Tenant, user_id: &str) -> String {
     get,
     path = "/api/users/{user_id}/preferences",
     tag = "preferences",
-    params(("user_id" = String, Path, description = "The user's id within the tenant")),
+    params(("user_id" = String, Path, pattern = r"^[A-Za-z0-9_.@-]{1,64}$", description = "The user's id within the tenant: 1–64 letters, digits, `-` `_` `.` `@`")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Preferences", body = Preferences),
@@ -192,7 +192,7 @@ async fn get_preferences(
     put,
     path = "/api/users/{user_id}/preferences",
     tag = "preferences",
-    params(("user_id" = String, Path, description = "The user's id within the tenant")),
+    params(("user_id" = String, Path, pattern = r"^[A-Za-z0-9_.@-]{1,64}$", description = "The user's id within the tenant: 1–64 letters, digits, `-` `_` `.` `@`")),
     request_body = Preferences,
     security(("api_key" = [])),
     responses(

@@ -11,7 +11,9 @@ pub trait Validate {
     fn validate(&mut self) -> Result<()>;
 }
 
-/// Trimmed, non-empty, at most `max_chars` characters, no control characters.
+/// Trimmed, non-empty, at most `max_chars` characters, no control characters. The
+/// models state it in the OpenAPI document as a pattern (no C0, DEL or C1 character,
+/// one that is not white space); `server/tests/api/schema.rs` holds the two together.
 pub fn text_field(field: &str, value: &str, max_chars: usize) -> Result<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {

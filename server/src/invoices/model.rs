@@ -100,7 +100,11 @@ impl TryFrom<InvoiceRow> for Invoice {
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
     /// 1–200 characters after trimming, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub customer: String,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_cents: i64,
@@ -114,7 +118,7 @@ pub struct NewInvoice {
     /// Defaults to today (UTC).
     #[serde(default, deserialize_with = "validate::optional_date")]
     pub issued_on: Option<NaiveDate>,
-    /// Defaults to 30 days after `issued_on`.
+    /// Defaults to 30 days after `issued_on`; never before `issued_on` (422).
     #[serde(default, deserialize_with = "validate::optional_date")]
     pub due_on: Option<NaiveDate>,
 }
@@ -181,7 +185,11 @@ impl NewInvoice {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoicePatch {
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub customer: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_cents: Option<i64>,
@@ -190,6 +198,7 @@ pub struct InvoicePatch {
     pub status: Option<InvoiceStatus>,
     #[serde(default, deserialize_with = "validate::optional_date")]
     pub issued_on: Option<NaiveDate>,
+    /// Never before `issued_on`, as patched or as stored (422).
     #[serde(default, deserialize_with = "validate::optional_date")]
     pub due_on: Option<NaiveDate>,
 }
@@ -215,6 +224,7 @@ impl InvoicePatch {
 #[serde(deny_unknown_fields)]
 pub struct BulkInvoices {
     /// 1 to 1000 invoices, created in one transaction: all or none.
+    #[schema(min_items = 1, max_items = 1000)]
     pub invoices: Vec<NewInvoice>,
 }
 
@@ -245,8 +255,10 @@ pub struct InvoiceListQuery {
     pub customer: Option<String>,
     pub status: Option<InvoiceStatus>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

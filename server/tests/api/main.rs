@@ -19,6 +19,7 @@ mod jobs; // CRUD, filters, date ranges
 mod limits; // rate limiting, load shedding, pool exhaustion, CORS
 mod ops; // liveness, readiness, metrics, request ids, OpenAPI
 mod preferences; // per-user settings
+mod schema; // the OpenAPI document states the rules the API applies
 mod shared_limit; // the fleet's rate limiter in Redis, and its fallback
 mod shutdown; // graceful drain
 mod tcp_gate; // a cuttable TCP link (a network outage to Redis)
