@@ -9,13 +9,13 @@
 //! This crate knows nothing about how measurements are taken.
 
 pub mod confidence;
-pub mod duration;
+// Shared with the server, which depends on none of the harness crates.
+pub use aimate_conventions::{duration, redact};
 pub mod expr;
 pub mod fleet;
 pub mod grade;
 pub mod histogram;
 pub mod record;
-pub mod redact;
 pub mod regression;
 pub mod render;
 pub mod scopes;

@@ -34,7 +34,7 @@ pub struct ServerConfig {
     pub db_pool_max: u32,
 
     /// How long a request waits for a pooled connection before it gets a 503.
-    #[arg(long, env = "AIMATE_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = aimate_conventions::duration::parse)]
     pub db_acquire_timeout: Duration,
 
     /// SQLite durability. `full` (default): a write is acknowledged only after its commit
@@ -90,7 +90,7 @@ pub struct ServerConfig {
     pub max_bulk_body_bytes: usize,
 
     /// A request still running after this long is answered with a 503.
-    #[arg(long, env = "AIMATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = aimate_conventions::duration::parse)]
     pub request_timeout: Duration,
 
     /// API requests in flight at once; beyond this the server sheds load with a fast 503
@@ -104,22 +104,22 @@ pub struct ServerConfig {
 
     /// A connection's first byte, and each HTTP/1 request head once its first byte came,
     /// must arrive within this time (slowloris guard).
-    #[arg(long, env = "AIMATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = aimate_conventions::duration::parse)]
     pub header_read_timeout: Duration,
 
     /// A connection that moved no byte and had no request in flight for this long is
     /// closed (HTTP/1 between requests, h2 with GOAWAY). Keep it above the idle timeout
     /// of the clients' and load balancers' connection pools, so they close first.
-    #[arg(long, env = "AIMATE_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = aimate_conventions::duration::parse)]
     pub keep_alive_timeout: Duration,
 
     /// After SIGTERM, readiness answers 503 for this long before the listener closes, so
     /// load balancers stop sending traffic first.
-    #[arg(long, env = "AIMATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = aimate_conventions::duration::parse)]
     pub shutdown_delay: Duration,
 
     /// Longest wait for in-flight requests to finish on shutdown.
-    #[arg(long, env = "AIMATE_DRAIN_TIMEOUT", default_value = "10s", value_parser = aimate_reports::duration::parse)]
+    #[arg(long, env = "AIMATE_DRAIN_TIMEOUT", default_value = "10s", value_parser = aimate_conventions::duration::parse)]
     pub drain_timeout: Duration,
 
     /// Memory budget of the in-memory response cache, in MiB.

@@ -45,3 +45,30 @@ pub use app::{app, routes};
 pub use config::ServerConfig;
 pub use run::{RunError, Running, open_database, run, run_until, shutdown_signal, spawn};
 pub use state::AppState;
+
+#[cfg(test)]
+mod tests {
+    /// The harness talks to the server only over HTTP, processes and the database: the
+    /// server (and the one crate it shares with the harness) names none of its crates.
+    #[test]
+    fn the_server_depends_on_no_harness_crate() {
+        let manifests = [
+            ("server", include_str!("../Cargo.toml")),
+            ("conventions", include_str!("../../conventions/Cargo.toml")),
+        ];
+        for (name, manifest) in manifests {
+            for harness in [
+                "aimate-reports",
+                "aimate-loadgen",
+                "aimate-chaos",
+                "aimate-monitoring",
+                "aimate-tests",
+            ] {
+                assert!(
+                    !manifest.contains(harness),
+                    "{name}/Cargo.toml names {harness}"
+                );
+            }
+        }
+    }
+}

@@ -133,7 +133,7 @@ impl Db {
         };
         let connect_err = |source: sqlx::Error| DbError::Connect {
             backend: backend.name(),
-            detail: aimate_reports::redact::scrub(&source.to_string(), url),
+            detail: aimate_conventions::redact::scrub(&source.to_string(), url),
         };
         let options = AnyConnectOptions::from_str(url)
             .map_err(connect_err)?
@@ -250,4 +250,4 @@ impl Db {
 }
 
 /// A URL with its password and secret query values hidden (shared with the harness).
-pub use aimate_reports::redact::redact_url;
+pub use aimate_conventions::redact::redact_url;
