@@ -3,14 +3,9 @@
 
 use aimate_reports::record::ServerSample;
 
-/// The server's operations routes (health, metrics, the OpenAPI document): balancers'
-/// health checks and scrapers call them, so they are left out of the request series.
-pub const OPERATIONS_ROUTES: [&str; 4] = [
-    "/health",
-    "/api/health",
-    "/api/metrics",
-    "/api/openapi.json",
-];
+/// Balancers' health checks and scrapers call these; they are left out of the request
+/// series.
+pub use aimate_conventions::routes::OPERATIONS_ROUTES;
 
 /// One parsed sample line: name, labels, value.
 fn parse_line(line: &str) -> Option<(&str, &str, f64)> {

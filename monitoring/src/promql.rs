@@ -6,7 +6,7 @@ use aimate_server::metric_catalogue::{CACHE_REQUESTS, REQUEST_DURATION};
 /// The server's operations routes as one regex alternation (health checks and scrapes
 /// are the operators' traffic, not the users').
 pub fn operations_routes() -> String {
-    aimate_server::edge::OPERATIONS_ROUTES.join("|")
+    aimate_conventions::routes::OPERATIONS_ROUTES.join("|")
 }
 
 /// Statuses that count against the error objective: 5xx and 429 (the guide's rate

@@ -34,21 +34,14 @@ use crate::metrics::Metrics;
 /// label set without bound.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Routes that are never shed nor timed out: probes and scrapers must work while the
-/// API is saturated.
-/// Whether requests to `template` go through load shedding and the request timeout.
+pub use aimate_conventions::routes::OPERATIONS_ROUTES;
+
+/// Whether requests to `template` go through load shedding and the request timeout:
+/// the operators' routes never do, so probes and scrapers work while the API is
+/// saturated.
 pub fn is_admitted(template: &str) -> bool {
     !OPERATIONS_ROUTES.contains(&template)
 }
-
-/// The operators' routes (probes, scrapes, the API document): dashboards and alerts
-/// leave them out of the API's traffic.
-pub const OPERATIONS_ROUTES: &[&str] = &[
-    "/health",
-    "/api/health",
-    "/api/metrics",
-    "/api/openapi.json",
-];
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id we keep; longer ones are replaced.
