@@ -22,11 +22,11 @@ rounds="${4:-5}"
 
 command -v wrk >/dev/null || { echo "bench-server: wrk is not installed (apt-get install -y wrk)" >&2; exit 2; }
 
-echo "building release binaries (before any measurement)…"
-[ -n "${AIMATE_BIN:-}" ] || cargo build --release --quiet --bin aimate
+. scripts/bench-lib.sh
+aimate_binary
+echo "building the bare hyper baseline (before any measurement)…"
 cargo build --release --quiet -p aimate-server --example bare_hyper
 target="${CARGO_TARGET_DIR:-target}/release"
-aimate="${AIMATE_BIN:-$target/aimate}"
 
 work="$(mktemp -d)"
 pids=()
@@ -37,11 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench-server: $1 never answered" >&2; exit 3
-}
 
 aimate_port="$(free_port)"
 bare_port="$(free_port)"
