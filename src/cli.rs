@@ -38,6 +38,21 @@ pub enum Command {
     /// The objectives built into the binary.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// Exit 0 when a server answers 200, else 1: a container HEALTHCHECK or exec probe
+    /// that needs no curl and no shell.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// A full URL, or a path on the server this environment configures (the address
+    /// `aimate serve` would listen on here: AIMATE_BIND, else PORT, else 8080; a wildcard
+    /// address is probed on loopback).
+    #[arg(default_value = "/api/health")]
+    pub target: String,
+    /// Give up (exit 1) when no full answer came within this time.
+    #[arg(long, default_value = "2s", value_parser = aimate_reports::duration::parse)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +73,11 @@ pub enum DashboardsCommand {
         /// The directory to write into.
         #[arg(long, default_value = "dashboards")]
         out: PathBuf,
+        /// Also write the deployments' copies (the Kubernetes PrometheusRule and dashboard
+        /// ConfigMap, the compose stack's Prometheus and Grafana files) under this
+        /// directory, e.g. `deploy` in the checkout.
+        #[arg(long, value_name = "DIR")]
+        deploy: Option<PathBuf>,
         /// Write nothing: exit 1 if a file there differs from what would be generated.
         #[arg(long)]
         check: bool,
@@ -129,6 +149,11 @@ pub struct DrillArgs {
     /// API key of a tenant of --target, instead of an admin token.
     #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Tenants to create (with --admin-token), seed and drive, each at an equal share of
+    /// the rate. A deployment limits each API key (200 req/s by default), so drilling one
+    /// at 1k req/s takes N × its limit ≥ the highest stage: e.g. 10.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub tenants: u16,
     /// Drill the guide's Stage 2 instead of one server: N instances (2 to 16) behind
     /// HAProxy, on PostgreSQL (--database-url) and sharing Redis (--redis-url), each run
     /// in a schema and key prefix of its own, removed afterwards. Also graded on

@@ -175,9 +175,12 @@ impl Supervisor {
         let child = Command::new(&spec.program)
             .args(&spec.args)
             .arg("--bind")
-            // The database is the spec's choice, never the caller's environment's.
-            .env_remove("DATABASE_URL")
             .arg(instance.addr.to_string())
+            // The database and Redis are the spec's choice, never the caller's
+            // environment's (a platform's REDIS_URL included).
+            .env_remove("DATABASE_URL")
+            .env_remove("AIMATE_REDIS_URL")
+            .env_remove("REDIS_URL")
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -22,7 +22,7 @@ async fn server(
 ) -> (aimate_server::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
-    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
     config.log_dir = dir.path().join("logs");
     config.database_url = None;
     config.admin_token = Some(ADMIN.into());

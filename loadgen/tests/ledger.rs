@@ -14,7 +14,7 @@ use serde_json::json;
 async fn read_back_finds_every_write_and_names_the_lost_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
-    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
     config.log_dir = dir.path().join("logs");
     config.database_url = None;
     config.admin_token = Some("ledger-admin".into());

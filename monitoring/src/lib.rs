@@ -10,8 +10,11 @@
 //! dashboards/RUNBOOK.md                               what to check first, per alert
 //! ```
 //!
-//! The files are committed; a test regenerates them and fails on any difference.
+//! and, with [`generate_deploy`], the deployments' copies of the same rules and dashboard
+//! (see [`deploy`]). The files are committed; a test regenerates them and fails on any
+//! difference.
 
+pub mod deploy;
 pub mod grafana;
 pub mod promql;
 pub mod rule_tests;
@@ -95,6 +98,13 @@ pub fn generate(spec: &SloSpec) -> Result<Vec<GeneratedFile>, GenerateError> {
         ),
         file("RUNBOOK.md", runbook::runbook(&alerts)),
     ])
+}
+
+/// The monitoring files under `deploy/` (see [`deploy`]), paths relative to it.
+pub fn generate_deploy(spec: &SloSpec) -> Result<Vec<GeneratedFile>, GenerateError> {
+    let slos = slo::slos(spec)?;
+    let alerts = rules::alerts(&slos, spec.memory_limit_bytes);
+    Ok(deploy::files(&slos, &alerts, spec.memory_limit_bytes))
 }
 
 /// rules.yml with every window and `for:` scaled (see [`rules::scaled_rules_file`]).

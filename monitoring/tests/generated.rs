@@ -40,6 +40,22 @@ fn the_committed_tree_is_what_slo_toml_generates() {
 }
 
 #[test]
+fn the_committed_deploy_files_are_what_slo_toml_generates() {
+    let spec = SloSpec::load(&repo().join("slo.toml")).unwrap();
+    let files = aimate_monitoring::generate_deploy(&spec).unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.path.ends_with("prometheusrule.yaml"))
+    );
+    let drifted = aimate_monitoring::drifted(&repo().join("deploy"), &files);
+    assert!(
+        drifted.is_empty(),
+        "deploy/ differs from slo.toml in {drifted:?}: run `aimate dashboards generate --deploy deploy` and commit"
+    );
+}
+
+#[test]
 fn promtool_accepts_the_config_and_rules_and_their_unit_tests_pass() {
     let Some(promtool) = find("promtool") else {
         eprintln!("skipped: promtool is not installed (apt-get install -y prometheus)");
@@ -227,7 +243,7 @@ fn the_metric_name_reader_skips_labels_groupings_and_functions() {
 
 async fn live_server(dir: &Path) -> aimate_server::Running {
     let mut config = aimate_server::ServerConfig::with_data_dir(dir.join("data"));
-    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
     config.log_dir = dir.join("logs");
     config.database_url = None;
     config.admin_token = Some("monitoring-admin".into());

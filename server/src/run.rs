@@ -63,16 +63,13 @@ pub async fn run_until(
         Some(url) => redact_url(url),
         None => config.data_dir.join("aimate.db").display().to_string(),
     };
-    let listener = TcpListener::bind(config.bind)
+    let bind = config.listen_addr();
+    let listener = TcpListener::bind(bind)
         .await
-        .map_err(|source| RunError::Bind {
-            addr: config.bind,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| RunError::Bind {
-        addr: config.bind,
-        source,
-    })?;
+        .map_err(|source| RunError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr: bind, source })?;
     let options = ServeOptions {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,

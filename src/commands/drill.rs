@@ -59,6 +59,13 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
                     return Err(anyhow!("--target needs --api-key or --admin-token").into());
                 }
             };
+            if args.tenants > 1 && matches!(credentials, Credentials::ApiKey(_)) {
+                return Err(anyhow!(
+                    "--tenants {} needs --admin-token (the drill creates its tenants), not --api-key",
+                    args.tenants
+                )
+                .into());
+            }
             (
                 None,
                 target.clone(),
@@ -107,7 +114,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         credentials,
         seed_invoices: 500,
         seed_jobs: 100,
-        tenants: 1,
+        tenants: usize::from(args.tenants),
         max_users: 2000,
         latency_budget: parse_duration("100ms")?,
         request_timeout: parse_duration("10s")?,

@@ -7,6 +7,7 @@ mod drill;
 pub(crate) mod experiment;
 mod load;
 mod own_target;
+mod probe;
 mod report;
 mod serve;
 mod slo;
@@ -36,10 +37,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Report(args) => report::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Chaos(command) => chaos::run(command),
-        Command::Dashboards(DashboardsCommand::Generate { slo, out, check }) => {
-            dashboards::generate(slo.as_deref(), &out, check)
-        }
+        Command::Dashboards(DashboardsCommand::Generate {
+            slo,
+            out,
+            deploy,
+            check,
+        }) => dashboards::generate(slo.as_deref(), &out, deploy.as_deref(), check),
         Command::Slo(SloCommand::Print) => Ok(slo::print()),
+        Command::Probe(args) => Ok(probe::run(&args)?),
     }
 }
 

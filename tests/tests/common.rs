@@ -9,12 +9,16 @@ pub fn aimate_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aimate-e2e"))
 }
 
-/// A command for `aimate` running in `dir`, with no inherited AIMATE_*/DATABASE_URL.
+/// A command for `aimate` running in `dir`, isolated from the developer's environment:
+/// no inherited AIMATE_*, nor the platform variables the server honours (DATABASE_URL,
+/// REDIS_URL, PORT). A test that wants one sets it.
 pub fn aimate(dir: &Path) -> Command {
     let mut command = Command::new(aimate_bin());
     command.current_dir(dir);
     for (key, _) in std::env::vars() {
-        if key.starts_with("AIMATE_") || key == "DATABASE_URL" {
+        if key.starts_with("AIMATE_")
+            || ["DATABASE_URL", "REDIS_URL", "PORT"].contains(&key.as_str())
+        {
             command.env_remove(key);
         }
     }

@@ -151,3 +151,140 @@ fn no_database_password_reaches_an_error_or_help_text() {
         );
     }
 }
+
+/// What readiness says, as JSON (200 or 503).
+fn readiness(base: &str) -> serde_json::Value {
+    reqwest::blocking::get(format!("{base}/api/health"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn a_platforms_port_and_redis_url_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Nothing listens on port 1: the server must still come up, its cache degraded,
+    // which shows it took the platform's REDIS_URL.
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args(["serve", "--log-dir", "-"])
+            .env("PORT", port.to_string())
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        &format!("{base}/api/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    let health = readiness(&base);
+    assert_eq!(health["cache"]["kind"], "memory+redis", "{health}");
+
+    // `aimate probe` finds the same server through PORT, and a 404 is unhealthy.
+    let probe = |target: &str| {
+        run(aimate(dir.path())
+            .args(["probe", target])
+            .env("PORT", port.to_string()))
+    };
+    let output = probe("/health");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&format!("127.0.0.1:{port}/health: 200"))
+    );
+    let output = probe("/no-such-route");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("404"),
+        "{output:?}"
+    );
+
+    send_signal(&server, "TERM");
+    let status = wait_exit(&mut server, Duration::from_secs(15)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    // Bound to every interface, as a container needs, and no log files with `-`.
+    let stdout = std::io::read_to_string(server.stdout.take().unwrap()).unwrap();
+    assert!(
+        stdout.contains(&format!("\"addr\":\"0.0.0.0:{port}\"")),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("logs").exists() && !dir.path().join("-").exists());
+}
+
+#[test]
+fn aimate_redis_url_wins_over_the_platforms_and_bind_over_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // A REDIS_URL that is not even a Redis URL is never looked at, nor a PORT beside --bind.
+    let mut server = Reaped(
+        aimate(dir.path())
+            .args([
+                "serve",
+                "--log-dir",
+                "-",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("PORT", "not-a-port")
+            .env("AIMATE_REDIS_URL", "redis://127.0.0.1:1")
+            .env("REDIS_URL", "mysql://elsewhere")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        &format!("{base}/api/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    assert_eq!(readiness(&base)["cache"]["kind"], "memory+redis");
+}
+
+#[test]
+fn a_bad_port_or_redis_url_from_the_platform_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, expected) in [
+        (
+            "PORT",
+            "eighty",
+            "aimate: error: PORT=`eighty` is not a port number (1-65535)",
+        ),
+        (
+            "PORT",
+            "70000",
+            "aimate: error: PORT=`70000` is not a port number (1-65535)",
+        ),
+        (
+            "REDIS_URL",
+            "http://u:pw@cache",
+            "aimate: error: REDIS_URL: `http://u:***@cache` is not a Redis URL",
+        ),
+    ] {
+        let output = run(aimate(dir.path()).arg("serve").env(name, value));
+        assert_eq!(output.status.code(), Some(2), "{name}={value}: {output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(expected), "{stderr}");
+    }
+}
+
+#[test]
+fn probe_of_a_server_that_is_not_there_is_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let output = run(aimate(dir.path()).args([
+        "probe",
+        &format!("http://127.0.0.1:{port}/api/health"),
+        "--timeout",
+        "1s",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("no answer"), "{stderr}");
+    let output = run(aimate(dir.path()).args(["probe", "health"]));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -6,6 +6,7 @@
 mod chaos; // `aimate chaos proxy`: the control API as a process
 mod common; // temp dirs, free ports, spawning and waiting on `aimate`
 mod dashboards; // `aimate dashboards generate`: the tree, and --check catching drift
+mod deploy; // deploy/ agrees with the server and slo.toml: memory limit, probes, rules
 mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod experiment; // supervisor, HAProxy, `aimate chaos run` graded by phase, leases
 mod fleet; // two instances behind HAProxy: series per instance, a balancer's mix refused, Prometheus

@@ -196,11 +196,17 @@ fn start_writer(sinks: Vec<Box<dyn Write + Send>>) -> io::Result<(BatchedWriter,
     ))
 }
 
+/// The `--log-dir` that writes no files: lines go to stdout only.
+pub const STDOUT_ONLY: &str = "-";
+
 /// Installs the global subscriber. The filter comes from `AIMATE_LOG` (e.g. `warn`,
-/// `info,access=warn`), default `info`.
+/// `info,access=warn`), default `info`. Lines go to stdout and, unless `log_dir` is
+/// [`STDOUT_ONLY`], to its day files.
 pub fn init(log_dir: &Path) -> io::Result<LogGuard> {
-    let sinks: Vec<Box<dyn Write + Send>> =
-        vec![Box::new(io::stdout()), Box::new(DailyFile::new(log_dir)?)];
+    let mut sinks: Vec<Box<dyn Write + Send>> = vec![Box::new(io::stdout())];
+    if log_dir != Path::new(STDOUT_ONLY) {
+        sinks.push(Box::new(DailyFile::new(log_dir)?));
+    }
     let (writer, guard) = start_writer(sinks)?;
     let filter = EnvFilter::try_from_env("AIMATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()

@@ -87,7 +87,7 @@ impl TestServer {
     pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
-        config.bind = "127.0.0.1:0".parse().expect("addr");
+        config.bind = Some("127.0.0.1:0".parse().expect("addr"));
         config.log_dir = dir.path().join("logs");
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         config.database_url = None;

@@ -1,0 +1,340 @@
+//! deploy/ agrees with the server and slo.toml: the Kubernetes Deployment's memory limit
+//! is the denominator of `ratio(memory)`, its probes and port answer on a live server
+//! started with the image's and the ConfigMap's settings, the grace period covers the
+//! shutdown, the PrometheusRule is rules.yml, and the image builds every crate. Each
+//! test fails when its side drifts (scripts/deploy-check.sh builds and runs the rest).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::common::{Reaped, aimate, free_port, send_signal, wait_exit, wait_ready};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn base() -> PathBuf {
+    repo().join("deploy/kubernetes/base")
+}
+
+fn yaml(path: &Path) -> Yaml {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .remove(0)
+}
+
+fn text<'a>(value: &'a Yaml, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value:?}"))
+}
+
+fn int(value: &Yaml, what: &str) -> i64 {
+    value
+        .as_i64()
+        .unwrap_or_else(|| panic!("{what} is not an integer: {value:?}"))
+}
+
+/// The one container of the Deployment.
+fn api_container() -> Yaml {
+    let deployment = yaml(&base().join("deployment.yaml"));
+    let containers = deployment["spec"]["template"]["spec"]["containers"].clone();
+    let containers = containers.as_vec().expect("containers").clone();
+    assert_eq!(containers.len(), 1, "one container");
+    containers[0].clone()
+}
+
+/// A Kubernetes memory quantity in bytes (`1Gi`, `512Mi`, `1G`, `1000`).
+fn quantity_bytes(quantity: &str) -> u64 {
+    let units: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    for (suffix, factor) in units {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return number.parse::<u64>().unwrap() * factor;
+        }
+    }
+    quantity.parse().unwrap()
+}
+
+/// The ConfigMap's settings, as the container's environment gets them.
+fn config_map() -> Vec<(String, String)> {
+    let map = yaml(&base().join("configmap.yaml"));
+    map["data"]
+        .as_hash()
+        .expect("data")
+        .iter()
+        .map(|(k, v)| (text(k, "key").to_owned(), text(v, "value").to_owned()))
+        .collect()
+}
+
+/// The `ENV` settings of the Dockerfile's runtime stages.
+fn image_env() -> Vec<(String, String)> {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let mut env = Vec::new();
+    // Whether the line before ended an ENV line with a continuation.
+    let mut continued = false;
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        let rest = match line.strip_prefix("ENV ") {
+            Some(rest) => rest,
+            None if continued => line,
+            None => continue,
+        };
+        continued = rest.ends_with('\\');
+        for pair in rest.trim_end_matches('\\').split_whitespace() {
+            let (key, value) = pair.split_once('=').expect("ENV KEY=VALUE");
+            env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    env
+}
+
+#[test]
+fn the_memory_limit_is_slo_tomls_memory_limit() {
+    let spec = aimate_reports::spec::SloSpec::load(&repo().join("slo.toml")).unwrap();
+    let container = api_container();
+    let limit = text(&container["resources"]["limits"]["memory"], "limits.memory");
+    assert_eq!(
+        Some(quantity_bytes(limit)),
+        spec.memory_limit_bytes,
+        "deployment.yaml limits memory to {limit}; slo.toml's memory_limit (the denominator of ratio(memory)) must say the same"
+    );
+    // The guide's other resource numbers.
+    assert_eq!(
+        text(&container["resources"]["requests"]["memory"], "requests"),
+        "512Mi"
+    );
+    assert_eq!(
+        text(&container["resources"]["requests"]["cpu"], "requests"),
+        "500m"
+    );
+    assert_eq!(
+        text(&container["resources"]["limits"]["cpu"], "limits"),
+        "1"
+    );
+}
+
+#[test]
+fn the_image_and_the_config_map_listen_where_the_deployment_probes() {
+    let container = api_container();
+    let ports = container["ports"].as_vec().unwrap();
+    let http = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("http"))
+        .expect("a port named http");
+    let container_port = int(&http["containerPort"], "containerPort").to_string();
+    let image: std::collections::HashMap<_, _> = image_env().into_iter().collect();
+    let settings: std::collections::HashMap<_, _> = config_map().into_iter().collect();
+    assert_eq!(
+        image.get("PORT"),
+        Some(&container_port),
+        "Dockerfile ENV PORT"
+    );
+    assert_eq!(
+        settings.get("PORT"),
+        Some(&container_port),
+        "ConfigMap PORT"
+    );
+    // Every probe targets that port, by its name.
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container[probe]["httpGet"]["port"].as_str(),
+            Some("http"),
+            "{probe} port"
+        );
+    }
+    let service = yaml(&base().join("service.yaml"));
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"].as_str(),
+        Some("http")
+    );
+}
+
+#[test]
+fn the_probes_answer_200_on_a_server_started_with_the_images_and_config_maps_settings() {
+    let container = api_container();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = aimate(dir.path());
+    command.arg("serve");
+    // The image's environment, then the ConfigMap's (as Kubernetes layers them), with
+    // the port and data directory moved where a test may use them.
+    for (key, value) in image_env().into_iter().chain(config_map()) {
+        command.env(key, value);
+    }
+    command
+        .env("PORT", port.to_string())
+        .env("AIMATE_DATA_DIR", dir.path().join("data"))
+        .stdout(std::process::Stdio::null());
+    let mut server = Reaped(command.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        &format!("{base}/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    let client = reqwest::blocking::Client::new();
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let path = text(&container[probe]["httpGet"]["path"], probe);
+        let status = client.get(format!("{base}{path}")).send().unwrap().status();
+        assert_eq!(status, 200, "{probe} GET {path}");
+    }
+    // The guide's probe numbers.
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/health")
+    );
+    assert_eq!(
+        int(
+            &container["livenessProbe"]["initialDelaySeconds"],
+            "liveness"
+        ),
+        30
+    );
+    assert_eq!(
+        int(&container["livenessProbe"]["periodSeconds"], "liveness"),
+        10
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/api/health")
+    );
+    assert_eq!(
+        int(
+            &container["readinessProbe"]["initialDelaySeconds"],
+            "readiness"
+        ),
+        10
+    );
+    assert_eq!(
+        int(&container["readinessProbe"]["periodSeconds"], "readiness"),
+        5
+    );
+    // With the ConfigMap's shutdown delay, readiness turns 503 at SIGTERM while the
+    // server still answers, and it then exits 0.
+    send_signal(&server, "TERM");
+    let readiness = format!("{base}/api/health");
+    let started = std::time::Instant::now();
+    loop {
+        let status = client.get(&readiness).send().unwrap().status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "readiness still {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = wait_exit(&mut server, Duration::from_secs(40)).expect("exits");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_grace_period_covers_the_shutdown_delay_and_the_drain() {
+    let settings: std::collections::HashMap<_, _> = config_map().into_iter().collect();
+    let seconds = |key: &str| {
+        aimate_reports::duration::parse(settings.get(key).unwrap_or_else(|| panic!("{key}")))
+            .unwrap()
+            .as_secs_f64()
+    };
+    let delay = seconds("AIMATE_SHUTDOWN_DELAY");
+    let drain = seconds("AIMATE_DRAIN_TIMEOUT");
+    assert!(
+        delay >= 5.0,
+        "a delay of {delay} s is shorter than endpoint removal takes"
+    );
+    let deployment = yaml(&base().join("deployment.yaml"));
+    let grace = int(
+        &deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds",
+    ) as f64;
+    assert!(
+        grace > delay + drain,
+        "terminationGracePeriodSeconds {grace} must exceed the shutdown delay {delay} s + drain {drain} s"
+    );
+}
+
+#[test]
+fn the_rollout_and_autoscaling_follow_the_guide() {
+    let deployment = yaml(&base().join("deployment.yaml"));
+    let rolling = &deployment["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(rolling["maxSurge"].as_str(), Some("25%"));
+    assert_eq!(rolling["maxUnavailable"].as_str(), Some("10%"));
+    let hpa = yaml(&base().join("hpa.yaml"));
+    assert_eq!(hpa["apiVersion"].as_str(), Some("autoscaling/v2"));
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    assert_eq!(int(&hpa["spec"]["minReplicas"], "min"), 2);
+    assert_eq!(int(&hpa["spec"]["maxReplicas"], "max"), 20);
+    let cpu = &hpa["spec"]["metrics"][0]["resource"];
+    assert_eq!(cpu["name"].as_str(), Some("cpu"));
+    assert_eq!(int(&cpu["target"]["averageUtilization"], "cpu"), 70);
+    let behavior = &hpa["spec"]["behavior"];
+    assert_eq!(
+        int(&behavior["scaleUp"]["stabilizationWindowSeconds"], "up"),
+        60
+    );
+    assert_eq!(
+        int(&behavior["scaleDown"]["stabilizationWindowSeconds"], "down"),
+        300
+    );
+}
+
+#[test]
+fn the_prometheus_rule_carries_exactly_the_committed_rules() {
+    let rule = yaml(&base().join("prometheusrule.yaml"));
+    assert_eq!(rule["kind"].as_str(), Some("PrometheusRule"));
+    let committed = yaml(&repo().join("dashboards/prometheus/rules.yml"));
+    assert!(!committed["groups"].is_badvalue() && committed["groups"].as_vec().is_some());
+    assert_eq!(rule["spec"]["groups"], committed["groups"]);
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest_of_the_base() {
+    let kustomization = yaml(&base().join("kustomization.yaml"));
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| text(r, "resource").to_owned())
+        .collect();
+    let mut present: Vec<String> = std::fs::read_dir(base())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    listed.sort();
+    present.sort();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn the_image_build_copies_every_workspace_member() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let members_line = manifest
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .expect("workspace members");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let members = members_line.split('"').skip(1).step_by(2).chain(["src"]);
+    for member in members {
+        assert!(
+            dockerfile.contains(&format!("COPY {member} {member}")),
+            "the Dockerfile's builder does not copy `{member}`: the full build would fail"
+        );
+    }
+}
