@@ -14,6 +14,8 @@
 #             its own HEALTHCHECK, `aimate load` from a second container at 1k req/s for
 #             10 s graded PASS by `aimate report` from a third; SIGTERM during traffic:
 #             exit 0 within the grace period, no 5xx
+#   stack     deploy/compose.yaml up, with stand-ins for the images that cannot be
+#             pulled, and its `load` drill graded PASS (scripts/compose-check.sh)
 #
 # Every step either passes or fails the script: nothing is skipped. Needs root (dockerd),
 # PostgreSQL and Redis as .ci/run starts them (TEST_DATABASE_URL, TEST_REDIS_URL).
@@ -263,5 +265,9 @@ if server_errors:
 if outcomes.get("200", 0) == 0:
     sys.exit("no request succeeded before the stop")
 EOF
+
+# ---------------------------------------------------------------- compose stack
+say "the compose stack, run (scripts/compose-check.sh)"
+scripts/compose-check.sh "$image"
 
 say "all passed"
