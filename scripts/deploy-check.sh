@@ -14,6 +14,9 @@
 #             its own HEALTHCHECK, `aimate load` from a second container at 1k req/s for
 #             10 s graded PASS by `aimate report` from a third; SIGTERM during traffic:
 #             exit 0 within the grace period, no 5xx
+#   pod       the Deployment's pod under `podman kube play`: security settings in force,
+#             probe paths 200 on PostgreSQL and Redis, exit 0 on SIGTERM
+#             (scripts/kube-play-check.sh)
 #   stack     deploy/compose.yaml up, with stand-ins for the images that cannot be
 #             pulled, and its `load` drill graded PASS (scripts/compose-check.sh)
 #
@@ -265,6 +268,11 @@ if server_errors:
 if outcomes.get("200", 0) == 0:
     sys.exit("no request succeeded before the stop")
 EOF
+
+# ---------------------------------------------------------------- pod
+say "the Deployment's pod under podman kube play (scripts/kube-play-check.sh)"
+scripts/kube-play-check.sh "$work/stage5.yaml" "$image" "$database_url" "$redis_url" 2>&1 \
+  | grep -v 'unable to get systemd connection' || fail "the Deployment's pod"
 
 # ---------------------------------------------------------------- compose stack
 say "the compose stack, run (scripts/compose-check.sh)"
