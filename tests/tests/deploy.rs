@@ -338,3 +338,104 @@ fn the_image_build_copies_every_workspace_member() {
         );
     }
 }
+
+/// Values Kubernetes accepts for the enum fields the manifests use, by the end of the
+/// field's path (`*` any key or index). kubernetes-validate checks types and unknown
+/// fields but not these (`completionMode: Indexd` passes it), so a typo here would
+/// reach the cluster.
+const ENUMS: &[(&[&str], &[&str])] = &[
+    (&["imagePullPolicy"], &["Always", "IfNotPresent", "Never"]),
+    (&["strategy", "type"], &["Recreate", "RollingUpdate"]),
+    (&["whenUnsatisfiable"], &["DoNotSchedule", "ScheduleAnyway"]),
+    (&["protocol"], &["TCP", "UDP", "SCTP"]),
+    (
+        &["seccompProfile", "type"],
+        &["RuntimeDefault", "Localhost", "Unconfined"],
+    ),
+    (&["policyTypes", "*"], &["Ingress", "Egress"]),
+    (
+        &["metrics", "*", "type"],
+        &[
+            "Resource",
+            "Pods",
+            "Object",
+            "External",
+            "ContainerResource",
+        ],
+    ),
+    (
+        &["target", "type"],
+        &["Utilization", "Value", "AverageValue"],
+    ),
+    (&["capabilities", "drop", "*"], &["ALL"]),
+    (
+        &["spec", "type"],
+        &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"],
+    ),
+    (
+        &["topologyKey"],
+        &["topology.kubernetes.io/zone", "kubernetes.io/hostname"],
+    ),
+];
+
+/// Every (path, string value) of `doc`.
+fn leaves(doc: &Yaml, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    match doc {
+        Yaml::Hash(map) => {
+            for (key, value) in map {
+                path.push(key.as_str().unwrap_or("?").to_owned());
+                leaves(value, path, out);
+                path.pop();
+            }
+        }
+        Yaml::Array(items) => {
+            for item in items {
+                path.push("*".to_owned());
+                leaves(item, path, out);
+                path.pop();
+            }
+        }
+        Yaml::String(text) => out.push((path.clone(), text.clone())),
+        _ => {}
+    }
+}
+
+#[test]
+fn enum_fields_hold_values_kubernetes_accepts() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(base()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let doc = yaml(&path);
+        // A ConfigMap's data is the server's, not Kubernetes' to check.
+        if doc["kind"].as_str() == Some("ConfigMap") {
+            continue;
+        }
+        let mut found = Vec::new();
+        leaves(&doc, &mut Vec::new(), &mut found);
+        for (field, value) in found {
+            let matches = |suffix: &[&str]| {
+                field.len() >= suffix.len()
+                    && field[field.len() - suffix.len()..]
+                        .iter()
+                        .zip(suffix)
+                        .all(|(a, b)| a == b)
+            };
+            if let Some((_, allowed)) = ENUMS.iter().find(|(suffix, _)| matches(suffix)) {
+                assert!(
+                    allowed.contains(&value.as_str()),
+                    "{}: {} = `{value}`, not one of {allowed:?}",
+                    path.display(),
+                    field.join(".")
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} enum fields found: is the table stale?"
+    );
+}
