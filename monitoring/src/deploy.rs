@@ -114,30 +114,14 @@ fn compose_prometheus() -> String {
 
 /// Grafana's data source in the compose stack: its Prometheus, by service name.
 fn compose_datasource() -> String {
-    yaml::document(
-        GENERATED,
-        &json!({
-            "apiVersion": 1,
-            "datasources": [{
-                "name": "Prometheus", "type": "prometheus", "uid": "prometheus",
-                "access": "proxy", "url": "http://prometheus:9090", "isDefault": true,
-            }],
-        }),
-    )
+    yaml::document(GENERATED, &grafana::datasource("http://prometheus:9090"))
 }
 
 /// Grafana's dashboard provider in the compose stack: the checkout's dashboard JSON,
-/// mounted read-only at the path below.
+/// mounted read-only at this path.
 fn compose_dashboards() -> String {
     yaml::document(
         GENERATED,
-        &json!({
-            "apiVersion": 1,
-            "providers": [{
-                "name": "aimate", "folder": "AI Mate", "type": "file",
-                "disableDeletion": true, "allowUiUpdates": false,
-                "options": {"path": "/var/lib/grafana/dashboards/aimate", "foldersFromFilesStructure": false},
-            }],
-        }),
+        &grafana::dashboard_provider("/var/lib/grafana/dashboards/aimate"),
     )
 }

@@ -455,17 +455,35 @@ pub fn queries(dashboard_json: &str) -> Vec<String> {
         .collect()
 }
 
+/// A provisioned Prometheus data source at `url`, with the uid the dashboard's
+/// `$datasource` variable defaults to.
+pub fn datasource(url: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": 1,
+        "datasources": [{
+            "name": "Prometheus", "type": "prometheus", "uid": "prometheus",
+            "access": "proxy", "url": url, "isDefault": true,
+        }],
+    })
+}
+
+/// A file provider that loads the dashboard JSON found at `path` into an "AI Mate" folder.
+pub fn dashboard_provider(path: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": 1,
+        "providers": [{
+            "name": "aimate", "folder": "AI Mate", "type": "file",
+            "disableDeletion": true, "allowUiUpdates": false,
+            "options": {"path": path, "foldersFromFilesStructure": false},
+        }],
+    })
+}
+
 /// grafana/provisioning/datasources/aimate.yaml.
 pub fn datasource_provisioning() -> String {
     crate::yaml::document(
         "A Prometheus data source for the AI Mate dashboard; point `url` at yours.",
-        &json!({
-            "apiVersion": 1,
-            "datasources": [{
-                "name": "Prometheus", "type": "prometheus", "uid": "prometheus",
-                "access": "proxy", "url": "http://127.0.0.1:9090", "isDefault": true,
-            }],
-        }),
+        &datasource("http://127.0.0.1:9090"),
     )
 }
 
@@ -475,13 +493,6 @@ pub fn dashboard_provisioning() -> String {
     crate::yaml::document(
         "Loads dashboards/grafana/*.json into an \"AI Mate\" folder. Start Grafana with\n\
          GF_PATHS_PROVISIONING=<checkout>/dashboards/grafana/provisioning.",
-        &json!({
-            "apiVersion": 1,
-            "providers": [{
-                "name": "aimate", "folder": "AI Mate", "type": "file",
-                "disableDeletion": true, "allowUiUpdates": false,
-                "options": {"path": "${GF_PATHS_PROVISIONING}/..", "foldersFromFilesStructure": false},
-            }],
-        }),
+        &dashboard_provider("${GF_PATHS_PROVISIONING}/.."),
     )
 }

@@ -42,3 +42,46 @@ fn generate_writes_the_tree_and_check_catches_a_hand_edit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn deploy_writes_the_deployments_copies_and_check_catches_their_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let slo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo.toml");
+    let generate = |check: bool| {
+        let mut command = aimate(dir.path());
+        command
+            .args([
+                "dashboards",
+                "generate",
+                "--out",
+                "out",
+                "--deploy",
+                "deploy",
+                "--slo",
+            ])
+            .arg(&slo);
+        if check {
+            command.arg("--check");
+        }
+        run(&mut command)
+    };
+    assert!(generate(false).status.success());
+    let rule = dir
+        .path()
+        .join("deploy/kubernetes/base/prometheusrule.yaml");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    assert!(text.contains("kind: PrometheusRule") && text.contains("AimateHighErrorRate"));
+    assert!(dir.path().join("deploy/compose/prometheus.yml").is_file());
+    assert_eq!(generate(true).status.code(), Some(0));
+
+    // The cluster's copy of the rules edited by hand: --check names it, exit 1.
+    std::fs::write(&rule, text.replace("> 0.05", "> 0.5")).unwrap();
+    let checked = generate(true);
+    assert_eq!(checked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        stderr.contains("prometheusrule.yaml: differs from slo.toml"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("out: up to date"), "{stderr}");
+}

@@ -190,37 +190,16 @@ fn the_probes_answer_200_on_a_server_started_with_the_images_and_config_maps_set
         let status = client.get(format!("{base}{path}")).send().unwrap().status();
         assert_eq!(status, 200, "{probe} GET {path}");
     }
-    // The guide's probe numbers.
-    assert_eq!(
-        container["livenessProbe"]["httpGet"]["path"].as_str(),
-        Some("/health")
-    );
-    assert_eq!(
-        int(
-            &container["livenessProbe"]["initialDelaySeconds"],
-            "liveness"
-        ),
-        30
-    );
-    assert_eq!(
-        int(&container["livenessProbe"]["periodSeconds"], "liveness"),
-        10
-    );
-    assert_eq!(
-        container["readinessProbe"]["httpGet"]["path"].as_str(),
-        Some("/api/health")
-    );
-    assert_eq!(
-        int(
-            &container["readinessProbe"]["initialDelaySeconds"],
-            "readiness"
-        ),
-        10
-    );
-    assert_eq!(
-        int(&container["readinessProbe"]["periodSeconds"], "readiness"),
-        5
-    );
+    // The guide's probe numbers: path, initialDelaySeconds, periodSeconds.
+    for (probe, path, delay, period) in [
+        ("livenessProbe", "/health", 30, 10),
+        ("readinessProbe", "/api/health", 10, 5),
+    ] {
+        let spec = &container[probe];
+        assert_eq!(spec["httpGet"]["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(int(&spec["initialDelaySeconds"], probe), delay, "{probe}");
+        assert_eq!(int(&spec["periodSeconds"], probe), period, "{probe}");
+    }
     // With the ConfigMap's shutdown delay, readiness turns 503 at SIGTERM while the
     // server still answers, and it then exits 0.
     send_signal(&server, "TERM");
