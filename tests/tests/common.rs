@@ -89,6 +89,19 @@ pub fn wait_ready(url: &str, child: &mut Child, timeout: Duration) {
     panic!("{url} not ready after {timeout:?}");
 }
 
+/// Spawns `command`, an `aimate serve` listening on 127.0.0.1:`port`, and waits until its
+/// readiness answers 200: the running server and its base URL.
+pub fn serve_ready(command: &mut Command, port: u16) -> (Reaped, String) {
+    let mut server = Reaped(command.spawn().expect("spawn aimate serve"));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        &format!("{base}/api/health"),
+        &mut server,
+        Duration::from_secs(20),
+    );
+    (server, base)
+}
+
 /// Waits for the child to exit, killing it after `timeout`.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let started = Instant::now();

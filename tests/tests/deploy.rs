@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::common::{Reaped, aimate, free_port, send_signal, wait_exit, wait_ready};
+use crate::common::{aimate, free_port, send_signal, serve_ready, wait_exit};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -177,13 +177,7 @@ fn the_probes_answer_200_on_a_server_started_with_the_images_and_config_maps_set
         .env("PORT", port.to_string())
         .env("AIMATE_DATA_DIR", dir.path().join("data"))
         .stdout(std::process::Stdio::null());
-    let mut server = Reaped(command.spawn().unwrap());
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        &format!("{base}/health"),
-        &mut server,
-        Duration::from_secs(20),
-    );
+    let (mut server, base) = serve_ready(&mut command, port);
     let client = reqwest::blocking::Client::new();
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         let path = text(&container[probe]["httpGet"]["path"], probe);

@@ -1,12 +1,12 @@
 use std::time::Duration;
 
-use crate::common::{Reaped, aimate, free_port, run, send_signal, wait_exit, wait_ready};
+use crate::common::{aimate, free_port, run, send_signal, serve_ready, wait_exit};
 
 #[test]
 fn sigterm_drains_and_flushes_logs() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = Reaped(
+    let (mut server, base) = serve_ready(
         aimate(dir.path())
             .args([
                 "serve",
@@ -16,15 +16,8 @@ fn sigterm_drains_and_flushes_logs() {
                 "300ms",
             ])
             .env("AIMATE_ADMIN_TOKEN", "secret-admin-token")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        &format!("{base}/api/health"),
-        &mut server,
-        Duration::from_secs(20),
+            .stdout(std::process::Stdio::piped()),
+        port,
     );
     let client = reqwest::blocking::Client::new();
     let tenant: serde_json::Value = client
@@ -166,20 +159,13 @@ fn a_platforms_port_and_redis_url_are_honoured() {
     let port = free_port();
     // Nothing listens on port 1: the server must still come up, its cache degraded,
     // which shows it took the platform's REDIS_URL.
-    let mut server = Reaped(
+    let (mut server, base) = serve_ready(
         aimate(dir.path())
             .args(["serve", "--log-dir", "-"])
             .env("PORT", port.to_string())
             .env("REDIS_URL", "redis://127.0.0.1:1")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        &format!("{base}/api/health"),
-        &mut server,
-        Duration::from_secs(20),
+            .stdout(std::process::Stdio::piped()),
+        port,
     );
     let health = readiness(&base);
     assert_eq!(health["cache"]["kind"], "memory+redis", "{health}");
@@ -219,7 +205,7 @@ fn aimate_redis_url_wins_over_the_platforms_and_bind_over_port() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     // A REDIS_URL that is not even a Redis URL is never looked at, nor a PORT beside --bind.
-    let mut server = Reaped(
+    let (_server, base) = serve_ready(
         aimate(dir.path())
             .args([
                 "serve",
@@ -231,15 +217,8 @@ fn aimate_redis_url_wins_over_the_platforms_and_bind_over_port() {
             .env("PORT", "not-a-port")
             .env("AIMATE_REDIS_URL", "redis://127.0.0.1:1")
             .env("REDIS_URL", "mysql://elsewhere")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        &format!("{base}/api/health"),
-        &mut server,
-        Duration::from_secs(20),
+            .stdout(std::process::Stdio::null()),
+        port,
     );
     assert_eq!(readiness(&base)["cache"]["kind"], "memory+redis");
 }
