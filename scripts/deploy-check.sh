@@ -13,7 +13,7 @@
 #             container on the machine's PostgreSQL and Redis (--network host): healthy by
 #             its own HEALTHCHECK, `aimate load` from a second container at 1k req/s for
 #             10 s graded PASS by `aimate report` from a third; SIGTERM during traffic:
-#             exit 0 within the grace period, no 5xx
+#             exit 0 within the grace period, no 5xx; the image as `chaos proxy`
 #   pod       the Deployment's pod under `podman kube play`: security settings in force,
 #             probe paths 200 on PostgreSQL and Redis, exit 0 on SIGTERM
 #             (scripts/kube-play-check.sh)
@@ -268,6 +268,20 @@ if server_errors:
 if outcomes.get("200", 0) == 0:
     sys.exit("no request succeeded before the stop")
 EOF
+
+say "the same image as the fault proxy: aimate chaos proxy"
+port=$(free_port)
+name="${run_id}-proxy"
+containers+=("$name")
+"$docker" run -d --name "$name" --network host "$image" \
+  chaos proxy --api "127.0.0.1:$port" --token "$token" >/dev/null
+for _ in $(seq 1 50); do curl -fs -o /dev/null -H "authorization: Bearer $token" "http://127.0.0.1:$port/proxies" && break; sleep 0.1; done
+curl -fsS -H "authorization: Bearer $token" "http://127.0.0.1:$port/version"; echo
+unauthorized=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/proxies")
+[ "$unauthorized" = 401 ] || fail "the proxy's API answered $unauthorized without its token"
+"$docker" stop -t 10 "$name" >/dev/null
+[ "$("$docker" inspect -f '{{.State.ExitCode}}' "$name")" = 0 ] || fail "the proxy did not exit 0 on SIGTERM"
+echo "control API up, refuses calls without the token, exits 0 on SIGTERM"
 
 # ---------------------------------------------------------------- pod
 say "the Deployment's pod under podman kube play (scripts/kube-play-check.sh)"
