@@ -97,10 +97,15 @@ pub struct Comparison {
     /// The baseline runs' figure (pooled seconds, or the mean across runs), in `unit`.
     pub baseline: f64,
     pub current: f64,
-    /// Relative change in the bad direction: +0.25 = 25 % worse, −0.1 = 10 % better.
+    /// Change in the bad direction, relative: +0.25 = 25 % worse, −0.1 = 10 % better.
+    /// From a baseline of 0 (`from_zero`) there is no relative change: it is then the
+    /// absolute change in `unit` (+12.5 for 0 % → 12.5 %).
     pub regression: f64,
     /// 95 % interval of `regression`; absent when the noise could not be estimated.
     pub interval: Option<[f64; 2]>,
+    /// The baseline figure was 0: `regression` and `interval` are absolute, in `unit`.
+    #[serde(default)]
+    pub from_zero: bool,
     pub basis: Basis,
     /// The interval lies wholly on the bad side of zero.
     pub significant: bool,
@@ -109,19 +114,28 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// The effect with its interval: `+12.3 % (95 %: +4.1 to +20.5 %)`.
+    /// The effect with its interval: `+12.3 % (95 %: +4.1 to +20.5 %)`; from a zero
+    /// baseline, in the figure's unit: `0 % → 12.5 % (+12.5 points; 95 %: +8.0 to +17.0)`.
     pub fn effect(&self) -> String {
-        let pct = |x: f64| {
-            if x.is_infinite() {
-                if x > 0.0 {
-                    "+∞".to_owned()
-                } else {
-                    "−∞".to_owned()
-                }
-            } else {
-                format!("{:+.1}", x * 100.0)
-            }
-        };
+        if self.from_zero {
+            let unit = self.absolute_unit();
+            let shown = |x: f64| format!("{x:.1}");
+            let change = format!("{:+.1} {unit}", self.regression);
+            let interval = self.interval.map_or(String::new(), |[low, high]| {
+                format!("; 95 %: {low:+.1} to {high:+.1}")
+            });
+            let figure = |x: f64| match self.unit {
+                "%" => format!("{} %", shown(x)),
+                "" => shown(x),
+                unit => format!("{} {unit}", shown(x)),
+            };
+            return format!(
+                "{} → {} ({change}{interval})",
+                figure(self.baseline),
+                figure(self.current)
+            );
+        }
+        let pct = |x: f64| format!("{:+.1}", x * 100.0);
         match self.interval {
             Some([low, high]) => format!(
                 "{} % (95 %: {} to {} %)",
@@ -130,6 +144,14 @@ impl Comparison {
                 pct(high)
             ),
             None => format!("{} %", pct(self.regression)),
+        }
+    }
+
+    /// The unit of an absolute change: percentages change by points.
+    fn absolute_unit(&self) -> &'static str {
+        match self.unit {
+            "%" => "points",
+            unit => unit,
         }
     }
 
@@ -206,8 +228,9 @@ pub fn compare(
                 Comparison {
                     baseline: b.baseline * scale,
                     current: b.current * scale,
-                    regression: relative(bad_sign * (b.current - b.baseline), b.baseline),
-                    interval: Some(bad_interval(b.difference, bad_sign, b.baseline)),
+                    regression: change(bad_sign * (b.current - b.baseline), b.baseline, scale),
+                    interval: Some(bad_interval(b.difference, bad_sign, b.baseline, scale)),
+                    from_zero: b.baseline == 0.0,
                     basis: b.basis,
                     ..single_figure(grade, current, &earlier, bad_sign)
                 }
@@ -215,8 +238,20 @@ pub fn compare(
             None => across_runs(grade, current, &earlier, bad_sign),
         };
         comparison.significant = comparison.interval.is_some_and(|[low, _]| low > 0.0);
-        comparison.failed = max_regression
-            .is_some_and(|limit| comparison.interval.is_some_and(|[low, _]| low > limit));
+        // From zero the change is absolute: the budget is read in the figure's unit
+        // (10 % allows 10 points, or 10 ms).
+        let budget = |limit: f64| {
+            if comparison.from_zero {
+                limit * 100.0
+            } else {
+                limit
+            }
+        };
+        comparison.failed = max_regression.is_some_and(|limit| {
+            comparison
+                .interval
+                .is_some_and(|[low, _]| low > budget(limit))
+        });
         report.baseline.push(comparison);
     }
     if report.baseline.iter().any(|c| c.failed) {
@@ -251,25 +286,22 @@ fn display_scale(grade: &Grade) -> f64 {
     }
 }
 
-/// `change / base`, with a zero base read as "from nothing": any worsening is infinite.
-fn relative(change: f64, base: f64) -> f64 {
+/// `difference` against `base`: relative (`difference / base`), or, from a zero base
+/// where nothing relative can be said, absolute in the display unit (`difference × scale`).
+fn change(difference: f64, base: f64, scale: f64) -> f64 {
     if base != 0.0 {
-        change / base.abs()
-    } else if change > 0.0 {
-        f64::INFINITY
-    } else if change < 0.0 {
-        f64::NEG_INFINITY
+        difference / base.abs()
     } else {
-        0.0
+        difference * scale
     }
 }
 
-/// An interval of the raw difference (current − baseline) as an interval of the relative
-/// regression (bad direction up).
-fn bad_interval([low, high]: [f64; 2], bad_sign: f64, base: f64) -> [f64; 2] {
+/// An interval of the raw difference (current − baseline) as an interval of the
+/// regression (bad direction up), as [`change`] reads it.
+fn bad_interval([low, high]: [f64; 2], bad_sign: f64, base: f64, scale: f64) -> [f64; 2] {
     let (a, b) = (
-        relative(bad_sign * low, base),
-        relative(bad_sign * high, base),
+        change(bad_sign * low, base, scale),
+        change(bad_sign * high, base, scale),
     );
     [a.min(b), a.max(b)]
 }
@@ -284,8 +316,9 @@ fn single_figure(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) ->
         unit: grade.unit,
         baseline,
         current,
-        regression: relative(bad_sign * (current - baseline), baseline),
+        regression: change(bad_sign * (current - baseline), baseline, 1.0),
         interval: None,
+        from_zero: baseline == 0.0,
         basis: Basis::Unjudged,
         significant: false,
         failed: false,
@@ -310,6 +343,7 @@ fn across_runs(grade: &Grade, current: f64, earlier: &[f64], bad_sign: f64) -> C
             [difference - half, difference + half],
             bad_sign,
             mean,
+            1.0,
         )),
         basis: Basis::AcrossRuns { baseline_runs: k },
         ..base
@@ -577,9 +611,11 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_baseline_makes_any_worsening_infinite() {
-        assert_eq!(relative(0.01, 0.0), f64::INFINITY);
-        assert_eq!(relative(0.0, 0.0), 0.0);
-        assert_eq!(bad_interval([-0.1, 0.2], -1.0, 1.0), [-0.2, 0.1]);
+    fn a_change_from_zero_is_absolute_in_the_display_unit() {
+        // 0 → 12.5 % read as a fraction, shown in points.
+        assert_eq!(change(0.125, 0.0, 100.0), 12.5);
+        assert_eq!(change(0.0, 0.0, 100.0), 0.0);
+        assert_eq!(change(0.05, 0.5, 100.0), 0.1);
+        assert_eq!(bad_interval([-0.1, 0.2], -1.0, 1.0, 1.0), [-0.2, 0.1]);
     }
 }

@@ -330,3 +330,38 @@ fn the_same_records_always_give_the_same_intervals() {
     let b = judged(&current, &[baseline], 10.0);
     assert_eq!(a.baseline, b.baseline);
 }
+
+#[test]
+fn a_change_from_zero_reads_in_points_and_is_judged_in_them() {
+    let clean = run(
+        13_000,
+        Draw {
+            errors: 0.0,
+            ..NOISY
+        },
+    );
+    let erring = run(
+        13_001,
+        Draw {
+            errors: 0.008,
+            ..NOISY
+        },
+    );
+    let errors = |r: &Report| figure(r, "run", "rate(errors)").clone();
+    // Within a 10 % budget (10 points from zero): reported as worse, not failed.
+    let within = errors(&judged(&erring, std::slice::from_ref(&clean), 10.0));
+    assert!(
+        within.from_zero && within.significant && !within.failed,
+        "{within:#?}"
+    );
+    assert!((within.regression - 0.8).abs() < 0.3, "{within:#?}");
+    let effect = within.effect();
+    assert!(
+        effect.starts_with("0.0 % → 0.") && effect.contains(" points; 95 %: +"),
+        "{effect}"
+    );
+    assert!(!effect.contains('∞') && !effect.contains("inf"), "{effect}");
+    // A budget of 0.2 % is 0.2 points from zero: the whole interval is beyond it.
+    let beyond = errors(&judged(&erring, &[clean], 0.2));
+    assert!(beyond.failed, "{beyond:#?}");
+}
