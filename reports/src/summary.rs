@@ -1,6 +1,8 @@
 //! Key figures of each stage, shared by every renderer: what the run did, next to what
 //! it was graded on.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::histogram::LatencyHistogram;
@@ -15,14 +17,77 @@ pub struct StageSummary {
     pub reasons: Vec<String>,
     pub requests: u64,
     pub errors: u64,
+    /// The errors by kind (an HTTP status, `timeout`, `connect_error`…), most first.
+    pub errors_by_kind: Vec<ErrorKind>,
     /// Latency from the intended send time, in milliseconds.
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The slowest request, from its intended send time.
+    pub max_ms: Option<f64>,
     /// Service time (not corrected), in milliseconds.
     pub service_p50_ms: Option<f64>,
     pub service_p95_ms: Option<f64>,
     pub service_p99_ms: Option<f64>,
+    pub service_max_ms: Option<f64>,
+}
+
+/// How many errors of one kind a stage had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorKind {
+    /// The outcome label of the record: `429`, `503`, `timeout`, `connect_error`.
+    pub kind: String,
+    pub count: u64,
+}
+
+impl ErrorKind {
+    /// `4,000 × 429 rate limited`.
+    pub fn describe(&self) -> String {
+        format!("{} × {}", thousands(self.count), kind_name(&self.kind))
+    }
+}
+
+/// An outcome label as a reader knows it: a status with its meaning where the status
+/// alone says little to most readers.
+fn kind_name(kind: &str) -> String {
+    let meaning = match kind {
+        "429" => "rate limited",
+        "500" => "internal error",
+        "502" => "bad gateway",
+        "503" => "unavailable",
+        "504" => "gateway timeout",
+        "connect_error" => return "connection failed".to_owned(),
+        other => return other.replace('_', " "),
+    };
+    format!("{kind} {meaning}")
+}
+
+/// `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl StageSummary {
+    /// The errors with their kinds: `0`, or `4,000 (4,000 × 429 rate limited)`, or
+    /// `16 (12 × timeout, 3 × connection failed, 1 × 503 unavailable)`.
+    pub fn errors_text(&self) -> String {
+        if self.errors_by_kind.is_empty() {
+            return thousands(self.errors);
+        }
+        format!(
+            "{} ({})",
+            thousands(self.errors),
+            kinds_text(&self.errors_by_kind)
+        )
+    }
 }
 
 fn ms(histogram: &LatencyHistogram, q: f64) -> Option<f64> {
@@ -43,6 +108,7 @@ pub fn stage_summary(stage: &StageRecord) -> StageSummary {
             }
         }
     }
+    let errors_by_kind = kinds_of(stage.routes.values().flat_map(|r| &r.outcomes));
     StageSummary {
         name: stage.name.clone(),
         target_rps: stage.target_rps,
@@ -57,13 +123,70 @@ pub fn stage_summary(stage: &StageRecord) -> StageSummary {
         },
         requests,
         errors,
+        errors_by_kind,
         p50_ms: ms(&latency, 0.5),
         p95_ms: ms(&latency, 0.95),
         p99_ms: ms(&latency, 0.99),
+        max_ms: latency.max_micros().map(|us| us as f64 / 1000.0),
         service_p50_ms: ms(&service, 0.5),
         service_p95_ms: ms(&service, 0.95),
         service_p99_ms: ms(&service, 0.99),
+        service_max_ms: service.max_micros().map(|us| us as f64 / 1000.0),
     }
+}
+
+/// The error outcomes among `outcomes`, summed by kind, most first.
+fn kinds_of<'a>(outcomes: impl Iterator<Item = (&'a String, &'a u64)>) -> Vec<ErrorKind> {
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (outcome, count) in outcomes {
+        if outcome_is_error(outcome) && *count > 0 {
+            *kinds.entry(outcome).or_default() += count;
+        }
+    }
+    let mut kinds: Vec<ErrorKind> = kinds
+        .into_iter()
+        .map(|(kind, count)| ErrorKind {
+            kind: kind.to_owned(),
+            count,
+        })
+        .collect();
+    kinds.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.kind.cmp(&b.kind)));
+    kinds
+}
+
+/// The errors of every graded scope by kind: the per-second scopes (stages, the run,
+/// phases) from their seconds, routes from their outcomes. Scopes without errors are
+/// left out.
+pub fn errors_by_scope(record: &RunRecord) -> BTreeMap<String, Vec<ErrorKind>> {
+    let mut scopes: BTreeMap<String, Vec<ErrorKind>> = crate::scopes::per_second(record)
+        .into_iter()
+        .map(|(scope, strata)| {
+            let seconds = strata.into_iter().flatten();
+            (scope, kinds_of(seconds.flat_map(|s| &s.outcomes)))
+        })
+        .collect();
+    let valid = crate::scopes::valid_stages(record);
+    let mut routes: BTreeMap<&str, Vec<&crate::record::RouteRecord>> = BTreeMap::new();
+    for stage in &valid {
+        for (name, route) in &stage.routes {
+            routes.entry(name).or_default().push(route);
+        }
+    }
+    for (name, records) in routes {
+        let kinds = kinds_of(records.into_iter().flat_map(|r| &r.outcomes));
+        scopes.insert(crate::scopes::route(record, name), kinds);
+    }
+    scopes.retain(|_, kinds| !kinds.is_empty());
+    scopes
+}
+
+/// `4,000 × 429 rate limited, 12 × timeout`.
+pub fn kinds_text(kinds: &[ErrorKind]) -> String {
+    kinds
+        .iter()
+        .map(ErrorKind::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn summaries(record: &RunRecord) -> Vec<StageSummary> {
@@ -94,4 +217,48 @@ pub fn writes_sentence(record: &crate::record::RunRecord) -> Option<String> {
         text.push_str(&format!(" Missing: {}.", w.missing_sample.join("; ")));
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_by_kind_most_first() {
+        let summary = |kinds: &[(&str, u64)]| StageSummary {
+            name: "1k".into(),
+            target_rps: 1000.0,
+            achieved_rps: 1000.0,
+            valid: true,
+            reasons: vec![],
+            requests: 5000,
+            errors: kinds.iter().map(|(_, n)| n).sum(),
+            errors_by_kind: kinds
+                .iter()
+                .map(|(kind, count)| ErrorKind {
+                    kind: (*kind).into(),
+                    count: *count,
+                })
+                .collect(),
+            p50_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            service_p50_ms: None,
+            service_p95_ms: None,
+            service_p99_ms: None,
+            service_max_ms: None,
+        };
+        assert_eq!(summary(&[]).errors_text(), "0");
+        assert_eq!(
+            summary(&[("429", 4000)]).errors_text(),
+            "4,000 (4,000 × 429 rate limited)"
+        );
+        assert_eq!(
+            summary(&[("timeout", 12), ("connect_error", 3), ("503", 1)]).errors_text(),
+            "16 (12 × timeout, 3 × connection failed, 1 × 503 unavailable)"
+        );
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
 }

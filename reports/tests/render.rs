@@ -249,3 +249,74 @@ fn the_ci_summary_puts_failures_first_and_links_nowhere() {
     assert!(regression < text.find("<details>").unwrap(), "{text}");
     assert!(text.contains("(95 %:"), "{text}");
 }
+
+#[test]
+fn errors_by_kind_and_the_slowest_request_show_in_every_format() {
+    let mut record = long_run(&[("1k", 1000.0)], 10);
+    // A target's own rate limit: a quarter of every second answered 429, and one
+    // request that took 4.2 s.
+    let stage = &mut record.stages[0];
+    for second in &mut stage.timeline {
+        *second.outcomes.entry("429".into()).or_default() += 250;
+    }
+    let route = stage.routes.get_mut("GET /api/dashboard").unwrap();
+    *route.outcomes.entry("429".into()).or_default() += 2500;
+    route.latency_us.record(4_200_000);
+    let report = grade(&record, &spec());
+    assert_eq!(report.verdict, Verdict::Fail);
+
+    let markdown = rendered(|out| render::markdown::render(&report, &record, out));
+    assert!(markdown.contains("| Max ms |"), "{markdown}");
+    // HDR keeps three significant digits: 4.2 s reads 4202.49 ms.
+    assert!(markdown.contains("| 4202.49 |"), "{markdown}");
+    assert!(
+        markdown.contains("| 2,500 (2,500 × 429 rate limited) |"),
+        "{markdown}"
+    );
+    let html = rendered(|out| render::html::render(&report, &record, &spec(), out));
+    assert!(html.contains("<th>Max ms</th>") && html.contains("4202.49"));
+    assert!(html.contains("2,500 × 429 rate limited"));
+    let summary = rendered(|out| render::summary::render("drill", &report, &record, out));
+    assert!(
+        summary.contains("2,500 × 429 rate limited") && summary.contains("4202.49"),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&rendered(|out| render::json::render(&report, &record, out))).unwrap();
+    let stage = &json["stages"][0];
+    assert!(
+        (stage["max_ms"].as_f64().unwrap() - 4200.0).abs() < 5.0,
+        "{stage}"
+    );
+    assert_eq!(stage["errors_by_kind"][0]["kind"], "429");
+    assert_eq!(stage["errors_by_kind"][0]["count"], 2500);
+    let xml = rendered(|out| render::junit::render(&report, &record, out));
+    let failure = xml
+        .lines()
+        .find(|l| l.contains("<failure") && l.contains("rate(errors)"))
+        .or_else(|| {
+            let at = xml.find("name=\"rate(errors) &lt; 1%\"")?;
+            xml[at..].lines().find(|l| l.contains("<failure"))
+        })
+        .unwrap_or_else(|| panic!("no failed error objective:\n{xml}"));
+    assert!(
+        failure.contains("errors: ") && failure.contains("× 429 rate limited"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn the_distribution_chart_ends_each_stage_at_its_slowest_request() {
+    let mut record = long_run(&[("1k", 1000.0)], 10);
+    let route = record.stages[0]
+        .routes
+        .get_mut("GET /api/dashboard")
+        .unwrap();
+    route.latency_us.record(4_200_000);
+    let svg = aimate_reports::render::charts::distribution(&record).unwrap();
+    assert!(
+        svg.contains("stage 1k (max 4202.5 ms)"),
+        "legend names the max"
+    );
+    assert!(svg.contains("its slowest request"));
+}

@@ -121,18 +121,24 @@ pub fn print_stage(stage: &aimate_reports::record::StageRecord) {
     };
     eprintln!(
         "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {} requests, {} errors; {validity}",
-        s.name, s.target_rps, s.achieved_rps, s.requests, s.errors
+        s.name,
+        s.target_rps,
+        s.achieved_rps,
+        s.requests,
+        s.errors_text()
     );
     eprintln!(
-        "    latency from intended send (corrected): P50 {} / P95 {} / P99 {} ms",
+        "    latency from intended send (corrected): P50 {} / P95 {} / P99 {} / max {} ms",
         figure(s.p50_ms),
         figure(s.p95_ms),
-        figure(s.p99_ms)
+        figure(s.p99_ms),
+        figure(s.max_ms)
     );
     eprintln!(
-        "    service time (uncorrected):             P50 {} / P95 {} / P99 {} ms",
+        "    service time (uncorrected):             P50 {} / P95 {} / P99 {} / max {} ms",
         figure(s.service_p50_ms),
         figure(s.service_p95_ms),
-        figure(s.service_p99_ms)
+        figure(s.service_p99_ms),
+        figure(s.service_max_ms)
     );
 }

@@ -489,7 +489,7 @@ pub fn distribution(record: &RunRecord) -> Result<String, String> {
         .iter()
         .filter_map(|stage| {
             let histogram = stage.all_routes_latency().ok()?;
-            let points = QUANTILES
+            let mut points: Vec<(f64, f64)> = QUANTILES
                 .iter()
                 .filter_map(|q| {
                     Some((
@@ -498,15 +498,27 @@ pub fn distribution(record: &RunRecord) -> Result<String, String> {
                     ))
                 })
                 .collect();
+            // The slowest of n requests is the last rank, q = 1 − 1/n: the line ends
+            // there, and the legend names it.
+            let max_ms = histogram.max_micros().map(|us| us as f64 / 1000.0);
+            let last_rank = (histogram.count() as f64).log10();
+            if let Some(max_ms) = max_ms
+                && points.last().is_none_or(|(x, _)| last_rank > *x)
+            {
+                points.push((last_rank, max_ms));
+            }
             Some(Series {
-                name: format!("stage {}", stage.name),
+                name: match max_ms {
+                    Some(max) => format!("stage {} (max {max:.1} ms)", stage.name),
+                    None => format!("stage {}", stage.name),
+                },
                 points,
                 reference: false,
             })
         })
         .collect();
     let axes = Axes {
-        x: "percentile: log10(1 / (1 − q)); 0.3 = P50, 1 = P90, 2 = P99, 3 = P99.9",
+        x: "percentile: log10(1 / (1 − q)); 0.3 = P50, 1 = P90, 2 = P99, 3 = P99.9; each line ends at its slowest request",
         y: "milliseconds (log scale)",
         log_y: true,
     };

@@ -132,7 +132,7 @@ pub fn render(
     }
     writeln!(
         out,
-        "<h2>Stages</h2><table><tr><th>Stage</th><th>Target req/s</th><th>Achieved req/s</th><th>Requests</th><th>Errors</th><th>P50 ms</th><th>P95 ms</th><th>P99 ms</th><th>Service P95 ms</th><th>Valid</th></tr>"
+        "<h2>Stages</h2><table><tr><th>Stage</th><th>Target req/s</th><th>Achieved req/s</th><th>Requests</th><th>Errors</th><th>P50 ms</th><th>P95 ms</th><th>P99 ms</th><th>Max ms</th><th>Service P95 ms</th><th>Valid</th></tr>"
     )?;
     for s in summaries(record) {
         let valid = if s.valid {
@@ -142,15 +142,16 @@ pub fn render(
         };
         writeln!(
             out,
-            "<tr><td>{}</td><td class=\"n\">{:.0}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{valid}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{:.0}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{valid}</td></tr>",
             escape(&s.name),
             s.target_rps,
             s.achieved_rps,
             s.requests,
-            s.errors,
+            escape(&s.errors_text()),
             figure(s.p50_ms),
             figure(s.p95_ms),
             figure(s.p99_ms),
+            figure(s.max_ms),
             figure(s.service_p95_ms)
         )?;
     }

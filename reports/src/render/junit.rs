@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
-use crate::summary::{figure, margin};
+use crate::summary::{ErrorKind, errors_by_scope, figure, kinds_text, margin};
 
 /// Escapes text for XML attributes and content.
 pub fn escape(text: &str) -> String {
@@ -26,12 +26,19 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-fn message(grade: &Grade) -> String {
-    let evidence = grade
+/// What a grade measured; for an error objective, the errors of its scope by kind.
+fn message(grade: &Grade, errors: &BTreeMap<String, Vec<ErrorKind>>) -> String {
+    let mut evidence = grade
         .confidence
         .as_deref()
         .map(|c| format!("; {c}"))
         .unwrap_or_default();
+    if grade.objective.starts_with("rate(errors)")
+        && let Some(kinds) = errors.get(&grade.scope)
+    {
+        evidence.push_str("; errors: ");
+        evidence.push_str(&kinds_text(kinds));
+    }
     format!(
         "measured {} {} against {} {:.2} {} (margin {}, {} samples{evidence})",
         figure(grade.value),
@@ -50,6 +57,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         suites.entry(grade.scope.as_str()).or_default().push(grade);
     }
     let regressions = report.baseline.iter().filter(|c| c.failed).count();
+    let errors_by_kind = errors_by_scope(record);
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
@@ -80,7 +88,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             match grade.verdict {
                 Verdict::Pass => writeln!(out, "{open}/>")?,
                 Verdict::Fail => {
-                    let text = message(grade);
+                    let text = message(grade, &errors_by_kind);
                     writeln!(out, "{open}>")?;
                     writeln!(
                         out,
@@ -100,7 +108,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
                         out,
                         r#"      <error message="{}" type="INVALID">{}</error>"#,
                         escape(&text),
-                        escape(&message(grade))
+                        escape(&message(grade, &errors_by_kind))
                     )?;
                     writeln!(out, "    </testcase>")?;
                 }

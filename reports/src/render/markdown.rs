@@ -61,9 +61,9 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     writeln!(out, "\n### Stages\n")?;
     writeln!(
         out,
-        "| Stage | Target req/s | Achieved req/s | Requests | Errors | P50 ms | P95 ms | P99 ms | Valid |"
+        "| Stage | Target req/s | Achieved req/s | Requests | Errors | P50 ms | P95 ms | P99 ms | Max ms | Valid |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for s in summaries(record) {
         let valid = if s.valid {
             "yes".to_owned()
@@ -72,15 +72,16 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         };
         writeln!(
             out,
-            "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {valid} |",
+            "| {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {valid} |",
             cell(&s.name),
             s.target_rps,
             s.achieved_rps,
             s.requests,
-            s.errors,
+            cell(&s.errors_text()),
             figure(s.p50_ms),
             figure(s.p95_ms),
-            figure(s.p99_ms)
+            figure(s.p99_ms),
+            figure(s.max_ms)
         )?;
     }
     writeln!(out, "\n### Objectives\n")?;

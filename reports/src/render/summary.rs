@@ -71,20 +71,21 @@ pub fn render(
 
     writeln!(
         out,
-        "\n| Stage | Target req/s | Achieved req/s | P95 ms | P99 ms | Errors | Valid |"
+        "\n| Stage | Target req/s | Achieved req/s | P95 ms | P99 ms | Max ms | Errors | Valid |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|")?;
     for s in summaries(record) {
         writeln!(
             out,
-            "| {} | {:.0} | {:.1} | {} | {} | {} of {} | {} |",
+            "| {} | {:.0} | {:.1} | {} | {} | {} | {} of {} | {} |",
             cell(&s.name),
             s.target_rps,
             s.achieved_rps,
             figure(s.p95_ms),
             figure(s.p99_ms),
-            s.errors,
-            s.requests,
+            figure(s.max_ms),
+            cell(&s.errors_text()),
+            crate::summary::thousands(s.requests),
             if s.valid {
                 "yes".to_owned()
             } else {
