@@ -1,6 +1,8 @@
 //! Talking to the target outside the load itself: checking it is the AI Mate API,
 //! getting an API key, seeding realistic data, scraping metrics.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -23,10 +25,29 @@ pub enum ApiError {
     },
 }
 
+/// The longest single wait a target's `Retry-After` gets, whatever it says.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The longest the client waits in all for one request the target keeps refusing.
+const MAX_POLITE_WAIT: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
     base: String,
+    /// Whether the user was told the target asked us to wait (said once per run).
+    told_to_wait: Arc<AtomicBool>,
+}
+
+/// The wait a 429 or 503 asks for: its `Retry-After` in seconds (1 s when absent or an
+/// HTTP date), at most [`MAX_RETRY_AFTER`].
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs)
+        .clamp(Duration::from_millis(100), MAX_RETRY_AFTER)
 }
 
 fn unreachable(url: &str, error: &reqwest::Error) -> ApiError {
@@ -45,7 +66,47 @@ impl Api {
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            told_to_wait: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Sends `request` as a polite client: a 429 or 503 is waited out as its
+    /// `Retry-After` says (bounded, [`MAX_POLITE_WAIT`] in all) and the request sent again,
+    /// so seeding and the write read-back never fail a run for the target's own limit.
+    async fn send_politely(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            // A JSON or empty body replays; anything else would be sent once.
+            let Some(attempt) = request.try_clone() else {
+                return request
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(&self.base, &e));
+            };
+            let response = attempt
+                .send()
+                .await
+                .map_err(|e| unreachable(&self.base, &e))?;
+            let status = response.status().as_u16();
+            let wait = retry_after(&response);
+            if !matches!(status, 429 | 503) || waited + wait > MAX_POLITE_WAIT {
+                return Ok(response);
+            }
+            if !self.told_to_wait.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "aimate load: {what}: the target answered {status} with Retry-After {} s; \
+                     waiting as it asks (up to {} s per request)",
+                    wait.as_secs_f64(),
+                    MAX_POLITE_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -57,10 +118,7 @@ impl Api {
         what: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), ApiError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, &e))?;
+        let response = self.send_politely(what, request).await?;
         let status = response.status().as_u16();
         let text = response
             .text()
@@ -79,13 +137,8 @@ impl Api {
 
     /// `GET path` with the tenant's key: the status and JSON body, whatever the status.
     pub async fn get(&self, api_key: &str, path: &str) -> Result<(u16, Value), ApiError> {
-        let response = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(api_key)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, &e))?;
+        let request = self.client.get(self.url(path)).bearer_auth(api_key);
+        let response = self.send_politely("reading back writes", request).await?;
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))

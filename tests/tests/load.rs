@@ -161,3 +161,59 @@ fn load_writes_a_record_and_fails_cleanly() {
     send_signal(&server, "TERM");
     assert!(wait_exit(&mut server, Duration::from_secs(15)).is_some_and(|s| s.success()));
 }
+
+/// A target with a tight per-key limit: seeding waits as its `Retry-After` says and says
+/// so, instead of failing the run on the first 429.
+#[test]
+fn seeding_waits_out_a_targets_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+    let port = free_port();
+    let (_server, base) = crate::common::serve_ready(
+        aimate(dir.path())
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--log-dir",
+                "-",
+                "--rate-limit-per-second",
+                "50",
+                "--rate-limit-burst",
+                "50",
+            ])
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+            .env("AIMATE_LOG", "warn")
+            .stdout(Stdio::null()),
+        port,
+    );
+    // 120 jobs are seeded one request each: past the burst of 50, the target answers 429.
+    let output = run(aimate(dir.path())
+        .args([
+            "load",
+            "--target",
+            &base,
+            "--stages",
+            "20",
+            "--warmup",
+            "1s",
+            "--duration",
+            "2s",
+            "--seed-invoices",
+            "10",
+            "--seed-jobs",
+            "120",
+            "--out",
+        ])
+        .arg(&out)
+        .env("AIMATE_ADMIN_TOKEN", "e2e-admin"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("seeding jobs: the target answered 429 with Retry-After")
+            && stderr.contains("waiting as it asks"),
+        "{stderr}"
+    );
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(record["stages"][0]["name"], "20");
+}
