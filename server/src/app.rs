@@ -110,6 +110,7 @@ fn cors(origins: &[axum::http::HeaderValue]) -> CorsLayer {
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("ratelimit-policy"),
         ])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -276,6 +276,11 @@ where
     };
     if let Some(decision) = decision {
         set_rate_limit_headers(response.headers_mut(), &decision);
+        if let Some(policy) = &state.rate_limit_policy {
+            response
+                .headers_mut()
+                .insert(RATELIMIT_POLICY, policy.clone());
+        }
     }
     response
 }
@@ -292,6 +297,7 @@ fn ceil_secs(duration: Duration) -> u64 {
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 fn set_rate_limit_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));

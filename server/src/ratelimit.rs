@@ -24,6 +24,19 @@ pub struct Decision {
     pub reset_after: Duration,
 }
 
+/// The `RateLimit-Policy` a key's limit reads as (the IETF draft's `quota;w=window`): the
+/// burst, and the seconds the sustained rate takes to refill it, so a client can work out
+/// the sustained rate (`400;w=2`: 200 requests a second, 400 at once). The window is
+/// rounded up, so a rate read from it never exceeds the real one. `None` when disabled.
+pub fn policy(per_second: u32, burst: u32) -> Option<String> {
+    if per_second == 0 {
+        return None;
+    }
+    let burst = burst.max(1);
+    let window = burst.div_ceil(per_second).max(1);
+    Some(format!("{burst};w={window}"))
+}
+
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     async fn check(&self, key: i64) -> Decision;
@@ -91,6 +104,15 @@ impl RateLimiter for LocalRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_gives_the_burst_and_a_window_no_faster_than_the_rate() {
+        assert_eq!(policy(200, 400).as_deref(), Some("400;w=2"));
+        assert_eq!(policy(50, 50).as_deref(), Some("50;w=1"));
+        // 400 at 300/s refills in 1.33 s: read as 200/s, never as more than 300.
+        assert_eq!(policy(300, 400).as_deref(), Some("400;w=2"));
+        assert_eq!(policy(0, 400), None);
+    }
 
     #[tokio::test]
     async fn burst_then_reject_per_key() {

@@ -33,6 +33,8 @@ pub struct Shared {
     pub cache: Arc<dyn Cache>,
     /// `None` when rate limiting is disabled.
     pub limiter: Option<Arc<dyn RateLimiter>>,
+    /// `RateLimit-Policy` of every limited response, when rate limiting is enabled.
+    pub rate_limit_policy: Option<axum::http::HeaderValue>,
     pub auth: Arc<AuthCache>,
     /// `None` when failed authentications are not limited.
     pub auth_failures: Option<AuthFailures>,
@@ -70,6 +72,10 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             db,
             cache,
+            rate_limit_policy: limiter.as_ref().and_then(|_| {
+                crate::ratelimit::policy(config.rate_limit_per_second, config.rate_limit_burst)
+                    .and_then(|p| axum::http::HeaderValue::from_str(&p).ok())
+            }),
             limiter,
             auth: Arc::new(AuthCache::new(metrics.clone())),
             auth_failures: AuthFailures::new(config.auth_failures_per_second),

@@ -34,6 +34,8 @@ async fn rate_limit_per_key(backend: Backend) {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["ratelimit-limit"], "3");
+        // 3 at once, refilled in 3 s at 1 a second.
+        assert_eq!(response.headers()["ratelimit-policy"], "3;w=3");
         assert_eq!(
             response.headers()["ratelimit-remaining"],
             expected_remaining
