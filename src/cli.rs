@@ -151,9 +151,10 @@ pub struct DrillArgs {
     pub api_key: Option<String>,
     /// Tenants to create (with --admin-token), seed and drive, each at an equal share of
     /// the rate. A deployment limits each API key (200 req/s by default), so drilling one
-    /// at 1k req/s takes N × its limit ≥ the highest stage: e.g. 10.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub tenants: u16,
+    /// at 1k req/s takes N × its limit ≥ the highest stage; `auto` reads the target's
+    /// advertised limit and keeps each tenant under 80 % of it.
+    #[arg(long, default_value = "1", value_parser = parse_tenants)]
+    pub tenants: aimate_loadgen::Tenants,
     /// Drill the guide's Stage 2 instead of one server: N instances (2 to 16) behind
     /// HAProxy, on PostgreSQL (--database-url) and sharing Redis (--redis-url), each run
     /// in a schema and key prefix of its own, removed afterwards. Also graded on
@@ -282,9 +283,10 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 100)]
     pub seed_jobs: u64,
     /// Tenants to create (with --admin-token), seed and drive, each at an equal share of
-    /// the rate, as a SaaS of many small businesses sees them.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub tenants: u16,
+    /// the rate, as a SaaS of many small businesses sees them; `auto`: as many as keep
+    /// each under 80 % of the target's advertised per-key limit at the fastest stage.
+    #[arg(long, default_value = "1", value_parser = parse_tenants)]
+    pub tenants: aimate_loadgen::Tenants,
     /// Traffic mix as NAME=WEIGHT pairs (actions: dashboard, list_invoices, list_jobs,
     /// get_preferences, get_invoice, create_invoice, create_job, bulk_invoices).
     /// Default: a realistic mix, mostly reads.
@@ -388,5 +390,18 @@ impl DatabaseArgs {
         let mut config = ServerConfig::with_data_dir(&self.data_dir);
         config.database_url.clone_from(&self.database_url);
         config
+    }
+}
+
+/// `--tenants`: a count from 1 to 10,000, or `auto`.
+fn parse_tenants(text: &str) -> Result<aimate_loadgen::Tenants, String> {
+    if text.trim() == "auto" {
+        return Ok(aimate_loadgen::Tenants::Auto);
+    }
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=10_000) => Ok(aimate_loadgen::Tenants::Count(n)),
+        _ => Err(format!(
+            "`{text}` is not a tenant count: give 1 to 10000, or auto"
+        )),
     }
 }

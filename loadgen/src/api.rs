@@ -246,6 +246,24 @@ impl Api {
         }
     }
 
+    /// What the target advertises of its per-key rate limit on an ordinary answer to
+    /// this key (`None`: no limit advertised).
+    pub async fn advertised_limit(
+        &self,
+        api_key: &str,
+    ) -> Result<Option<crate::target_limit::AdvertisedLimit>, ApiError> {
+        let request = self
+            .client
+            .get(self.url("/api/dashboard"))
+            .bearer_auth(api_key);
+        let response = self
+            .send_politely("reading the rate limit", request)
+            .await?;
+        Ok(crate::target_limit::AdvertisedLimit::from_headers(
+            response.headers(),
+        ))
+    }
+
     /// Brings the tenant up to `invoices` invoices and `jobs` jobs (idempotent: counts
     /// what exists first) and returns up to 200 invoice ids to read during the run.
     pub async fn seed(

@@ -21,7 +21,8 @@ pub mod schedule;
 pub mod scrape;
 pub mod scraper;
 pub mod sender;
+pub mod target_limit;
 
 pub use guard::AbortGuard;
-pub use run::{Credentials, LoadError, LoadOptions, StageClock, run};
+pub use run::{Credentials, LoadError, LoadOptions, StageClock, Tenants, run};
 pub use scraper::ServerSeries;

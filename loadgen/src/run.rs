@@ -29,6 +29,7 @@ use crate::runner::{StageContext, StageError, run_stage};
 use crate::scenarios::Mix;
 use crate::schedule::Schedule;
 use crate::scraper::ServerSeries;
+use crate::target_limit::AdvertisedLimit;
 
 /// How the generator authenticates.
 #[derive(Debug, Clone)]
@@ -73,14 +74,40 @@ pub struct LoadOptions {
     /// Where the server-side series come from.
     pub server_series: ServerSeries,
     /// Tenants to create, seed and drive, each at an equal share of every stage's rate
-    /// (a SaaS of many small businesses); 1 drives one. More than 1 needs an admin token.
-    pub tenants: usize,
+    /// (a SaaS of many small businesses). More than 1, or `Auto`, needs an admin token.
+    pub tenants: Tenants,
+}
+
+/// How many tenants a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenants {
+    /// This many (1: the key given, or one made with the admin token).
+    Count(usize),
+    /// As many as keep each tenant under 80 % of the target's advertised sustained
+    /// per-key rate at the fastest stage (1 when the target advertises none).
+    Auto,
+}
+
+impl Tenants {
+    /// More than the one tenant a single API key is: the generator must create them.
+    pub fn needs_admin(self) -> bool {
+        !matches!(self, Self::Count(0 | 1))
+    }
+}
+
+impl std::fmt::Display for Tenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("--tenants {0} needs an admin token: the generator creates its tenants")]
-    TenantsNeedAdmin(usize),
+    TenantsNeedAdmin(String),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -186,32 +213,64 @@ fn trip(tripped: &Tripped, stop: &AtomicBool) -> Abort {
     }
 }
 
-/// The API keys of the tenants to drive: the one given, or `options.tenants` new ones
-/// made with the admin token.
-async fn tenant_keys(api: &Api, options: &LoadOptions) -> Result<Vec<String>, LoadError> {
-    match &options.credentials {
-        Credentials::ApiKey(key) if options.tenants <= 1 => Ok(vec![key.clone()]),
-        Credentials::ApiKey(_) => Err(LoadError::TenantsNeedAdmin(options.tenants)),
-        Credentials::AdminToken(token) => {
-            let mut keys = Vec::with_capacity(options.tenants);
-            for n in 1..=options.tenants.max(1) {
-                let name = if options.tenants > 1 {
-                    format!("aimate load generator {n}/{}", options.tenants)
-                } else {
-                    "aimate load generator".to_owned()
-                };
-                keys.push(api.create_tenant(token, &name).await?);
-            }
-            Ok(keys)
+/// The API keys of the tenants to drive (the one given, or new ones made with the admin
+/// token) and what the target advertises of its per-key limit. With [`Tenants::Auto`]
+/// the first tenant's answer sizes the count.
+async fn tenant_keys(
+    api: &Api,
+    options: &LoadOptions,
+) -> Result<(Vec<String>, Option<AdvertisedLimit>), LoadError> {
+    let token = match (&options.credentials, options.tenants) {
+        (Credentials::ApiKey(key), Tenants::Count(0 | 1)) => {
+            let limit = api.advertised_limit(key).await?;
+            return Ok((vec![key.clone()], limit));
         }
+        (Credentials::ApiKey(_), Tenants::Count(n)) => {
+            return Err(LoadError::TenantsNeedAdmin(n.to_string()));
+        }
+        (Credentials::ApiKey(_), Tenants::Auto) => {
+            return Err(LoadError::TenantsNeedAdmin("auto".into()));
+        }
+        (Credentials::AdminToken(token), _) => token,
+    };
+    let first = api.create_tenant(token, "aimate load generator 1").await?;
+    let limit = api.advertised_limit(&first).await?;
+    let count = match options.tenants {
+        Tenants::Count(n) => n.max(1),
+        Tenants::Auto => {
+            let fastest = options
+                .plan
+                .stages
+                .iter()
+                .map(|s| s.rate_per_second)
+                .fold(0.0, f64::max);
+            crate::target_limit::tenants_for(fastest, limit.as_ref())
+        }
+    };
+    let mut keys = Vec::with_capacity(count);
+    keys.push(first);
+    for n in 2..=count {
+        let name = format!("aimate load generator {n}/{count}");
+        keys.push(api.create_tenant(token, &name).await?);
     }
+    Ok((keys, limit))
 }
 
 /// Runs the plan against the target and returns what it measured.
 pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let api = Api::new(&options.target)?;
     api.probe().await?;
-    let keys = tenant_keys(&api, &options).await?;
+    let (keys, target_limit) = tenant_keys(&api, &options).await?;
+    if options.tenants == Tenants::Auto {
+        eprintln!(
+            "aimate load: --tenants auto: {} tenant(s){}",
+            keys.len(),
+            target_limit.as_ref().map_or_else(
+                || " (the target advertises no rate limit)".to_owned(),
+                |l| format!(" for the target's {}", l.describe())
+            )
+        );
+    }
     let mut tenants = Vec::with_capacity(keys.len());
     for key in &keys {
         let invoice_ids = api
@@ -397,6 +456,8 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 "seed_invoices": options.seed_invoices,
                 "seed_jobs": options.seed_jobs,
                 "tenants": keys.len(),
+                "tenants_auto": options.tenants == Tenants::Auto,
+                "target_rate_limit": target_limit,
                 "abort_error_rate": options.guard.max_error_rate,
                 "abort_after_s": options.guard.for_seconds,
             }),

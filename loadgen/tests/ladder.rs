@@ -39,7 +39,7 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         credentials: Credentials::AdminToken(ADMIN.into()),
         seed_invoices: 100,
         seed_jobs: 10,
-        tenants: 1,
+        tenants: aimate_loadgen::Tenants::Count(1),
         max_users: 500,
         latency_budget: Duration::from_millis(100),
         request_timeout: Duration::from_secs(5),

@@ -189,6 +189,60 @@ pub fn kinds_text(kinds: &[ErrorKind]) -> String {
         .join(", ")
 }
 
+/// A target's advertised per-key limit in words: `` `RateLimit-Policy: 400;w=2`, 200 req/s
+/// per key ``, or as much of it as is known.
+pub fn describe_limit(limit: Option<u64>, policy: Option<&str>, per_second: Option<f64>) -> String {
+    match (policy, per_second, limit) {
+        (Some(policy), Some(rate), _) => {
+            format!("`RateLimit-Policy: {policy}`, {rate:.0} req/s per key")
+        }
+        (Some(policy), None, _) => format!("`RateLimit-Policy: {policy}`"),
+        (None, _, Some(limit)) => format!("`RateLimit-Limit: {limit}` per key"),
+        (None, _, None) => "a per-key limit".to_owned(),
+    }
+}
+
+/// Errors above this share of a stage's requests are worth explaining.
+const NOTABLE_ERRORS: f64 = 0.01;
+
+/// For each stage whose errors are mostly 429s from the target: the cause and the remedy,
+/// in one line. A target's own rate limit is the commonest reason a drill against a
+/// deployment fails, and nothing else in a report says it.
+pub fn rate_limit_findings(record: &RunRecord) -> Vec<String> {
+    let config = &record.run.config;
+    let tenants = config["tenants"].as_u64().unwrap_or(1).max(1);
+    let advertised = &config["target_rate_limit"];
+    let limit = describe_limit(
+        advertised["limit"].as_u64(),
+        advertised["policy"].as_str(),
+        advertised["sustained_per_second"].as_f64(),
+    );
+    summaries(record)
+        .into_iter()
+        .filter_map(|s| {
+            let refused = s
+                .errors_by_kind
+                .iter()
+                .find(|k| k.kind == "429")
+                .map_or(0, |k| k.count);
+            let notable = s.errors as f64 > NOTABLE_ERRORS * s.requests.max(1) as f64;
+            (notable && refused * 2 >= s.errors).then(|| {
+                format!(
+                    "stage {}: {} of {} requests were refused with 429 by the target's own rate \
+                     limit ({limit}) at {:.0} req/s over {tenants} tenant{}: spread the load over \
+                     more tenants (`--tenants N`, or `--tenants auto` with an admin token), or \
+                     raise the target's limit.",
+                    s.name,
+                    thousands(refused),
+                    thousands(s.requests),
+                    s.target_rps,
+                    if tenants == 1 { "" } else { "s" }
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn summaries(record: &RunRecord) -> Vec<StageSummary> {
     record.stages.iter().map(stage_summary).collect()
 }

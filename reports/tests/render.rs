@@ -290,6 +290,17 @@ fn errors_by_kind_and_the_slowest_request_show_in_every_format() {
     );
     assert_eq!(stage["errors_by_kind"][0]["kind"], "429");
     assert_eq!(stage["errors_by_kind"][0]["count"], 2500);
+    // The cause and the remedy, in every human format.
+    let finding = "2,500 of 12,490 requests were refused with 429 by the target's own rate limit";
+    assert!(
+        markdown.contains(finding) && markdown.contains("--tenants auto"),
+        "{markdown}"
+    );
+    assert!(summary.contains(finding), "{summary}");
+    assert!(
+        html.contains(&finding.replace('\'', "&apos;")),
+        "the HTML names the finding"
+    );
     let xml = rendered(|out| render::junit::render(&report, &record, out));
     let failure = xml
         .lines()

@@ -17,7 +17,7 @@ use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
 use super::experiment::{Stores, run_and_report};
-use super::load::print_stage;
+use super::load::print_stages;
 use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{Baseline, append_summary, print_verdicts, write_atomically, write_reports};
 use crate::Failure;
@@ -59,7 +59,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
                     return Err(anyhow!("--target needs --api-key or --admin-token").into());
                 }
             };
-            if args.tenants > 1 && matches!(credentials, Credentials::ApiKey(_)) {
+            if args.tenants.needs_admin() && matches!(credentials, Credentials::ApiKey(_)) {
                 return Err(anyhow!(
                     "--tenants {} needs --admin-token (the drill creates its tenants), not --api-key",
                     args.tenants
@@ -114,7 +114,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         credentials,
         seed_invoices: 500,
         seed_jobs: 100,
-        tenants: usize::from(args.tenants),
+        tenants: args.tenants,
         max_users: 2000,
         latency_budget: parse_duration("100ms")?,
         request_timeout: parse_duration("10s")?,
@@ -137,9 +137,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         }
     }
     let record = outcome.map_err(Failure::ungradable)?;
-    for stage in &record.stages {
-        print_stage(stage);
-    }
+    print_stages(&record);
     let record_path = out_dir.join("run.json");
     write_atomically(&record_path, |w| {
         serde_json::to_writer_pretty(&mut *w, &record).map_err(std::io::Error::other)

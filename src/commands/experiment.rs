@@ -203,7 +203,7 @@ async fn drive(
         credentials: Credentials::AdminToken(token),
         seed_invoices: 500,
         seed_jobs: 100,
-        tenants: 1,
+        tenants: aimate_loadgen::Tenants::Count(1),
         max_users: 2000,
         // Faults make requests slow on purpose; enough users that one stuck on a starved
         // write does not push its neighbours' schedule back (that would grade the

@@ -24,7 +24,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
             );
         }
     };
-    if args.tenants > 1 && matches!(credentials, Credentials::ApiKey(_)) {
+    if args.tenants.needs_admin() && matches!(credentials, Credentials::ApiKey(_)) {
         return Err(anyhow!(
             "--tenants {} needs --admin-token (the generator creates its tenants), not --api-key",
             args.tenants
@@ -41,7 +41,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         credentials,
         seed_invoices: args.seed_invoices,
         seed_jobs: args.seed_jobs,
-        tenants: usize::from(args.tenants),
+        tenants: args.tenants,
         max_users: args.max_users.max(1),
         latency_budget: parse_duration(&args.latency_budget)?,
         request_timeout: parse_duration(&args.timeout)?,
@@ -100,9 +100,7 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&temp);
         })?;
-    for stage in &record.stages {
-        print_stage(stage);
-    }
+    print_stages(&record);
     if let Some(abort) = &record.aborted {
         eprintln!("  aborted: {}", abort.reason);
     }
@@ -110,8 +108,19 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every stage's figures, then, where a stage's errors were mostly the target's own
+/// 429s, what to do about it.
+pub fn print_stages(record: &aimate_reports::RunRecord) {
+    for stage in &record.stages {
+        print_stage(stage);
+    }
+    for finding in aimate_reports::summary::rate_limit_findings(record) {
+        eprintln!("  {finding}");
+    }
+}
+
 /// One stage's figures, from its histograms (never from goose's aggregates).
-pub fn print_stage(stage: &aimate_reports::record::StageRecord) {
+fn print_stage(stage: &aimate_reports::record::StageRecord) {
     use aimate_reports::summary::figure;
     let s = aimate_reports::summary::stage_summary(stage);
     let validity = if s.valid {

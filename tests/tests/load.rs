@@ -217,3 +217,108 @@ fn seeding_waits_out_a_targets_rate_limit() {
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(record["stages"][0]["name"], "20");
 }
+
+/// A target's own per-key limit (200 req/s by default) against one tenant at 1k req/s:
+/// the run says the errors are its 429s and what to do, and `--tenants auto`, sized from
+/// the limit the target advertises, then runs the same stage without them.
+#[test]
+fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_server, base) = crate::common::serve_ready(
+        aimate(dir.path())
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--log-dir",
+                "-",
+            ])
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+            .env("AIMATE_LOG", "warn")
+            .stdout(Stdio::null()),
+        port,
+    );
+    let load = |tenants: &str, out: &str| {
+        run(aimate(dir.path())
+            .args([
+                "load",
+                "--target",
+                &base,
+                "--stages",
+                "1k",
+                "--warmup",
+                "1s",
+                "--duration",
+                "3s",
+                "--seed-invoices",
+                "20",
+                "--seed-jobs",
+                "5",
+                "--tenants",
+                tenants,
+                "--out",
+                out,
+            ])
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin"))
+    };
+    let output = load("1", "limited.json");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("× 429 rate limited)"), "{stderr}");
+    assert!(
+        stderr.contains("refused with 429 by the target's own rate limit (`RateLimit-Policy: 400;w=2`, 200 req/s per key) at 1000 req/s over 1 tenant")
+            && stderr.contains("--tenants auto"),
+        "{stderr}"
+    );
+    let output = run(aimate(dir.path()).args(["report", "limited.json", "--out", "limited"]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let markdown = std::fs::read_to_string(dir.path().join("limited/report.md")).unwrap();
+    assert!(
+        markdown.contains("**The target's own rate limit:**"),
+        "{markdown}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("limited/junit.xml")).unwrap();
+    assert!(
+        junit.contains("errors: ") && junit.contains("× 429 rate limited"),
+        "{junit}"
+    );
+
+    let output = load("auto", "auto.json");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    // 1,000 req/s over tenants of at most 160 req/s each (80 % of 200).
+    assert!(
+        stderr.contains("--tenants auto: 7 tenant(s) for the target's `RateLimit-Policy: 400;w=2`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused with 429"), "{stderr}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("auto.json")).unwrap()).unwrap();
+    assert_eq!(record["run"]["config"]["tenants"], 7);
+    assert_eq!(record["run"]["config"]["tenants_auto"], true);
+    assert_eq!(
+        record["run"]["config"]["target_rate_limit"]["sustained_per_second"],
+        200.0
+    );
+    let refused: u64 = record["stages"][0]["routes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|r| r["outcomes"]["429"].as_u64())
+        .sum();
+    assert_eq!(refused, 0, "{}", record["stages"][0]["routes"]);
+    let output = run(aimate(dir.path()).args(["report", "auto.json", "--out", "auto"]));
+    let graded = std::fs::read_to_string(dir.path().join("auto/report.json")).unwrap();
+    let graded: serde_json::Value = serde_json::from_str(&graded).unwrap();
+    let errors = graded["grades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| {
+            g["scope"] == "stage 1k"
+                || (g["scope"] == "run" && g["objective"] == "rate(errors) < 1%")
+        })
+        .unwrap();
+    assert_ne!(errors["verdict"], "fail", "{output:?}\n{errors}");
+}

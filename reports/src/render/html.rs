@@ -18,7 +18,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{padding:.3rem .5
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.PASS{color:#137333;font-weight:600}.FAIL{color:#c5221f;font-weight:700}\
 .INVALID{color:#b06000;font-weight:600}.badge{display:inline-block;padding:.2rem .7rem;border-radius:.3rem;color:#fff}\
 .badge.PASS{background:#137333}.badge.FAIL{background:#c5221f}.badge.INVALID{background:#b06000}\
-figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}\
+figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}.finding{border-left:4px solid #c0392b;padding:.4rem .8rem;background:#fdf2f0}\
 td:last-child{min-width:15rem}";
 
 fn word(verdict: Verdict) -> &'static str {
@@ -155,9 +155,17 @@ pub fn render(
             figure(s.service_p95_ms)
         )?;
     }
+    writeln!(out, "</table>")?;
+    for finding in crate::summary::rate_limit_findings(record) {
+        writeln!(
+            out,
+            "<p class=\"finding\"><strong>The target's own rate limit:</strong> {}</p>",
+            escape(&finding)
+        )?;
+    }
     writeln!(
         out,
-        "</table><p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red); marks: alerts firing (orange) and resolved (green).</p>"
+        "<p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red); marks: alerts firing (orange) and resolved (green).</p>"
     )?;
 
     writeln!(out, "<h2>Charts</h2>")?;

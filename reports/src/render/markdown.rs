@@ -84,6 +84,9 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
             figure(s.max_ms)
         )?;
     }
+    for finding in crate::summary::rate_limit_findings(record) {
+        writeln!(out, "\n**The target's own rate limit:** {}", cell(&finding))?;
+    }
     writeln!(out, "\n### Objectives\n")?;
     writeln!(
         out,

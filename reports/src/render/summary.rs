@@ -69,6 +69,10 @@ pub fn render(
 
     regressions(report, out)?;
 
+    for finding in crate::summary::rate_limit_findings(record) {
+        writeln!(out, "\n**The target's own rate limit:** {}", cell(&finding))?;
+    }
+
     writeln!(
         out,
         "\n| Stage | Target req/s | Achieved req/s | P95 ms | P99 ms | Max ms | Errors | Valid |"
