@@ -243,6 +243,66 @@ pub fn rate_limit_findings(record: &RunRecord) -> Vec<String> {
         .collect()
 }
 
+/// Key figures of one phase around a chaos fault (baseline, fault, recovery), from the
+/// seconds it covers: what a drill's reader looks for first, the errors it caused and
+/// the slowest request it held up.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseSummary {
+    /// The grading scope: `phase 1k fault (kill instance 1)`.
+    pub scope: String,
+    pub seconds: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub errors_by_kind: Vec<ErrorKind>,
+    /// From the intended send time, in milliseconds.
+    pub p95_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl PhaseSummary {
+    /// As [`StageSummary::errors_text`].
+    pub fn errors_text(&self) -> String {
+        if self.errors_by_kind.is_empty() {
+            return thousands(self.errors);
+        }
+        format!(
+            "{} ({})",
+            thousands(self.errors),
+            kinds_text(&self.errors_by_kind)
+        )
+    }
+}
+
+/// Every phase of the run's faults, in stage order; empty without faults.
+pub fn phase_summaries(record: &RunRecord) -> Vec<PhaseSummary> {
+    crate::scopes::phases(record)
+        .iter()
+        .map(|window| {
+            let mut latency = LatencyHistogram::new();
+            let (mut seconds, mut requests, mut errors) = (0, 0, 0);
+            for second in window.seconds() {
+                seconds += 1;
+                let _ = latency.add(&second.latency_us);
+                for (outcome, count) in &second.outcomes {
+                    requests += count;
+                    if outcome_is_error(outcome) {
+                        errors += count;
+                    }
+                }
+            }
+            PhaseSummary {
+                scope: window.scope(),
+                seconds,
+                requests,
+                errors,
+                errors_by_kind: kinds_of(window.seconds().flat_map(|s| &s.outcomes)),
+                p95_ms: ms(&latency, 0.95),
+                max_ms: latency.max_micros().map(|us| us as f64 / 1000.0),
+            }
+        })
+        .collect()
+}
+
 pub fn summaries(record: &RunRecord) -> Vec<StageSummary> {
     record.stages.iter().map(stage_summary).collect()
 }

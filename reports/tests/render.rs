@@ -65,9 +65,10 @@ fn html_is_self_contained_with_well_formed_charts() {
     }
     // Event text is escaped.
     assert!(html.contains("&lt;test &amp; &quot;quotes&quot;&gt;"));
+    let phases = aimate_reports::summary::phase_summaries(&record).len();
     assert_eq!(
         html.matches("<tr><td").count(),
-        report.grades.len() + record.stages.len() + record.events.len()
+        report.grades.len() + record.stages.len() + record.events.len() + phases
     );
 }
 
@@ -117,10 +118,11 @@ fn markdown_and_json_carry_every_grade() {
     let report = grade(&record, &spec());
     let markdown = rendered(|out| render::markdown::render(&report, &record, out));
     assert!(markdown.starts_with("## aimate SLO report: "));
+    let phases = aimate_reports::summary::phase_summaries(&record).len();
     assert_eq!(
         markdown.matches("\n| ").count(),
-        2 + record.stages.len() + report.grades.len(),
-        "two headers and a row each"
+        2 + record.stages.len() + report.grades.len() + usize::from(phases > 0) + phases,
+        "a header per table and a row each"
     );
     let json = rendered(|out| render::json::render(&report, &record, out));
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -330,4 +332,59 @@ fn the_distribution_chart_ends_each_stage_at_its_slowest_request() {
         "legend names the max"
     );
     assert!(svg.contains("its slowest request"));
+}
+
+#[test]
+fn each_phase_shows_its_errors_and_its_slowest_request() {
+    use aimate_reports::record::{Event, EventKind};
+    let mut record = long_run(&[("1k", 1000.0)], 12);
+    record.events.retain(|e| e.kind != EventKind::Fault);
+    let stage = &mut record.stages[0];
+    let (start, end) = (stage.steady_start_ms + 4_000, stage.steady_start_ms + 7_000);
+    // During the fault: connections refused and one request held up 1.5 s.
+    for second in &mut stage.timeline {
+        if second.t_ms >= start && second.t_ms < end {
+            *second.outcomes.entry("connect_error".into()).or_default() += 40;
+            second.latency_us.record(1_500_000);
+        }
+    }
+    record.events.push(Event {
+        t_ms: start,
+        kind: EventKind::Fault,
+        detail: "kill instance 1".into(),
+        end_ms: Some(end),
+    });
+    let phases = aimate_reports::summary::phase_summaries(&record);
+    assert_eq!(phases.len(), 3, "{phases:#?}");
+    let fault = &phases[1];
+    assert!(
+        fault.scope.contains("fault (kill instance 1)"),
+        "{fault:#?}"
+    );
+    assert_eq!(fault.seconds, 3);
+    assert!((fault.max_ms.unwrap() - 1500.0).abs() < 2.0, "{fault:#?}");
+    assert!(
+        fault.errors_text().contains("120 × connection failed"),
+        "{}",
+        fault.errors_text()
+    );
+    assert!(phases[0].max_ms.unwrap() < 100.0 && phases[2].max_ms.unwrap() < 100.0);
+
+    let report = grade(&record, &spec());
+    let markdown = rendered(|out| render::markdown::render(&report, &record, out));
+    assert!(
+        markdown.contains("### Phases") && markdown.contains("120 × connection failed"),
+        "{markdown}"
+    );
+    let html = rendered(|out| render::html::render(&report, &record, &spec(), out));
+    assert!(html.contains("<h2>Phases</h2>"));
+    let summary = rendered(|out| render::summary::render("chaos", &report, &record, out));
+    assert!(
+        summary.contains("| Phase | Errors | P95 ms | Max ms |"),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&rendered(|out| render::json::render(&report, &record, out))).unwrap();
+    assert_eq!(json["phases"].as_array().unwrap().len(), 3);
+    assert!(json["phases"][1]["max_ms"].as_f64().unwrap() > 1400.0);
 }

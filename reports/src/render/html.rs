@@ -163,6 +163,26 @@ pub fn render(
             escape(&finding)
         )?;
     }
+    let phases = crate::summary::phase_summaries(record);
+    if !phases.is_empty() {
+        writeln!(
+            out,
+            "<h2>Phases</h2><table><tr><th>Phase</th><th>Seconds</th><th>Requests</th><th>Errors</th><th>P95 ms</th><th>Max ms</th></tr>"
+        )?;
+        for p in phases {
+            writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape(&p.scope),
+                p.seconds,
+                p.requests,
+                escape(&p.errors_text()),
+                figure(p.p95_ms),
+                figure(p.max_ms)
+            )?;
+        }
+        writeln!(out, "</table>")?;
+    }
     writeln!(
         out,
         "<p class=\"note\">Latency counts from each request's intended send time (coordinated omission corrected); service time from when it was actually sent. Shaded spans: stages (grey) and faults (red); marks: alerts firing (orange) and resolved (green).</p>"

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
 use crate::regression::Comparison;
-use crate::summary::{StageSummary, summaries};
+use crate::summary::{PhaseSummary, StageSummary, phase_summaries, summaries};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -22,6 +22,8 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     writes: Option<&'a crate::record::WriteCheck>,
     stages: Vec<StageSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phases: Vec<PhaseSummary>,
     grades: &'a [Grade],
     #[serde(skip_serializing_if = "<[Comparison]>::is_empty")]
     baseline: &'a [Comparison],
@@ -38,6 +40,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         aborted: record.aborted.as_ref().map(|a| a.reason.as_str()),
         writes: record.writes.as_ref(),
         stages: summaries(record),
+        phases: phase_summaries(record),
         grades: &report.grades,
         baseline: &report.baseline,
     };

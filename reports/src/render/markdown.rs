@@ -87,6 +87,27 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     for finding in crate::summary::rate_limit_findings(record) {
         writeln!(out, "\n**The target's own rate limit:** {}", cell(&finding))?;
     }
+    let phases = crate::summary::phase_summaries(record);
+    if !phases.is_empty() {
+        writeln!(out, "\n### Phases\n")?;
+        writeln!(
+            out,
+            "| Phase | Seconds | Requests | Errors | P95 ms | Max ms |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+        for p in phases {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&p.scope),
+                p.seconds,
+                p.requests,
+                cell(&p.errors_text()),
+                figure(p.p95_ms),
+                figure(p.max_ms)
+            )?;
+        }
+    }
     writeln!(out, "\n### Objectives\n")?;
     writeln!(
         out,

@@ -97,6 +97,22 @@ pub fn render(
             }
         )?;
     }
+    let phases = crate::summary::phase_summaries(record);
+    if !phases.is_empty() {
+        writeln!(out, "\n| Phase | Errors | P95 ms | Max ms |")?;
+        writeln!(out, "|---|---:|---:|---:|")?;
+        for p in phases {
+            writeln!(
+                out,
+                "| {} | {} of {} | {} | {} |",
+                cell(&p.scope),
+                cell(&p.errors_text()),
+                crate::summary::thousands(p.requests),
+                figure(p.p95_ms),
+                figure(p.max_ms)
+            )?;
+        }
+    }
 
     writeln!(
         out,
