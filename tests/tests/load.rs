@@ -321,4 +321,25 @@ fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
         })
         .unwrap();
     assert_ne!(errors["verdict"], "fail", "{output:?}\n{errors}");
+
+    // The limited run against the clean one as its baseline: the error rate rose from
+    // zero, which reads as an absolute change, never as an infinite one.
+    let output = run(aimate(dir.path()).args([
+        "report",
+        "limited.json",
+        "--baseline",
+        "auto.json",
+        "--out",
+        "compared",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let markdown = std::fs::read_to_string(dir.path().join("compared/report.md")).unwrap();
+    assert!(
+        markdown.contains("0.0 % → ") && markdown.contains(" points"),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains('∞') && markdown.contains("| Max ms |"),
+        "{markdown}"
+    );
 }
