@@ -75,18 +75,19 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// Errors with their kinds: `0`, or `4,000 (4,000 × 429 rate limited)`, or
+/// `16 (12 × timeout, 3 × connection failed, 1 × 503 unavailable)`.
+fn errors_with_kinds(errors: u64, kinds: &[ErrorKind]) -> String {
+    if kinds.is_empty() {
+        return thousands(errors);
+    }
+    format!("{} ({})", thousands(errors), kinds_text(kinds))
+}
+
 impl StageSummary {
-    /// The errors with their kinds: `0`, or `4,000 (4,000 × 429 rate limited)`, or
-    /// `16 (12 × timeout, 3 × connection failed, 1 × 503 unavailable)`.
+    /// The stage's errors with their kinds (see [`errors_with_kinds`]).
     pub fn errors_text(&self) -> String {
-        if self.errors_by_kind.is_empty() {
-            return thousands(self.errors);
-        }
-        format!(
-            "{} ({})",
-            thousands(self.errors),
-            kinds_text(&self.errors_by_kind)
-        )
+        errors_with_kinds(self.errors, &self.errors_by_kind)
     }
 }
 
@@ -260,16 +261,9 @@ pub struct PhaseSummary {
 }
 
 impl PhaseSummary {
-    /// As [`StageSummary::errors_text`].
+    /// The phase's errors with their kinds (see [`errors_with_kinds`]).
     pub fn errors_text(&self) -> String {
-        if self.errors_by_kind.is_empty() {
-            return thousands(self.errors);
-        }
-        format!(
-            "{} ({})",
-            thousands(self.errors),
-            kinds_text(&self.errors_by_kind)
-        )
+        errors_with_kinds(self.errors, &self.errors_by_kind)
     }
 }
 
