@@ -25,6 +25,10 @@ pub enum ApiError {
     },
 }
 
+/// Invoices of a tenant the run reads one by one (`GET /api/invoices/{id}`): the ids of
+/// its first page after seeding.
+pub const READ_IDS: u64 = 200;
+
 /// The longest single wait a target's `Retry-After` gets, whatever it says.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// The longest the client waits in all for one request the target keeps refusing.
@@ -265,7 +269,7 @@ impl Api {
     }
 
     /// Brings the tenant up to `invoices` invoices and `jobs` jobs (idempotent: counts
-    /// what exists first) and returns up to 200 invoice ids to read during the run.
+    /// what exists first) and returns up to [`READ_IDS`] invoice ids to read during the run.
     pub async fn seed(
         &self,
         api_key: &str,
@@ -326,7 +330,7 @@ impl Api {
         }
         let request = self
             .client
-            .get(self.url("/api/invoices?limit=200"))
+            .get(self.url(&format!("/api/invoices?limit={READ_IDS}")))
             .bearer_auth(api_key);
         let (_, page) = self.send("listing invoices", request).await?;
         Ok(page["items"].as_array().map_or_else(Vec::new, |items| {

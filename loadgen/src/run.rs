@@ -271,11 +271,23 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             )
         );
     }
+    // `auto` spreads one tenant's workload over the keys the target's limit calls for:
+    // the same data and the same records read, split between them, so only the keys
+    // change. A count given by the user gives each tenant the whole seed, as a SaaS of
+    // many businesses of that size would have.
+    let share = match options.tenants {
+        Tenants::Auto => keys.len().max(1) as u64,
+        Tenants::Count(_) => 1,
+    };
+    let (seed_invoices, seed_jobs) = (
+        options.seed_invoices.div_ceil(share),
+        options.seed_jobs.div_ceil(share),
+    );
+    let read_ids = usize::try_from(crate::api::READ_IDS.div_ceil(share)).unwrap_or(usize::MAX);
     let mut tenants = Vec::with_capacity(keys.len());
     for key in &keys {
-        let invoice_ids = api
-            .seed(key, options.seed_invoices, options.seed_jobs)
-            .await?;
+        let mut invoice_ids = api.seed(key, seed_invoices, seed_jobs).await?;
+        invoice_ids.truncate(read_ids);
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| ApiError::BadApiKey)?;
         // Kept out of any debug output of the request (it is the tenant's secret).
@@ -457,6 +469,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 "seed_jobs": options.seed_jobs,
                 "tenants": keys.len(),
                 "tenants_auto": options.tenants == Tenants::Auto,
+                "seed_per_tenant": {"invoices": seed_invoices, "jobs": seed_jobs},
                 "target_rate_limit": target_limit,
                 "abort_error_rate": options.guard.max_error_rate,
                 "abort_after_s": options.guard.for_seconds,

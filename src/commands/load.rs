@@ -129,12 +129,20 @@ fn print_stage(stage: &aimate_reports::record::StageRecord) {
         format!("INVALID: {}", s.reasons.join("; "))
     };
     eprintln!(
-        "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {} requests, {} errors; {validity}",
+        "  stage {}: target {:.0} req/s, achieved {:.1} req/s, {} requests, {} errors{}; {validity}",
         s.name,
         s.target_rps,
         s.achieved_rps,
         s.requests,
-        s.errors_text()
+        aimate_reports::summary::thousands(s.errors),
+        if s.errors_by_kind.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                aimate_reports::summary::kinds_text(&s.errors_by_kind)
+            )
+        }
     );
     eprintln!(
         "    latency from intended send (corrected): P50 {} / P95 {} / P99 {} / max {} ms",

@@ -297,6 +297,8 @@ fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
         serde_json::from_slice(&std::fs::read(dir.path().join("auto.json")).unwrap()).unwrap();
     assert_eq!(record["run"]["config"]["tenants"], 7);
     assert_eq!(record["run"]["config"]["tenants_auto"], true);
+    // One tenant's workload split between them: 20 invoices over 7 tenants, 3 each.
+    assert_eq!(record["run"]["config"]["seed_per_tenant"]["invoices"], 3);
     assert_eq!(
         record["run"]["config"]["target_rate_limit"]["sustained_per_second"],
         200.0
