@@ -292,6 +292,13 @@ fn errors_by_kind_and_the_slowest_request_show_in_every_format() {
     );
     assert_eq!(stage["errors_by_kind"][0]["kind"], "429");
     assert_eq!(stage["errors_by_kind"][0]["count"], 2500);
+    assert!(
+        json["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("refused with 429 by the target's own rate limit"),
+        "{json}"
+    );
     // The cause and the remedy, in every human format.
     let finding = "2,500 of 12,490 requests were refused with 429 by the target's own rate limit";
     assert!(
@@ -313,7 +320,9 @@ fn errors_by_kind_and_the_slowest_request_show_in_every_format() {
         })
         .unwrap_or_else(|| panic!("no failed error objective:\n{xml}"));
     assert!(
-        failure.contains("errors: ") && failure.contains("× 429 rate limited"),
+        failure.contains("errors: ")
+            && failure.contains("× 429 rate limited")
+            && failure.contains("--tenants auto"),
         "{failure}"
     );
 }

@@ -22,6 +22,9 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     writes: Option<&'a crate::record::WriteCheck>,
     stages: Vec<StageSummary>,
+    /// What went wrong that the grades alone do not say (a target's own rate limit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    findings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     phases: Vec<PhaseSummary>,
     grades: &'a [Grade],
@@ -40,6 +43,7 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
         aborted: record.aborted.as_ref().map(|a| a.reason.as_str()),
         writes: record.writes.as_ref(),
         stages: summaries(record),
+        findings: crate::summary::rate_limit_findings(record),
         phases: phase_summaries(record),
         grades: &report.grades,
         baseline: &report.baseline,

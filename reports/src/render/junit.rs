@@ -26,18 +26,23 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
-/// What a grade measured; for an error objective, the errors of its scope by kind.
-fn message(grade: &Grade, errors: &BTreeMap<String, Vec<ErrorKind>>) -> String {
+/// What a grade measured; for an error objective, the errors of its scope by kind and
+/// any finding on their cause (a target's own rate limit).
+fn message(grade: &Grade, errors: &ErrorsBy) -> String {
     let mut evidence = grade
         .confidence
         .as_deref()
         .map(|c| format!("; {c}"))
         .unwrap_or_default();
     if grade.objective.starts_with("rate(errors)")
-        && let Some(kinds) = errors.get(&grade.scope)
+        && let Some(kinds) = errors.scopes.get(&grade.scope)
     {
         evidence.push_str("; errors: ");
         evidence.push_str(&kinds_text(kinds));
+        for finding in &errors.findings {
+            evidence.push_str("; ");
+            evidence.push_str(finding);
+        }
     }
     format!(
         "measured {} {} against {} {:.2} {} (margin {}, {} samples{evidence})",
@@ -51,13 +56,22 @@ fn message(grade: &Grade, errors: &BTreeMap<String, Vec<ErrorKind>>) -> String {
     )
 }
 
+/// The errors of every scope by kind, and the run's findings on their cause.
+struct ErrorsBy {
+    scopes: BTreeMap<String, Vec<ErrorKind>>,
+    findings: Vec<String>,
+}
+
 pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     let mut suites: BTreeMap<&str, Vec<&Grade>> = BTreeMap::new();
     for grade in &report.grades {
         suites.entry(grade.scope.as_str()).or_default().push(grade);
     }
     let regressions = report.baseline.iter().filter(|c| c.failed).count();
-    let errors_by_kind = errors_by_scope(record);
+    let errors_by_kind = ErrorsBy {
+        scopes: errors_by_scope(record),
+        findings: crate::summary::rate_limit_findings(record),
+    };
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
