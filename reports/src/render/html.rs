@@ -160,7 +160,7 @@ pub fn render(
         writeln!(
             out,
             "<p class=\"finding\"><strong>The target's own rate limit:</strong> {}</p>",
-            escape(&finding)
+            code_spans(&escape(&finding))
         )?;
     }
     let phases = crate::summary::phase_summaries(record);
@@ -257,4 +257,38 @@ pub fn render(
         "<p class=\"note\">Load generators: {}.</p></body></html>",
         generators.join(", ")
     )
+}
+
+/// Markdown's `code` spans of an escaped text as `<code>` elements (a finding is written
+/// once for every format); an unpaired backtick stays as it is.
+fn code_spans(escaped: &str) -> String {
+    let parts: Vec<&str> = escaped.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return escaped.to_owned();
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod code_span_tests {
+    use super::code_spans;
+
+    #[test]
+    fn backtick_pairs_become_code_and_a_stray_one_stays() {
+        assert_eq!(
+            code_spans("use `--tenants auto` now"),
+            "use <code>--tenants auto</code> now"
+        );
+        assert_eq!(code_spans("a ` b"), "a ` b");
+    }
 }
