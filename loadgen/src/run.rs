@@ -220,18 +220,15 @@ async fn tenant_keys(
     api: &Api,
     options: &LoadOptions,
 ) -> Result<(Vec<String>, Option<AdvertisedLimit>), LoadError> {
-    let token = match (&options.credentials, options.tenants) {
-        (Credentials::ApiKey(key), Tenants::Count(0 | 1)) => {
+    let token = match &options.credentials {
+        Credentials::ApiKey(_) if options.tenants.needs_admin() => {
+            return Err(LoadError::TenantsNeedAdmin(options.tenants.to_string()));
+        }
+        Credentials::ApiKey(key) => {
             let limit = api.advertised_limit(key).await?;
             return Ok((vec![key.clone()], limit));
         }
-        (Credentials::ApiKey(_), Tenants::Count(n)) => {
-            return Err(LoadError::TenantsNeedAdmin(n.to_string()));
-        }
-        (Credentials::ApiKey(_), Tenants::Auto) => {
-            return Err(LoadError::TenantsNeedAdmin("auto".into()));
-        }
-        (Credentials::AdminToken(token), _) => token,
+        Credentials::AdminToken(token) => token,
     };
     let first = api.create_tenant(token, "aimate load generator 1").await?;
     let limit = api.advertised_limit(&first).await?;

@@ -98,18 +98,14 @@ fn ms(histogram: &LatencyHistogram, q: f64) -> Option<f64> {
 pub fn stage_summary(stage: &StageRecord) -> StageSummary {
     let mut latency = LatencyHistogram::new();
     let mut service = LatencyHistogram::new();
-    let (mut requests, mut errors) = (0, 0);
+    let mut requests = 0;
     for route in stage.routes.values() {
         let _ = latency.add(&route.latency_us);
         let _ = service.add(&route.service_us);
-        for (outcome, count) in &route.outcomes {
-            requests += count;
-            if outcome_is_error(outcome) {
-                errors += count;
-            }
-        }
+        requests += route.outcomes.values().sum::<u64>();
     }
     let errors_by_kind = kinds_of(stage.routes.values().flat_map(|r| &r.outcomes));
+    let errors = errors_by_kind.iter().map(|k| k.count).sum();
     StageSummary {
         name: stage.name.clone(),
         target_rps: stage.target_rps,
@@ -273,23 +269,19 @@ pub fn phase_summaries(record: &RunRecord) -> Vec<PhaseSummary> {
         .iter()
         .map(|window| {
             let mut latency = LatencyHistogram::new();
-            let (mut seconds, mut requests, mut errors) = (0, 0, 0);
+            let (mut seconds, mut requests) = (0, 0);
             for second in window.seconds() {
                 seconds += 1;
                 let _ = latency.add(&second.latency_us);
-                for (outcome, count) in &second.outcomes {
-                    requests += count;
-                    if outcome_is_error(outcome) {
-                        errors += count;
-                    }
-                }
+                requests += second.outcomes.values().sum::<u64>();
             }
+            let errors_by_kind = kinds_of(window.seconds().flat_map(|s| &s.outcomes));
             PhaseSummary {
                 scope: window.scope(),
                 seconds,
                 requests,
-                errors,
-                errors_by_kind: kinds_of(window.seconds().flat_map(|s| &s.outcomes)),
+                errors: errors_by_kind.iter().map(|k| k.count).sum(),
+                errors_by_kind,
                 p95_ms: ms(&latency, 0.95),
                 max_ms: latency.max_micros().map(|us| us as f64 / 1000.0),
             }

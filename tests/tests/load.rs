@@ -168,24 +168,9 @@ fn load_writes_a_record_and_fails_cleanly() {
 fn seeding_waits_out_a_targets_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.json");
-    let port = free_port();
-    let (_server, base) = crate::common::serve_ready(
-        aimate(dir.path())
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--log-dir",
-                "-",
-                "--rate-limit-per-second",
-                "50",
-                "--rate-limit-burst",
-                "50",
-            ])
-            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
-            .env("AIMATE_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
+    let (_server, base) = admin_server(
+        dir.path(),
+        &["--rate-limit-per-second", "50", "--rate-limit-burst", "50"],
     );
     // 120 jobs are seeded one request each: past the burst of 50, the target answers 429.
     let output = run(aimate(dir.path())
@@ -224,21 +209,7 @@ fn seeding_waits_out_a_targets_rate_limit() {
 #[test]
 fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (_server, base) = crate::common::serve_ready(
-        aimate(dir.path())
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--log-dir",
-                "-",
-            ])
-            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
-            .env("AIMATE_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
-    );
+    let (_server, base) = admin_server(dir.path(), &[]);
     let load = |tenants: &str, out: &str| {
         run(aimate(dir.path())
             .args([
@@ -344,4 +315,25 @@ fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
         !markdown.contains('∞') && markdown.contains("| Max ms |"),
         "{markdown}"
     );
+}
+
+/// `aimate serve` on a free port with the admin token `e2e-admin` and `extra` flags,
+/// ready: the server and its base URL.
+fn admin_server(dir: &std::path::Path, extra: &[&str]) -> (Reaped, String) {
+    let port = free_port();
+    crate::common::serve_ready(
+        aimate(dir)
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--log-dir",
+                "-",
+            ])
+            .args(extra)
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+            .env("AIMATE_LOG", "warn")
+            .stdout(Stdio::null()),
+        port,
+    )
 }
