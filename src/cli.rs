@@ -94,6 +94,10 @@ pub enum ChaosCommand {
         /// Bearer token every API call must carry.
         #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Proxies to create at start-up: Toxiproxy's config file, a JSON array of
+        /// {"name", "listen", "upstream", "enabled"}.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Run one experiment file: start the target, load it, inject the method's faults,
     /// grade the hypothesis per phase, check no acknowledged write was lost.
@@ -132,6 +136,36 @@ pub struct ChaosRunArgs {
     /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+}
+
+/// How to reach a deployment aimate did not start (`[target] kind = "docker"`).
+#[derive(Debug, Args, Clone)]
+pub struct DeploymentArgs {
+    /// Where a deployment's load goes (its balancer), instead of the file's `url`.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Admin token of the deployment (the drill creates a tenant of its own).
+    #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// API key of a tenant of the deployment, instead of an admin token.
+    #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Allow a DOCKER_HOST that is not a local socket: its containers are on another
+    /// machine, and breaking them must be asked for.
+    #[arg(long)]
+    pub allow_remote_docker: bool,
+    /// Bearer token of the deployment's fault proxy API (`proxy_api`).
+    #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
+    pub proxy_token: Option<String>,
+    /// The deployment's own Prometheus: its series and its alerts (time(detect) under
+    /// the rules as deployed).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Label matchers added to every Prometheus query, e.g. `job="aimate"`.
+    #[arg(long, value_name = "MATCHERS", default_value = "")]
+    pub prometheus_selector: String,
 }
 
 #[derive(Debug, Args)]
@@ -192,9 +226,17 @@ pub struct DrillArgs {
     #[arg(long)]
     pub no_chaos: bool,
     /// The experiments run after the ladder (every *.toml, in name order). Default:
-    /// ./chaos/experiments, else the built-in ones (`aimate chaos experiments`).
+    /// ./chaos/experiments, else the built-in ones (`aimate chaos experiments`). With
+    /// --target, those of a deployment (`kind = "docker"`, e.g.
+    /// chaos/experiments/compose) run against it.
     #[arg(long)]
     pub experiments: Option<PathBuf>,
+    /// Allow a DOCKER_HOST that is not a local socket (deployment experiments).
+    #[arg(long)]
+    pub allow_remote_docker: bool,
+    /// Bearer token of the deployment's fault proxy API (deployment experiments).
+    #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
+    pub proxy_token: Option<String>,
     /// Append a CI job summary (Markdown: verdict, failures first, regressions) to this
     /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
     #[arg(long, value_name = "FILE")]

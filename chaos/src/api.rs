@@ -15,8 +15,8 @@
 //! address, `localhost` on loopback, or an IP literal on a wildcard bind, so DNS
 //! rebinding cannot reach it), must not come from a page of another origin (`Origin`),
 //! a body must be declared `application/json`, and when a token is configured every
-//! call needs `Authorization: Bearer <token>` (compared in constant time). Off loopback
-//! a token is mandatory.
+//! call but `GET /version` (a health check's) needs `Authorization: Bearer <token>`
+//! (compared in constant time). Off loopback a token is mandatory.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -153,13 +153,14 @@ fn view(proxy: &Proxy) -> ProxyView {
     }
 }
 
-#[derive(Deserialize)]
-struct NewProxy {
-    name: String,
-    listen: String,
-    upstream: String,
+/// A proxy to create: a `POST /proxies` body, or an entry of a `--config` file.
+#[derive(Debug, Deserialize)]
+pub struct NewProxy {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -254,7 +255,10 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         return ApiError::new(StatusCode::FORBIDDEN, "cross-origin requests are refused")
             .into_response();
     }
-    if let Some(token) = &state.token {
+    // `GET /version` tells nothing but the version: a health check needs no secret.
+    let version_only =
+        request.method() == axum::http::Method::GET && request.uri().path() == "/version";
+    if let Some(token) = state.token.as_ref().filter(|_| !version_only) {
         let given = text(header::AUTHORIZATION)
             .and_then(|value| value.strip_prefix("Bearer "))
             .unwrap_or_default();
@@ -604,6 +608,36 @@ pub enum ServeError {
         "the control API on a non-loopback address ({0}) needs a token (--token / AIMATE_CHAOS_TOKEN)"
     )]
     ExposedWithoutToken(std::net::SocketAddr),
+    #[error("{path}: {message}")]
+    Config {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+/// The proxies to create at start-up, as Toxiproxy's `-config` file lists them: a JSON
+/// array of `{name, listen, upstream, enabled}`. Read and checked before anything
+/// listens, so a bad file is one line and exit 2.
+pub fn read_config(path: &std::path::Path) -> Result<Vec<NewProxy>, ServeError> {
+    let config_error = |message: String| ServeError::Config {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+    let proxies: Vec<NewProxy> =
+        serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+    for (i, proxy) in proxies.iter().enumerate() {
+        for (field, value) in [
+            ("name", &proxy.name),
+            ("listen", &proxy.listen),
+            ("upstream", &proxy.upstream),
+        ] {
+            if value.trim().is_empty() {
+                return Err(config_error(format!("proxy {} has no {field}", i + 1)));
+            }
+        }
+    }
+    Ok(proxies)
 }
 
 /// Serves the control API on `addr` until `shutdown` resolves. Proxies live as long as
@@ -611,12 +645,24 @@ pub enum ServeError {
 pub async fn serve(
     addr: std::net::SocketAddr,
     token: Option<String>,
+    initial: Vec<NewProxy>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
     let token = token.filter(|t| !t.trim().is_empty());
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(ServeError::ExposedWithoutToken(addr));
+    }
+    let mut proxies = BTreeMap::new();
+    for new in initial {
+        let proxy = Proxy::start(&new.name, &new.listen, &new.upstream)
+            .await
+            .map_err(|e| ServeError::Config {
+                path: format!("proxy {}", new.name).into(),
+                message: e.to_string(),
+            })?;
+        proxy.set_enabled(new.enabled);
+        proxies.insert(new.name, proxy);
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -625,7 +671,9 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     on_listening(bound);
-    axum::serve(listener, router(ApiState::new(token, bound)))
+    let state = ApiState::new(token, bound);
+    *state.proxies.lock().await = proxies;
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Listen { addr, source })

@@ -24,9 +24,23 @@
 //! for = "5s"
 //! ```
 //!
+//! A deployment aimate did not start is named by its containers' labels instead:
+//!
+//! ```toml
+//! [target]
+//! kind = "docker"
+//! labels = { "com.docker.compose.project" = "aimate", "com.docker.compose.service" = "aimate" }
+//! instances = 3                       # the most containers the selector may match
+//! url = "http://127.0.0.1:8080"       # where the load goes (its balancer); --target wins
+//! proxy_api = "http://127.0.0.1:8474" # Toxiproxy's API (or `aimate chaos proxy`): toxics
+//! proxies = { database = "database" } # link → proxy name there (default: the link's name)
+//! redis_labels = { "com.docker.compose.service" = "redis" }   # redis-down stops it
+//! ```
+//!
 //! Parsing checks everything it can before anything is injected: an error names the file
 //! and line and says what is wrong.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -129,13 +143,61 @@ pub enum Fault {
 }
 
 /// Which fault proxy a toxic goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProxyLink {
     /// Between the load and the target (the default).
     Front,
-    /// Between the instances and Redis (needs `[target] redis = true`).
+    /// Between the instances and Redis (needs `[target] redis = true`, or a
+    /// deployment's proxy).
     Redis,
+    /// Between the instances and their database (a deployment's proxy).
+    Database,
+}
+
+impl ProxyLink {
+    pub const ALL: [Self; 3] = [Self::Front, Self::Redis, Self::Database];
+
+    pub fn name(self) -> String {
+        written_name(self)
+    }
+}
+
+/// What an experiment breaks.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TargetKind {
+    /// Instances aimate starts for the run (`instances`, `database`, `redis`).
+    #[default]
+    Own,
+    /// Running containers of a deployment, chosen by label.
+    Docker(DockerTarget),
+}
+
+/// `[target] kind = "docker"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerTarget {
+    /// Every one must be on a container for it to be selected.
+    pub labels: BTreeMap<String, String>,
+    /// Where the load goes (the deployment's balancer); `--target` overrides it.
+    pub url: Option<String>,
+    /// The port each container serves on, for its own series (default 8080).
+    pub port: u16,
+    /// A Toxiproxy-compatible control API the deployment routes through.
+    pub proxy_api: Option<String>,
+    /// Each link's proxy name on that API.
+    pub proxies: BTreeMap<ProxyLink, String>,
+    /// The Redis container `redis-down` stops (else the API's `redis` proxy is cut).
+    pub redis_labels: Option<BTreeMap<String, String>>,
+}
+
+impl DockerTarget {
+    /// The proxy a link's toxics go on, by its name on the API.
+    pub fn proxy_name(&self, link: ProxyLink) -> String {
+        self.proxies
+            .get(&link)
+            .cloned()
+            .unwrap_or_else(|| link.name())
+    }
 }
 
 /// Where the instances keep their data.
@@ -187,7 +249,10 @@ pub struct Safeguard {
 pub struct Experiment {
     pub title: String,
     pub description: String,
+    /// How many instances aimate starts; on a deployment, the most containers the
+    /// selector may match.
     pub instances: usize,
+    pub kind: TargetKind,
     pub database: DatabaseKind,
     /// The instances share a Redis, through a fault proxy of the run's.
     pub redis: bool,
@@ -310,9 +375,16 @@ struct RawAlerts {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
+    kind: Option<Spanned<String>>,
     instances: Option<Spanned<i64>>,
     database: Option<Spanned<String>>,
-    redis: Option<bool>,
+    redis: Option<Spanned<bool>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    url: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    proxy_api: Option<Spanned<String>>,
+    proxies: Option<Spanned<BTreeMap<String, String>>>,
+    redis_labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -373,15 +445,22 @@ impl Experiment {
                 "instances is given twice: keep the one in [target]".into(),
             ));
         }
+        let deployment = raw
+            .target
+            .as_ref()
+            .and_then(|t| t.kind.as_ref())
+            .is_some_and(|k| k.get_ref() != "own");
+        // Instances aimate starts share this machine; a deployment may be larger.
+        let most = if deployment { 100 } else { 16 };
         let instances = match nested.or(raw.instances.as_ref()) {
             None => 1,
             Some(given) => usize::try_from(*given.get_ref())
                 .ok()
-                .filter(|n| (1..=16).contains(n))
+                .filter(|n| (1..=most).contains(n))
                 .ok_or_else(|| {
                     error(
                         given.span(),
-                        format!("instances must be 1 to 16 (got {})", given.get_ref()),
+                        format!("instances must be 1 to {most} (got {})", given.get_ref()),
                     )
                 })?,
         };
@@ -399,7 +478,17 @@ impl Experiment {
                     )
                 })?,
         };
-        let redis = raw.target.as_ref().and_then(|t| t.redis).unwrap_or(false);
+        let redis = raw
+            .target
+            .as_ref()
+            .and_then(|t| t.redis.as_ref())
+            .is_some_and(|r| *r.get_ref());
+        let kind = match &raw.target {
+            Some(target) => {
+                parse_kind(target, raw.instances.is_some()).map_err(|(span, m)| error(span, m))?
+            }
+            None => TargetKind::Own,
+        };
         let duration_of = |value: &Spanned<String>| {
             parse_duration(value.get_ref()).map_err(|m| error(value.span(), m))
         };
@@ -438,6 +527,9 @@ impl Experiment {
         for (index, step) in raw.method.iter().enumerate() {
             let at_step = |m: String| error(step.span(), format!("method {}: {m}", index + 1));
             let step = parse_step(step.get_ref(), instances).map_err(&at_step)?;
+            if let Err(why) = fits(&step.fault, &kind) {
+                return Err(at_step(why));
+            }
             let uses_redis = matches!(
                 step.fault,
                 Fault::RedisDown
@@ -446,7 +538,7 @@ impl Experiment {
                         ..
                     }
             );
-            if uses_redis && !redis {
+            if uses_redis && !redis && kind == TargetKind::Own {
                 return Err(at_step(format!(
                     "{} acts on the fleet's Redis: set `redis = true` in [target]",
                     step.fault.name()
@@ -522,6 +614,7 @@ impl Experiment {
             title: raw.title,
             description: raw.description,
             instances,
+            kind,
             database,
             redis,
             rate,
@@ -533,6 +626,173 @@ impl Experiment {
             rollbacks: raw.rollbacks,
             safeguard,
         })
+    }
+}
+
+/// `[target] kind`: the settings of one kind are refused on the other, so a file never
+/// silently means less than it says.
+fn parse_kind(
+    target: &RawTarget,
+    top_level_instances: bool,
+) -> Result<TargetKind, (Range<usize>, String)> {
+    let kind = target.kind.as_ref();
+    match kind.map(|k| k.get_ref().as_str()) {
+        None | Some("own") => {
+            let docker_only = [
+                target.labels.as_ref().map(|v| ("labels", v.span())),
+                target.url.as_ref().map(|v| ("url", v.span())),
+                target.port.as_ref().map(|v| ("port", v.span())),
+                target.proxy_api.as_ref().map(|v| ("proxy_api", v.span())),
+                target.proxies.as_ref().map(|v| ("proxies", v.span())),
+                target
+                    .redis_labels
+                    .as_ref()
+                    .map(|v| ("redis_labels", v.span())),
+            ];
+            if let Some((key, span)) = docker_only.into_iter().flatten().next() {
+                return Err((
+                    span,
+                    format!("`{key}` selects a deployment: add `kind = \"docker\"` to [target]"),
+                ));
+            }
+            Ok(TargetKind::Own)
+        }
+        Some("docker") => {
+            let own_only = [
+                target.database.as_ref().map(|v| ("database", v.span())),
+                target.redis.as_ref().map(|v| ("redis", v.span())),
+            ];
+            if let Some((key, span)) = own_only.into_iter().flatten().next() {
+                return Err((
+                    span,
+                    format!(
+                        "`{key}` shapes a target aimate starts; a deployment has its own \
+                         (name its Redis with redis_labels, its links with proxies)"
+                    ),
+                ));
+            }
+            let kind_span = kind.map_or(0..0, Spanned::span);
+            if target.instances.is_none() || top_level_instances {
+                return Err((
+                    kind_span,
+                    "a docker target needs `instances` in [target]: the most containers the \
+                     selector may match (a selector matching more is refused)"
+                        .into(),
+                ));
+            }
+            let labels = target.labels.as_ref().ok_or((
+                kind_span.clone(),
+                "a docker target needs `labels`, e.g. { \"com.docker.compose.service\" = \"aimate\" }".into(),
+            ))?;
+            if labels.get_ref().is_empty() {
+                return Err((labels.span(), "`labels` needs at least one label".into()));
+            }
+            let port = match &target.port {
+                None => 8080,
+                Some(port) => u16::try_from(*port.get_ref())
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or((
+                        port.span(),
+                        format!("port {} is not a TCP port", port.get_ref()),
+                    ))?,
+            };
+            let url = match &target.url {
+                None => None,
+                Some(url) if url.get_ref().starts_with("http://") => Some(url.get_ref().clone()),
+                Some(url) => {
+                    return Err((
+                        url.span(),
+                        format!("url `{}` must be an http:// address", url.get_ref()),
+                    ));
+                }
+            };
+            let mut proxies = BTreeMap::new();
+            if let Some(given) = &target.proxies {
+                for (link, name) in given.get_ref() {
+                    let link: ProxyLink =
+                        toml::Value::String(link.clone()).try_into().map_err(|_| {
+                            (
+                                given.span(),
+                                format!(
+                                    "proxies: unknown link `{link}` (known: {})",
+                                    ProxyLink::ALL.map(ProxyLink::name).join(", ")
+                                ),
+                            )
+                        })?;
+                    proxies.insert(link, name.clone());
+                }
+            }
+            if target.proxy_api.is_none()
+                && let Some(given) = &target.proxies
+            {
+                return Err((
+                    given.span(),
+                    "`proxies` name proxies on `proxy_api`: set it".into(),
+                ));
+            }
+            if let Some(redis) = &target.redis_labels
+                && redis.get_ref().is_empty()
+            {
+                return Err((
+                    redis.span(),
+                    "`redis_labels` needs at least one label".into(),
+                ));
+            }
+            Ok(TargetKind::Docker(DockerTarget {
+                labels: labels.get_ref().clone(),
+                url,
+                port,
+                proxy_api: target.proxy_api.as_ref().map(|a| a.get_ref().clone()),
+                proxies,
+                redis_labels: target.redis_labels.as_ref().map(|r| r.get_ref().clone()),
+            }))
+        }
+        Some(other) => Err((
+            kind.map_or(0..0, Spanned::span),
+            format!("unknown target kind `{other}` (known: own, docker)"),
+        )),
+    }
+}
+
+/// Whether `fault` can be done on a target of `kind`; why not, if it cannot.
+fn fits(fault: &Fault, kind: &TargetKind) -> Result<(), String> {
+    let docker = match kind {
+        TargetKind::Own => {
+            return match fault {
+                Fault::Toxic {
+                    on: ProxyLink::Database,
+                    ..
+                } => Err(
+                    "a target aimate starts has no database proxy: use exhaust-db, or \
+                          drill a deployment that routes its database through a fault proxy"
+                        .into(),
+                ),
+                _ => Ok(()),
+            };
+        }
+        TargetKind::Docker(docker) => docker,
+    };
+    match fault {
+        Fault::DiskFill { .. } => Err(
+            "disk-fill needs a volume aimate mounted; a container's disk is not ours to fill"
+                .into(),
+        ),
+        Fault::Slowloris { .. } => Err(
+            "slowloris needs each instance's own address on loopback; on a deployment, put a \
+             toxic on its front proxy instead"
+                .into(),
+        ),
+        Fault::Toxic { on, .. } if docker.proxy_api.is_none() => Err(format!(
+            "a toxic on the {} link needs the deployment's fault proxy: set `proxy_api` in [target]",
+            on.name()
+        )),
+        Fault::RedisDown if docker.redis_labels.is_none() && docker.proxy_api.is_none() => Err(
+            "redis-down on a deployment needs `redis_labels` (its Redis container) or \
+             `proxy_api` with a redis proxy"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -613,8 +873,11 @@ fn parse_step(table: &toml::Table, instances: usize) -> Result<Step, String> {
             let on = match as_str(take(&mut table, "proxy"))?.as_deref() {
                 None | Some("front") => ProxyLink::Front,
                 Some("redis") => ProxyLink::Redis,
+                Some("database") => ProxyLink::Database,
                 Some(other) => {
-                    return Err(format!("proxy `{other}`: use \"front\" or \"redis\""));
+                    return Err(format!(
+                        "proxy `{other}`: use \"front\", \"redis\" or \"database\""
+                    ));
                 }
             };
             // The rest of the table is a Toxiproxy toxic: type, stream, toxicity, attributes.

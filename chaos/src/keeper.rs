@@ -38,6 +38,23 @@ pub enum Revert {
     RemoveFile { path: PathBuf },
     /// Unmount a filesystem the drill mounted (lazily: open files do not block it).
     Unmount { path: PathBuf },
+    /// Unpause a container paused through the Docker Engine API.
+    UnpauseContainer {
+        engine: crate::docker::Engine,
+        id: String,
+    },
+    /// Start a container the drill killed (unless it already runs again).
+    StartContainer {
+        engine: crate::docker::Engine,
+        id: String,
+    },
+    /// Remove a toxic the drill added to a deployment's fault proxy.
+    RemoveToxic {
+        at: crate::links::RemoteAddress,
+        toxic: String,
+    },
+    /// Let traffic through a deployment's fault proxy the drill disabled.
+    EnableProxy { at: crate::links::RemoteAddress },
 }
 
 impl Revert {
@@ -45,7 +62,7 @@ impl Revert {
     fn pid(&self) -> Option<u32> {
         match self {
             Self::Resume { pid } | Self::Kill { pid } => Some(*pid),
-            Self::RemoveFile { .. } | Self::Unmount { .. } => None,
+            _ => None,
         }
     }
 
@@ -108,6 +125,12 @@ impl Pinned {
                     Err(errno) => Err(errno.into()),
                 }
             }
+            Revert::UnpauseContainer { engine, id } => engine.blocking_unpause(id),
+            Revert::StartContainer { engine, id } => engine.blocking_start(id),
+            Revert::RemoveToxic { at, toxic } => {
+                at.blocking(reqwest::Method::DELETE, format!("/toxics/{toxic}"))
+            }
+            Revert::EnableProxy { at } => at.blocking(reqwest::Method::POST, String::new()),
         }
     }
 }
@@ -119,6 +142,12 @@ impl std::fmt::Display for Revert {
             Self::Kill { pid } => write!(f, "kill process {pid}"),
             Self::RemoveFile { path } => write!(f, "remove {}", path.display()),
             Self::Unmount { path } => write!(f, "unmount {}", path.display()),
+            Self::UnpauseContainer { id, .. } => write!(f, "unpause container {id}"),
+            Self::StartContainer { id, .. } => write!(f, "start container {id}"),
+            Self::RemoveToxic { at, toxic } => {
+                write!(f, "remove toxic {toxic} from proxy {}", at.proxy)
+            }
+            Self::EnableProxy { at } => write!(f, "enable proxy {}", at.proxy),
         }
     }
 }
@@ -262,6 +291,12 @@ impl Keeper {
         // If the keeper is gone the fault is undone anyway; nothing more to do.
         let _ = self.send(&Request::Release { id: grant.id }, None);
         undone
+    }
+
+    /// The controller undid the fault itself (asynchronously, as a container's is): the
+    /// keeper forgets it, nothing is applied here.
+    pub fn forget(&self, grant: Grant) {
+        let _ = self.send(&Request::Release { id: grant.id }, None);
     }
 
     /// Whether the keeper can still undo what it holds: its process runs and the pipe is

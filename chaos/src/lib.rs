@@ -7,18 +7,23 @@
 //!   freeze and restart;
 //! - [`exhaust`]: database and socket exhaustion; [`disk`]: disk pressure on a tmpfs;
 //! - [`run_store`]: a fleet run's own PostgreSQL schema and Redis key prefix;
+//! - [`docker`]: the containers of a deployment aimate did not start, through the Docker
+//!   Engine API; [`instances`] and [`links`]: the seams every target fits;
 //! - [`keeper`]: leases that undo a fault even when the controller crashes;
 //! - [`experiment`]: experiment files (hypothesis, method, rollbacks, safeguard).
 
 pub mod api;
 pub mod balancer;
 pub mod disk;
+pub mod docker;
 pub mod exhaust;
 pub mod experiment;
 pub mod http;
 pub mod http_framing;
+pub mod instances;
 pub mod keeper;
 pub mod link;
+pub mod links;
 pub mod method;
 pub mod proxy;
 pub mod proxy_metrics;

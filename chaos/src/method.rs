@@ -15,6 +15,7 @@ use rand::Rng;
 
 use crate::exhaust;
 use crate::experiment::{Fault, Pick, ProxyLink, Rollback, Step};
+use crate::links::FaultLink;
 use crate::supervisor::Stop;
 use crate::target::{Database, Target};
 
@@ -100,10 +101,18 @@ async fn pick(target: &Target, instance: &Pick) -> usize {
     match instance {
         Pick::Index(index) => *index,
         Pick::Random => {
-            let count = target.supervisor.lock().await.len().max(1);
+            let count = target.instances.len().await.max(1);
             rand::rng().random_range(0..count)
         }
     }
+}
+
+fn link<'a>(target: &'a Target, on: ProxyLink) -> Result<&'a dyn FaultLink, String> {
+    target
+        .links
+        .get(&on)
+        .map(AsRef::as_ref)
+        .ok_or_else(|| format!("the target has no fault proxy on its {} link", on.name()))
 }
 
 async fn run_step(
@@ -120,102 +129,79 @@ async fn run_step(
     let started_ms = clock.now_ms();
     let end = Instant::now() + step.duration;
     let lease_end = SystemTime::now() + step.duration + LEASE_GRACE;
+    let instances = &target.instances;
     let detail = match &step.fault {
         Fault::KillInstance { instance, how } => {
             let index = pick(target, instance).await;
+            let name = instances.describe(index);
             let signal = if *how == Stop::Kill {
                 "SIGKILL"
             } else {
                 "SIGTERM"
             };
-            target
-                .supervisor
-                .lock()
-                .await
-                .stop(index, *how)
-                .await
-                .map_err(|e| e.to_string())?;
-            events.push(point(
-                &clock,
-                EventKind::Kill,
-                format!("instance {index} ({signal})"),
-            ));
+            instances.kill(index, *how, lease_end).await?;
+            events.push(point(&clock, EventKind::Kill, format!("{name} ({signal})")));
             hold_until(end, stop).await;
-            events.push(point(
-                &clock,
-                EventKind::Restart,
-                format!("instance {index}"),
-            ));
-            let ready = target
-                .supervisor
-                .lock()
-                .await
-                .restart(index, 5)
-                .await
-                .map_err(|e| e.to_string())?;
+            events.push(point(&clock, EventKind::Restart, name.clone()));
+            let ready = instances.bring_back(index).await?;
             events.push(point(
                 &clock,
                 EventKind::Ready,
-                format!(
-                    "instance {index} ready {} ms after restart",
-                    ready.as_millis()
-                ),
+                format!("{name} ready {} ms after restart", ready.as_millis()),
             ));
-            format!("kill-instance {index} {signal}")
+            format!("kill-instance {} {signal}", short(&name))
         }
         Fault::FreezeInstance { instance } => {
             let index = pick(target, instance).await;
-            target
-                .supervisor
-                .lock()
-                .await
-                .freeze(index, lease_end)
-                .map_err(|e| e.to_string())?;
-            events.push(point(
-                &clock,
-                EventKind::Freeze,
-                format!("instance {index} (SIGSTOP)"),
-            ));
+            let name = instances.describe(index);
+            instances.freeze(index, lease_end).await?;
+            events.push(point(&clock, EventKind::Freeze, format!("{name} (frozen)")));
             hold_until(end, stop).await;
-            target
-                .supervisor
-                .lock()
-                .await
-                .thaw(index)
-                .map_err(|e| e.to_string())?;
-            events.push(point(
-                &clock,
-                EventKind::Thaw,
-                format!("instance {index} (SIGCONT)"),
-            ));
-            format!("freeze-instance {index}")
+            instances.thaw(index).await?;
+            events.push(point(&clock, EventKind::Thaw, format!("{name} (thawed)")));
+            format!("freeze-instance {}", short(&name))
         }
         Fault::Toxic { toxic, on } => {
-            let proxy = match on {
-                ProxyLink::Front => target.proxy.as_ref(),
-                ProxyLink::Redis => target.redis_proxy.as_ref(),
-            }
-            .ok_or("the target has no such fault proxy")?;
-            proxy.add_toxic(toxic.clone()).map_err(|e| e.to_string())?;
+            let proxy = link(target, *on)?;
+            proxy.add_toxic(toxic, lease_end).await?;
             hold_until(end, stop).await;
-            proxy.remove_toxic(&toxic.name).map_err(|e| e.to_string())?;
+            proxy.remove_toxic(&toxic.name).await?;
             match on {
                 ProxyLink::Front => format!("toxic {}", toxic_summary(toxic)),
-                ProxyLink::Redis => format!("toxic {} on Redis", toxic_summary(toxic)),
+                other => format!("toxic {} on {}", toxic_summary(toxic), link_title(*other)),
             }
         }
-        Fault::RedisDown => {
-            let proxy = target
-                .redis_proxy
-                .as_ref()
-                .ok_or("the target has no Redis behind a fault proxy")?;
-            proxy.set_enabled(false);
-            hold_until(end, stop).await;
-            proxy.set_enabled(true);
-            "redis-down".to_owned()
-        }
+        Fault::RedisDown => match &target.redis_service {
+            Some(service) => {
+                service.down(lease_end).await?;
+                events.push(point(
+                    &clock,
+                    EventKind::Kill,
+                    format!("{} (stopped)", service.describe()),
+                ));
+                hold_until(end, stop).await;
+                let ready = service.up().await?;
+                events.push(point(
+                    &clock,
+                    EventKind::Ready,
+                    format!(
+                        "{} ready {} ms after start",
+                        service.describe(),
+                        ready.as_millis()
+                    ),
+                ));
+                "redis-down".to_owned()
+            }
+            None => {
+                let proxy = link(target, ProxyLink::Redis)?;
+                proxy.set_enabled(false, lease_end).await?;
+                hold_until(end, stop).await;
+                proxy.set_enabled(true, lease_end).await?;
+                "redis-down".to_owned()
+            }
+        },
         Fault::ExhaustDb { sessions } => match &target.database {
-            Database::Sqlite(path) => {
+            Some(Database::Sqlite(path)) => {
                 let lease = exhaust::hold_sqlite_writer(path, step.duration + LEASE_GRACE)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -223,7 +209,7 @@ async fn run_step(
                 lease.release().await;
                 "exhaust-db (SQLite write lock held)".to_owned()
             }
-            Database::Postgres(url) => {
+            Some(Database::Postgres(url)) => {
                 let (lease, held) =
                     exhaust::hold_postgres_sessions(url, *sessions, step.duration + LEASE_GRACE)
                         .await
@@ -232,6 +218,7 @@ async fn run_step(
                 lease.release().await;
                 format!("exhaust-db ({held} PostgreSQL sessions held)")
             }
+            None => return Err("the target's database cannot be reached from here".into()),
         },
         Fault::Slowloris { connections } => {
             let addrs = target.instance_addrs().await;
@@ -278,6 +265,22 @@ async fn run_step(
     Ok(())
 }
 
+/// A phase's name keeps an own instance's index (`kill-instance 1`) and a container's
+/// name (`kill-instance aimate-aimate-2`).
+fn short(name: &str) -> &str {
+    name.strip_prefix("instance ")
+        .or_else(|| name.strip_prefix("container "))
+        .unwrap_or(name)
+}
+
+fn link_title(link: ProxyLink) -> &'static str {
+    match link {
+        ProxyLink::Front => "the front",
+        ProxyLink::Redis => "Redis",
+        ProxyLink::Database => "the database",
+    }
+}
+
 fn toxic_summary(toxic: &crate::toxic::Toxic) -> String {
     let kind = serde_json::to_value(&toxic.kind).unwrap_or_default();
     let name = kind["type"].as_str().unwrap_or("toxic").to_owned();
@@ -301,20 +304,20 @@ pub async fn rollback(target: &Target, rollbacks: &[Rollback]) -> Vec<String> {
     for rollback in rollbacks {
         match rollback {
             Rollback::RestartInstances => {
-                let mut supervisor = target.supervisor.lock().await;
-                for index in 0..supervisor.len() {
-                    let _ = supervisor.thaw(index);
-                    if !supervisor.is_running(index)
-                        && let Err(error) = supervisor.restart(index, 5).await
-                    {
-                        failures.push(format!("rollback restart-instances: {error}"));
-                    }
+                for error in target.instances.restore().await {
+                    failures.push(format!("rollback restart-instances: {error}"));
+                }
+                if let Some(service) = &target.redis_service
+                    && let Err(error) = service.up().await
+                {
+                    failures.push(format!("rollback restart-instances: {error}"));
                 }
             }
             Rollback::ResetToxics => {
-                for proxy in [&target.proxy, &target.redis_proxy].into_iter().flatten() {
-                    proxy.clear_toxics();
-                    proxy.set_enabled(true);
+                for link in target.links.values() {
+                    if let Err(error) = link.reset().await {
+                        failures.push(format!("rollback reset-toxics: {error}"));
+                    }
                 }
             }
             Rollback::FreeDisk => {

@@ -1,4 +1,8 @@
-//! The system under a drill, built for it and owned by it:
+//! The system under a drill: built for it and owned by it ([`Target::start`]), or a
+//! deployment that runs without it ([`Target::docker`]). Either way the method sees the
+//! same seams: [`Instances`] to kill and freeze, [`FaultLink`]s to put toxics on.
+//!
+//! A target of its own:
 //!
 //! ```text
 //! load ──▶ [fault proxy] ──▶ [HAProxy] ──▶ instance 0 … N-1 ──▶ one database
@@ -17,7 +21,11 @@ use std::time::Duration;
 
 use crate::balancer::{self, Balancer, BalancerError};
 use crate::disk::{DiskError, Volume};
+use crate::docker::{Containers, DockerError, Engine, ServiceSwitch};
+use crate::experiment::{DockerTarget, ProxyLink};
+use crate::instances::{Instances, OwnInstances};
 use crate::keeper::Keeper;
+use crate::links::{FaultLink, RemoteAddress, RemoteProxy};
 use crate::proxy::{Proxy, ProxyError};
 use crate::supervisor::{InstanceSpec, Supervisor, SupervisorError};
 
@@ -62,6 +70,10 @@ pub enum TargetError {
     NotRouting(Duration),
     #[error("cannot put a fault proxy in front of Redis: {0}")]
     RedisUrl(String),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("{0}")]
+    Deployment(String),
 }
 
 /// The `host:port` of a `redis://` URL, and a function giving the same URL (user,
@@ -103,17 +115,21 @@ pub enum Database {
 pub struct Target {
     /// Where the load goes: the proxy, the balancer, or the only instance.
     pub url: String,
-    pub supervisor: tokio::sync::Mutex<Supervisor>,
+    /// What kill and freeze act on.
+    pub instances: Arc<dyn Instances>,
     pub balancer: Option<Balancer>,
-    pub proxy: Option<Proxy>,
-    /// Between the instances and Redis, when asked for.
-    pub redis_proxy: Option<Proxy>,
+    /// The fault proxies toxics go on, by link.
+    pub links: std::collections::BTreeMap<ProxyLink, Arc<dyn FaultLink>>,
+    /// A deployment's Redis container, for `redis-down` (else the Redis link is cut).
+    pub redis_service: Option<ServiceSwitch>,
     pub volume: Option<Volume>,
-    pub database: Database,
-    pub data_dir: PathBuf,
+    /// The database the instances use, where the drill can reach it (exhaust-db).
+    pub database: Option<Database>,
     pub keeper: Arc<Keeper>,
     /// What was adapted, for the report (e.g. no HAProxy installed).
     pub notes: Vec<String>,
+    /// What the drill may touch, named before any fault: for the record.
+    pub touched: Vec<String>,
 }
 
 impl Target {
@@ -205,36 +221,134 @@ impl Target {
             _ => None,
         };
         let upstream = balancer.as_ref().map_or(addrs[0], |b| b.addr);
-        let proxy = if options.proxy {
-            Some(Proxy::start("front", "127.0.0.1:0", &upstream.to_string()).await?)
-        } else {
-            None
-        };
-        let front = proxy.as_ref().map_or(upstream, Proxy::listen_addr);
+        let mut links: std::collections::BTreeMap<ProxyLink, Arc<dyn FaultLink>> =
+            std::collections::BTreeMap::new();
+        let mut front = upstream;
+        if options.proxy {
+            let proxy = Proxy::start("front", "127.0.0.1:0", &upstream.to_string()).await?;
+            front = proxy.listen_addr();
+            links.insert(ProxyLink::Front, Arc::new(proxy));
+        }
+        if let Some(proxy) = redis_proxy {
+            links.insert(ProxyLink::Redis, Arc::new(proxy));
+        }
+        let touched = (0..instances)
+            .map(|index| format!("instance {index} (started by the drill)"))
+            .collect();
         Ok(Self {
             url: format!("http://{front}"),
-            supervisor: tokio::sync::Mutex::new(supervisor),
+            instances: Arc::new(OwnInstances(tokio::sync::Mutex::new(supervisor))),
             balancer,
-            proxy,
-            redis_proxy,
+            links,
+            redis_service: None,
             volume,
-            database,
-            data_dir,
+            database: Some(database),
             keeper,
             notes,
+            touched,
+        })
+    }
+
+    /// A deployment's containers, selected by the experiment's labels; its proxies
+    /// checked on their API; nothing is changed yet. `url`: where the load goes;
+    /// `database_url`: its PostgreSQL, for exhaust-db.
+    pub async fn docker(
+        spec: &DockerTarget,
+        allowed: usize,
+        engine: Engine,
+        url: String,
+        database_url: Option<String>,
+        proxy_token: Option<String>,
+        keeper: Arc<Keeper>,
+    ) -> Result<Self, TargetError> {
+        let containers = Containers::select(
+            engine.clone(),
+            &spec.labels,
+            allowed,
+            spec.port,
+            keeper.clone(),
+        )
+        .await?;
+        let mut touched: Vec<String> = containers
+            .selected()
+            .iter()
+            .map(|c| format!("container {} ({})", c.name, short_id(&c.id)))
+            .collect();
+        let redis_service = match &spec.redis_labels {
+            Some(labels) => {
+                let switch = ServiceSwitch::select(engine, labels, keeper.clone()).await?;
+                touched.push(format!("{} (redis-down)", switch.describe()));
+                Some(switch)
+            }
+            None => None,
+        };
+        let mut links: std::collections::BTreeMap<ProxyLink, Arc<dyn FaultLink>> =
+            std::collections::BTreeMap::new();
+        if let Some(api) = &spec.proxy_api {
+            for link in ProxyLink::ALL {
+                let address = RemoteAddress {
+                    api: api.clone(),
+                    proxy: spec.proxy_name(link),
+                    token: proxy_token.clone(),
+                };
+                // A link the deployment has no proxy for is simply absent: a step that
+                // needs it fails before the load starts (see [`Target::missing`]).
+                if let Ok(proxy) = RemoteProxy::connect(address.clone(), keeper.clone()).await {
+                    touched.push(format!(
+                        "proxy {} on {api} ({} link)",
+                        address.proxy,
+                        link.name()
+                    ));
+                    links.insert(link, Arc::new(proxy));
+                }
+            }
+        }
+        Ok(Self {
+            url,
+            instances: Arc::new(containers),
+            balancer: None,
+            links,
+            redis_service,
+            volume: None,
+            database: database_url.map(Database::Postgres),
+            keeper,
+            notes: Vec::new(),
+            touched,
         })
     }
 
     /// Every instance's address (for faults aimed at instances directly).
     pub async fn instance_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.supervisor.lock().await.addrs()
+        self.instances.addrs().await
+    }
+
+    /// What `steps` need that this target lacks (a proxy link, a database URL), checked
+    /// before the load starts.
+    pub fn missing(&self, steps: &[crate::experiment::Step]) -> Option<String> {
+        use crate::experiment::Fault;
+        steps.iter().find_map(|step| match &step.fault {
+            Fault::Toxic { on, .. } if !self.links.contains_key(on) => Some(format!(
+                "{}: the target has no fault proxy on its {} link",
+                step.fault.name(),
+                on.name()
+            )),
+            Fault::RedisDown
+                if self.redis_service.is_none() && !self.links.contains_key(&ProxyLink::Redis) =>
+            {
+                Some("redis-down: the target has no Redis container or Redis proxy".into())
+            }
+            Fault::ExhaustDb { .. } if self.database.is_none() => {
+                Some("exhaust-db on a deployment needs its PostgreSQL: pass --database-url".into())
+            }
+            _ => None,
+        })
     }
 
     /// After a drill: is the database still sound? SQLite's `PRAGMA integrity_check`
     /// (read-only); PostgreSQL is trusted to its own crash safety.
     pub async fn check_database(&self) -> Result<(), String> {
         use sqlx::Connection;
-        let Database::Sqlite(path) = &self.database else {
+        let Some(Database::Sqlite(path)) = &self.database else {
             return Ok(());
         };
         let url = format!("sqlite://{}?mode=ro", path.display());
@@ -258,8 +372,12 @@ impl Target {
     /// Stops the instances gracefully (the rest stops on drop); returns what did not
     /// stop cleanly.
     pub async fn shutdown(&self) -> Vec<String> {
-        self.supervisor.lock().await.shutdown().await
+        self.instances.shutdown().await
     }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]

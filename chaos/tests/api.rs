@@ -311,7 +311,8 @@ async fn an_empty_token_is_no_token_and_is_refused_off_loopback() {
         200
     );
     let exposed: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
-    let refused = aimate_chaos::api::serve(exposed, Some(String::new()), async {}, |_| {}).await;
+    let refused =
+        aimate_chaos::api::serve(exposed, Some(String::new()), Vec::new(), async {}, |_| {}).await;
     assert!(
         matches!(
             refused,

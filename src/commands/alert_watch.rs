@@ -16,10 +16,11 @@ use anyhow::Context;
 use super::own_target::{TempDir, random_hex};
 
 pub struct AlertWatch {
-    /// Killed when the watch is dropped.
-    child: tokio::process::Child,
+    /// Our own Prometheus, killed when the watch is dropped; `None` when the watch
+    /// polls a deployment's own.
+    child: Option<tokio::process::Child>,
     pub url: String,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// Where `prometheus` is, if it is installed.
@@ -69,24 +70,40 @@ impl AlertWatch {
             .spawn()
             .context("cannot start prometheus")?;
         let watch = Self {
-            child,
+            child: Some(child),
             url,
-            _dir: dir,
+            _dir: Some(dir),
         };
+        watch.wait_ready().await?;
+        Ok(Some(watch))
+    }
+
+    /// Watches a deployment's own Prometheus (its rules as deployed, unscaled).
+    pub async fn external(url: &str) -> anyhow::Result<Self> {
+        let watch = Self {
+            child: None,
+            url: url.trim_end_matches('/').to_owned(),
+            _dir: None,
+        };
+        watch.wait_ready().await?;
+        Ok(watch)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let ready = client
-                .get(format!("{}/-/ready", watch.url))
+                .get(format!("{}/-/ready", self.url))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ready {
-                return Ok(Some(watch));
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        anyhow::bail!("Prometheus did not become ready within 20 s")
+        anyhow::bail!("Prometheus at {} was not ready within 20 s", self.url)
     }
 
     /// Polls the alerts every second until `stop`; their changes as events on the clock
@@ -125,7 +142,9 @@ impl AlertWatch {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill().await;
+        }
     }
 }
 

@@ -4,17 +4,24 @@ use std::process::ExitCode;
 
 use aimate_chaos::experiment::Experiment;
 
+use super::deployment::DeploymentAccess;
 use super::drill::timestamp_dir;
 use super::experiment::{Stores, run_and_report};
 use crate::Failure;
 use crate::cli::ChaosCommand;
+use aimate_loadgen::Credentials;
 
 pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
     match command {
-        ChaosCommand::Proxy { api, token } => {
+        ChaosCommand::Proxy { api, token, config } => {
+            let initial = match &config {
+                Some(path) => aimate_chaos::api::read_config(path)?,
+                None => Vec::new(),
+            };
             super::runtime()?.block_on(aimate_chaos::api::serve(
                 api,
                 token,
+                initial,
                 aimate_server::shutdown_signal(),
                 |addr| {
                     eprintln!(
@@ -32,6 +39,7 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
                 postgres: args.database_url,
                 postgres_as_is: true,
                 redis: args.redis_url,
+                deployment: access(&args.deployment),
             };
             let code = run_and_report(
                 &experiment,
@@ -48,6 +56,22 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
             aimate_chaos::keeper::keep(input, std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The command line's way to a deployment.
+fn access(args: &crate::cli::DeploymentArgs) -> DeploymentAccess {
+    DeploymentAccess {
+        url: args.target.clone(),
+        credentials: match (&args.api_key, &args.admin_token) {
+            (Some(key), _) => Some(Credentials::ApiKey(key.clone())),
+            (None, Some(token)) => Some(Credentials::AdminToken(token.clone())),
+            (None, None) => None,
+        },
+        allow_remote_docker: args.allow_remote_docker,
+        proxy_token: args.proxy_token.clone(),
+        prometheus: args.prometheus.clone(),
+        prometheus_selector: args.prometheus_selector.clone(),
     }
 }
 

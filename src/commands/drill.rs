@@ -16,6 +16,7 @@ use aimate_loadgen::{AbortGuard, Credentials, LoadOptions, ServerSeries};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
+use super::deployment::DeploymentAccess;
 use super::experiment::{Stores, run_and_report};
 use super::load::print_stages;
 use super::own_target::{OwnTarget, Shape, StoreShape};
@@ -50,12 +51,16 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
 
     let runtime = super::generator_runtime(&plan)?;
+    let deployment_credentials = match (&args.api_key, &args.admin_token) {
+        (Some(key), _) => Some(Credentials::ApiKey(key.clone())),
+        (None, Some(token)) => Some(Credentials::AdminToken(token.clone())),
+        (None, None) => None,
+    };
     let (own, target, credentials, server_series) = match &args.target {
         Some(target) => {
-            let credentials = match (&args.api_key, &args.admin_token) {
-                (Some(key), _) => Credentials::ApiKey(key.clone()),
-                (None, Some(token)) => Credentials::AdminToken(token.clone()),
-                (None, None) => {
+            let credentials = match deployment_credentials.clone() {
+                Some(credentials) => credentials,
+                None => {
                     return Err(anyhow!("--target needs --api-key or --admin-token").into());
                 }
             };
@@ -160,6 +165,14 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             postgres: args.database_url.clone(),
             postgres_as_is: false,
             redis: args.redis_url.clone(),
+            deployment: DeploymentAccess {
+                url: args.target.clone(),
+                credentials: deployment_credentials.clone(),
+                allow_remote_docker: args.allow_remote_docker,
+                proxy_token: args.proxy_token.clone(),
+                prometheus: args.server_series.prometheus.clone(),
+                prometheus_selector: args.server_series.prometheus_selector.clone(),
+            },
         };
         code = code.max(run_experiments(
             experiments,
@@ -209,8 +222,25 @@ fn own_shape(args: &DrillArgs) -> Result<Shape, Failure> {
 /// The chaos experiments after the ladder, read and checked before anything runs (a
 /// typo in the fourth should not cost the ladder and three drills); `None`: none run.
 fn chaos_plan(args: &DrillArgs) -> Result<Option<Vec<(String, Experiment)>>, Failure> {
-    if args.no_chaos || args.target.is_some() {
+    if args.no_chaos {
         return Ok(None);
+    }
+    if args.target.is_some() {
+        // A deployment is drilled with experiments written for it (`kind = "docker"`);
+        // the built-in ones start targets of their own.
+        let Some(dir) = args.experiments.as_deref() else {
+            return Ok(None);
+        };
+        let (deployment, own): (Vec<_>, Vec<_>) = crate::builtin::experiments(Some(dir))?
+            .into_iter()
+            .partition(|(_, e)| e.kind != aimate_chaos::experiment::TargetKind::Own);
+        for (name, _) in &own {
+            eprintln!(
+                "aimate drill: {name} starts a target of its own, not --target's: skipped \
+                 (run it without --target)"
+            );
+        }
+        return Ok(Some(deployment));
     }
     if args.quick {
         eprintln!(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aimate_chaos::experiment::{DatabaseKind, Experiment};
+use aimate_chaos::experiment::{DatabaseKind, DockerTarget, Experiment, TargetKind};
 use aimate_chaos::method::{self, Clock};
 use aimate_chaos::target::Target;
 use aimate_loadgen::plan::{LoadPlan, Stage};
@@ -24,6 +24,7 @@ use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
 use super::alert_watch::AlertWatch;
+use super::deployment::{Deployment, DeploymentAccess};
 use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{print_verdicts, write_atomically, write_reports};
 
@@ -40,11 +41,16 @@ pub struct Stores {
     pub postgres_as_is: bool,
     /// Redis: a key prefix of the run's own for `redis = true` experiments.
     pub redis: Option<String>,
+    /// How to reach a deployment, for `kind = "docker"` experiments.
+    pub deployment: DeploymentAccess,
 }
 
 impl Stores {
     /// Why `experiment` cannot run with these stores, if it cannot.
     pub fn missing_for(&self, experiment: &Experiment) -> Option<&'static str> {
+        if let TargetKind::Docker(spec) = &experiment.kind {
+            return self.deployment.missing_for(spec);
+        }
         if experiment.database == DatabaseKind::Postgres && self.postgres.is_none() {
             return Some("it runs on PostgreSQL: pass --database-url or set DATABASE_URL");
         }
@@ -118,6 +124,18 @@ pub fn run(
     stores: &Stores,
     progress: bool,
 ) -> anyhow::Result<ExperimentRun> {
+    match &experiment.kind {
+        TargetKind::Own => run_own(experiment, slo, stores, progress),
+        TargetKind::Docker(spec) => run_deployment(experiment, spec, slo, stores, progress),
+    }
+}
+
+fn run_own(
+    experiment: &Experiment,
+    slo: &SloSpec,
+    stores: &Stores,
+    progress: bool,
+) -> anyhow::Result<ExperimentRun> {
     let shape = stores.shape(experiment)?;
     super::runtime()?.block_on(async {
         let own = OwnTarget::start(shape, "chaos").await?;
@@ -131,11 +149,19 @@ pub fn run(
         eprintln!(
             "aimate chaos: {} — {} instance(s), load at {} req/s on {}",
             experiment.title,
-            target.supervisor.lock().await.len(),
+            target.instances.len().await,
             experiment.rate_text,
             target.url
         );
-        let result = drive(experiment, slo, target, own.admin_token.clone(), progress).await;
+        let instances = own.instance_urls().await;
+        let watch = own_alert_watch(slo, target, experiment.alerts.time_scale).await;
+        let access = Access {
+            credentials: Credentials::AdminToken(own.admin_token.clone()),
+            series: ServerSeries::Instances(instances),
+            watch,
+            time_scale: experiment.alerts.time_scale,
+        };
+        let result = drive(experiment, target, access, progress).await;
         for problem in own.stop().await {
             eprintln!("aimate chaos: warning: {problem}");
         }
@@ -149,20 +175,73 @@ pub fn run(
     })
 }
 
-async fn drive(
+/// An experiment on a deployment's containers: nothing is started or stopped but what
+/// the method does; its Prometheus (if given) supplies the series and the alerts.
+fn run_deployment(
     experiment: &Experiment,
+    spec: &DockerTarget,
     slo: &SloSpec,
-    target: &Arc<Target>,
-    token: String,
+    stores: &Stores,
     progress: bool,
-) -> anyhow::Result<(RunRecord, Vec<String>)> {
+) -> anyhow::Result<ExperimentRun> {
+    super::runtime()?.block_on(async {
+        let deployment = Deployment::open(
+            spec,
+            experiment.instances,
+            &experiment.method,
+            &stores.deployment,
+            stores.postgres.clone(),
+        )
+        .await?;
+        let target = &deployment.target;
+        eprintln!(
+            "aimate chaos: {} — load at {} req/s on {}; the drill may touch:",
+            experiment.title, experiment.rate_text, target.url
+        );
+        for touched in &target.touched {
+            eprintln!("  {touched}");
+        }
+        let instances = super::own_target::instance_urls(target).await;
+        let (watch, time_scale) = match &stores.deployment.prometheus {
+            Some(url) => match AlertWatch::external(url).await {
+                // The deployment's rules, as deployed: their durations are real ones.
+                Ok(watch) => (Some(watch), 1.0),
+                Err(error) => {
+                    eprintln!("aimate chaos: warning: alerts are not watched: {error:#}");
+                    (None, 1.0)
+                }
+            },
+            None => (
+                own_alert_watch(slo, target, experiment.alerts.time_scale).await,
+                experiment.alerts.time_scale,
+            ),
+        };
+        let access = Access {
+            credentials: deployment.credentials.clone(),
+            series: stores.deployment.series(instances),
+            watch,
+            time_scale,
+        };
+        let result = drive(experiment, target, access, progress).await;
+        // Whatever a fault still holds is undone; the containers keep running.
+        let mut leftovers = target.shutdown().await;
+        result.map(|(record, mut failures)| {
+            failures.append(&mut leftovers);
+            ExperimentRun { record, failures }
+        })
+    })
+}
+
+/// A Prometheus of the run's own, with the rules scaled to the drill, scraping each
+/// instance; `None` (said why) when it cannot run.
+async fn own_alert_watch(slo: &SloSpec, target: &Target, scale: f64) -> Option<AlertWatch> {
     let instances: Vec<String> = target
         .instance_addrs()
         .await
         .iter()
         .map(ToString::to_string)
         .collect();
-    let watch = match AlertWatch::start(slo, &instances, experiment.alerts.time_scale).await {
+    match AlertWatch::start(slo, &instances, scale).await {
         Ok(Some(watch)) => Some(watch),
         Ok(None) => {
             eprintln!(
@@ -175,7 +254,30 @@ async fn drive(
             eprintln!("aimate chaos: warning: alerts are not watched: {error:#}");
             None
         }
-    };
+    }
+}
+
+/// How the load reaches the target and what watches it.
+struct Access {
+    credentials: Credentials,
+    series: ServerSeries,
+    watch: Option<AlertWatch>,
+    /// The watched rules' durations relative to the guide's (1: as deployed).
+    time_scale: f64,
+}
+
+async fn drive(
+    experiment: &Experiment,
+    target: &Arc<Target>,
+    access: Access,
+    progress: bool,
+) -> anyhow::Result<(RunRecord, Vec<String>)> {
+    let Access {
+        credentials,
+        series,
+        watch,
+        time_scale,
+    } = access;
     let (stage_tx, mut stage_rx) = tokio::sync::mpsc::unbounded_channel();
     let load_stop = Arc::new(AtomicBool::new(false));
     let guard = experiment.safeguard.as_ref().map_or(
@@ -200,7 +302,7 @@ async fn drive(
             warmup: experiment.warmup,
             duration: experiment.duration,
         },
-        credentials: Credentials::AdminToken(token),
+        credentials,
         seed_invoices: 500,
         seed_jobs: 100,
         tenants: aimate_loadgen::Tenants::Count(1),
@@ -216,7 +318,7 @@ async fn drive(
         on_stage: Some(stage_tx),
         verify_writes: true,
         stop: Some(load_stop.clone()),
-        server_series: ServerSeries::Instances(super::own_target::instance_urls(target).await),
+        server_series: series,
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));
@@ -263,7 +365,7 @@ async fn drive(
     if let (Some(watch), Some(alerts)) = (watch, alerts) {
         record.events.extend(alerts.await.unwrap_or_default());
         record.alerting = Some(Alerting {
-            time_scale: experiment.alerts.time_scale,
+            time_scale,
             expected: experiment.alerts.expect.clone(),
         });
         watch.stop().await;
@@ -275,7 +377,8 @@ async fn drive(
             serde_json::json!({
                 "title": experiment.title,
                 "description": experiment.description,
-                "instances": target.supervisor.lock().await.len(),
+                "instances": target.instances.len().await,
+                "touched": target.touched,
                 "notes": target.notes,
                 "failures": failures,
             }),
@@ -333,7 +436,13 @@ pub fn run_and_report(
     if let Some(missing) = stores.missing_for(experiment) {
         return Err(anyhow!("{}: {missing}", experiment.title).into());
     }
-    let outcome = run(experiment, slo, stores, true).map_err(crate::Failure::ungradable)?;
+    let outcome = run(experiment, slo, stores, true).map_err(|error| {
+        if error.is::<super::deployment::Refused>() {
+            crate::Failure::from(error.context(experiment.title.clone()))
+        } else {
+            crate::Failure::ungradable(error)
+        }
+    })?;
     let record_path = out_dir.join("run.json");
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;

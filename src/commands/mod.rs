@@ -3,6 +3,7 @@
 mod alert_watch;
 mod chaos;
 mod dashboards;
+mod deployment;
 mod drill;
 pub(crate) mod experiment;
 mod load;

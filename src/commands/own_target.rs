@@ -46,7 +46,7 @@ pub struct OwnTarget {
 /// Closes the keeper when dropped: as a field after `target`, only once the target
 /// (instances and HAProxy) has stopped and released its leases, so the keeper never
 /// finds a lease of a live controller's target and kills it as an orphan.
-struct ClosedOnDrop(Arc<Keeper>);
+pub(super) struct ClosedOnDrop(pub(super) Arc<Keeper>);
 
 impl Drop for ClosedOnDrop {
     fn drop(&mut self) {
