@@ -12,7 +12,9 @@
 # Checks: every replica healthy (the image's HEALTHCHECK) before the balancer starts;
 # HAProxy routes to all three, found through Docker's DNS; Prometheus scrapes each replica
 # (not the balancer) as job="aimate" with the committed rules loaded; the drill through
-# the balancer grades PASS (exit 0) and writes its reports to deploy/reports/.
+# the balancer grades PASS (exit 0) and writes its reports to deploy/reports/; then the
+# stack with its fault proxy is drilled through the Docker Engine API
+# (scripts/compose-drill-check.sh, with the host's dist/aimate).
 #
 # usage: compose-check.sh IMAGE
 set -euo pipefail
@@ -117,4 +119,7 @@ for stage in record["stages"]:
 EOF
 echo "reports in $(dirname "$run_json")"
 rm -rf "$reports"
+
+# The same stack drilled as a deployment aimate did not start (issue 25).
+scripts/compose-drill-check.sh dist/aimate
 say "passed"

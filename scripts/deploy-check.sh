@@ -18,7 +18,9 @@
 #             probe paths 200 on PostgreSQL and Redis, exit 0 on SIGTERM
 #             (scripts/kube-play-check.sh)
 #   stack     deploy/compose.yaml up, with stand-ins for the images that cannot be
-#             pulled, and its `load` drill graded PASS (scripts/compose-check.sh)
+#             pulled, and its `load` drill graded PASS (scripts/compose-check.sh); then
+#             with deploy/compose.chaos.yaml, drilled through the Docker Engine API by
+#             chaos/experiments/compose (scripts/compose-drill-check.sh)
 #
 # Every step either passes or fails the script: nothing is skipped. Needs root (dockerd),
 # PostgreSQL and Redis as .ci/run starts them (TEST_DATABASE_URL, TEST_REDIS_URL).

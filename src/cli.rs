@@ -101,7 +101,7 @@ pub enum ChaosCommand {
     },
     /// Run one experiment file: start the target, load it, inject the method's faults,
     /// grade the hypothesis per phase, check no acknowledged write was lost.
-    Run(ChaosRunArgs),
+    Run(Box<ChaosRunArgs>),
     /// The lease keeper (started by `chaos run` and `drill`; undoes faults if they crash).
     #[command(hide = true)]
     Keeper,
@@ -159,6 +159,13 @@ pub struct DeploymentArgs {
     /// Bearer token of the deployment's fault proxy API (`proxy_api`).
     #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
     pub proxy_token: Option<String>,
+    /// The deployment's fault proxy API, instead of the file's `proxy_api`.
+    #[arg(long, value_name = "URL")]
+    pub proxy_api: Option<String>,
+    /// Drill this compose project: replaces `com.docker.compose.project` in the file's
+    /// selectors (the same drills against staging and production).
+    #[arg(long, value_name = "NAME")]
+    pub compose_project: Option<String>,
     /// The deployment's own Prometheus: its series and its alerts (time(detect) under
     /// the rules as deployed).
     #[arg(long, value_name = "URL")]
@@ -237,6 +244,12 @@ pub struct DrillArgs {
     /// Bearer token of the deployment's fault proxy API (deployment experiments).
     #[arg(long, env = "AIMATE_CHAOS_TOKEN", hide_env_values = true)]
     pub proxy_token: Option<String>,
+    /// The deployment's fault proxy API, instead of the files' `proxy_api`.
+    #[arg(long, value_name = "URL")]
+    pub proxy_api: Option<String>,
+    /// Replaces `com.docker.compose.project` in the deployment experiments' selectors.
+    #[arg(long, value_name = "NAME")]
+    pub compose_project: Option<String>,
     /// Append a CI job summary (Markdown: verdict, failures first, regressions) to this
     /// file, e.g. "$GITHUB_STEP_SUMMARY"; `-` writes it to stdout.
     #[arg(long, value_name = "FILE")]

@@ -479,7 +479,7 @@ impl Containers {
 
 #[async_trait]
 impl Instances for Containers {
-    async fn len(&self) -> usize {
+    async fn count(&self) -> usize {
         self.list.len()
     }
 
@@ -583,5 +583,47 @@ impl ServiceSwitch {
 
     pub async fn up(&self) -> Result<Duration, String> {
         self.containers.start_again(0).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_socket_is_the_default_and_a_remote_engine_must_be_allowed() {
+        assert!(Engine::new(DEFAULT_ENGINE, false).is_ok());
+        assert!(Engine::new("/run/user/1000/docker.sock", false).is_ok());
+        let refused = Engine::new("tcp://10.1.2.3:2375", false).unwrap_err();
+        assert!(matches!(refused, DockerError::Remote(_)), "{refused}");
+        assert!(refused.is_refusal());
+        assert!(refused.to_string().contains("--allow-remote-docker"));
+        assert_eq!(
+            Engine::new("tcp://10.1.2.3:2375", true).unwrap().address,
+            "tcp://10.1.2.3:2375"
+        );
+        let ssh = Engine::new("ssh://ops@build", true)
+            .unwrap_err()
+            .to_string();
+        assert!(ssh.contains("forward the remote socket"), "{ssh}");
+        let odd = Engine::new("npipe:////./pipe/docker", true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            odd.contains("expected unix://PATH or tcp://HOST:PORT"),
+            "{odd}"
+        );
+    }
+
+    #[test]
+    fn a_selector_is_shown_as_its_labels() {
+        let labels = BTreeMap::from([
+            ("com.docker.compose.service".to_owned(), "aimate".to_owned()),
+            ("com.docker.compose.project".to_owned(), "shop".to_owned()),
+        ]);
+        assert_eq!(
+            describe_labels(&labels),
+            "com.docker.compose.project=shop, com.docker.compose.service=aimate"
+        );
     }
 }

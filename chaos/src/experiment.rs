@@ -1124,7 +1124,7 @@ attributes = { latency = 200 }
             ),
             (
                 FLEET.replace("proxy = \"redis\"", "proxy = \"dns\""),
-                "proxy `dns`: use \"front\" or \"redis\"",
+                "proxy `dns`: use \"front\", \"redis\" or \"database\"",
             ),
             (
                 FLEET.replace("instances = 3", "instances = 0"),
@@ -1201,5 +1201,162 @@ attributes = { latency = 200 }
         let error = Experiment::parse(&text, "x.toml").unwrap_err();
         // The first [[method]] table starts on line 8.
         assert!((8..=12).contains(&error.line), "line {}", error.line);
+    }
+
+    const DOCKER: &str = r#"
+title = "Freeze a replica"
+rollbacks = ["restart-instances"]
+[target]
+kind = "docker"
+labels = { "com.docker.compose.project" = "aimate", "com.docker.compose.service" = "aimate" }
+instances = 3
+url = "http://127.0.0.1:8080"
+proxy_api = "http://127.0.0.1:8474"
+proxies = { database = "pg" }
+[load]
+rate = "50"
+warmup = "2s"
+duration = "30s"
+[[method]]
+fault = "freeze-instance"
+at = "5s"
+duration = "5s"
+[[method]]
+fault = "toxic"
+proxy = "database"
+at = "12s"
+duration = "5s"
+type = "latency"
+attributes = { latency = 100 }
+"#;
+
+    #[test]
+    fn a_docker_target_names_its_containers_links_and_bound() {
+        let experiment = Experiment::parse(DOCKER, "d.toml").unwrap();
+        let TargetKind::Docker(docker) = &experiment.kind else {
+            panic!("not a docker target: {:?}", experiment.kind);
+        };
+        assert_eq!(experiment.instances, 3, "the most containers it may touch");
+        assert_eq!(docker.labels.len(), 2);
+        assert_eq!(docker.labels["com.docker.compose.service"], "aimate");
+        assert_eq!(docker.url.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(docker.port, 8080);
+        assert_eq!(docker.proxy_name(ProxyLink::Database), "pg");
+        assert_eq!(
+            docker.proxy_name(ProxyLink::Redis),
+            "redis",
+            "default: the link"
+        );
+        assert!(matches!(
+            experiment.method[1].fault,
+            Fault::Toxic {
+                on: ProxyLink::Database,
+                ..
+            }
+        ));
+        assert!(!experiment.needs_volume());
+    }
+
+    #[test]
+    fn a_docker_target_refuses_what_it_cannot_do_at_parse_time() {
+        let with = |from: &str, to: &str| {
+            assert!(DOCKER.contains(from), "{from}");
+            let error = Experiment::parse(&DOCKER.replacen(from, to, 1), "d.toml")
+                .expect_err(to)
+                .to_string();
+            assert!(
+                error.starts_with("d.toml:"),
+                "names the file and line: {error}"
+            );
+            error
+        };
+        let disk = with(
+            "fault = \"freeze-instance\"",
+            "fault = \"disk-fill\"\npercent = 90",
+        );
+        assert!(disk.contains("a container's disk is not ours"), "{disk}");
+        let slowloris = with("fault = \"freeze-instance\"", "fault = \"slowloris\"");
+        assert!(slowloris.contains("slowloris needs"), "{slowloris}");
+        let no_api = with(
+            "proxy_api = \"http://127.0.0.1:8474\"\nproxies = { database = \"pg\" }\n",
+            "",
+        );
+        assert!(
+            no_api.contains("needs the deployment's fault proxy"),
+            "{no_api}"
+        );
+        assert!(no_api.contains("method 2"), "names the step: {no_api}");
+        let no_bound = with("instances = 3\n", "");
+        assert!(no_bound.contains("needs `instances`"), "{no_bound}");
+        let no_labels = with(
+            "labels = { \"com.docker.compose.project\" = \"aimate\", \"com.docker.compose.service\" = \"aimate\" }\n",
+            "",
+        );
+        assert!(no_labels.contains("needs `labels`"), "{no_labels}");
+        let empty = with(
+            "labels = { \"com.docker.compose.project\" = \"aimate\", \"com.docker.compose.service\" = \"aimate\" }",
+            "labels = {}",
+        );
+        assert!(empty.contains("at least one label"), "{empty}");
+        let own_setting = with("instances = 3", "instances = 3\nredis = true");
+        assert!(
+            own_setting.contains("shapes a target aimate starts"),
+            "{own_setting}"
+        );
+        let unknown_link = with("database = \"pg\"", "disk = \"pg\"");
+        assert!(
+            unknown_link.contains("unknown link `disk`"),
+            "{unknown_link}"
+        );
+        let kind = with("kind = \"docker\"", "kind = \"kubernetes\"");
+        assert!(kind.contains("unknown target kind `kubernetes`"), "{kind}");
+        let url = with(
+            "url = \"http://127.0.0.1:8080\"",
+            "url = \"127.0.0.1:8080\"",
+        );
+        assert!(url.contains("must be an http://"), "{url}");
+    }
+
+    #[test]
+    fn deployment_settings_on_an_own_target_and_a_database_toxic_are_refused() {
+        let error = Experiment::parse(
+            &GOOD.replace("[load]", "[target]\nlabels = { a = \"b\" }\n[load]"),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("add `kind = \"docker\"`"), "{error}");
+        let error = Experiment::parse(
+            &GOOD.replace(
+                "type = \"latency\"",
+                "proxy = \"database\"\ntype = \"latency\"",
+            ),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("has no database proxy"), "{error}");
+    }
+
+    #[test]
+    fn redis_down_on_a_deployment_needs_its_container_or_its_proxy() {
+        let text = DOCKER
+            .replace(
+                "proxy_api = \"http://127.0.0.1:8474\"\nproxies = { database = \"pg\" }\n",
+                "",
+            )
+            .replace(
+                "fault = \"toxic\"\nproxy = \"database\"",
+                "fault = \"redis-down\"",
+            )
+            .replace("type = \"latency\"\nattributes = { latency = 100 }\n", "");
+        let error = Experiment::parse(&text, "d.toml").unwrap_err().to_string();
+        assert!(error.contains("needs `redis_labels`"), "{error}");
+        let with_labels = text.replace(
+            "instances = 3",
+            "instances = 3\nredis_labels = { \"com.docker.compose.service\" = \"redis\" }",
+        );
+        let experiment = Experiment::parse(&with_labels, "d.toml").unwrap();
+        assert_eq!(experiment.method[1].fault, Fault::RedisDown);
     }
 }

@@ -13,7 +13,7 @@ use crate::supervisor::{Stop, Supervisor};
 /// The instances of a target, by index (0 to `len() - 1`, fixed for the run).
 #[async_trait]
 pub trait Instances: Send + Sync {
-    async fn len(&self) -> usize;
+    async fn count(&self) -> usize;
 
     /// How the record names instance `index` (`instance 1`, `container aimate-aimate-2`).
     fn describe(&self, index: usize) -> String;
@@ -51,7 +51,7 @@ const RESTART_ATTEMPTS: u32 = 5;
 
 #[async_trait]
 impl Instances for OwnInstances {
-    async fn len(&self) -> usize {
+    async fn count(&self) -> usize {
         self.0.lock().await.len()
     }
 

@@ -101,13 +101,13 @@ async fn pick(target: &Target, instance: &Pick) -> usize {
     match instance {
         Pick::Index(index) => *index,
         Pick::Random => {
-            let count = target.instances.len().await.max(1);
+            let count = target.instances.count().await.max(1);
             rand::rng().random_range(0..count)
         }
     }
 }
 
-fn link<'a>(target: &'a Target, on: ProxyLink) -> Result<&'a dyn FaultLink, String> {
+fn link(target: &Target, on: ProxyLink) -> Result<&dyn FaultLink, String> {
     target
         .links
         .get(&on)

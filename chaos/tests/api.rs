@@ -638,3 +638,59 @@ async fn metrics_count_bytes_connections_and_toxics_per_proxy() {
         assert!(text.contains(&format!("# TYPE {family}")), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_config_file_creates_the_proxies_and_version_needs_no_token() {
+    let upstream = echo_server().await;
+    let listen = free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("faults.json");
+    std::fs::write(
+        &config,
+        json!([{"name": "database", "listen": listen, "upstream": upstream}]).to_string(),
+    )
+    .unwrap();
+    let proxies = aimate_chaos::api::read_config(&config).unwrap();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(aimate_chaos::api::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Some("sekrit".into()),
+        proxies,
+        std::future::pending(),
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+    ));
+    let base = format!("http://{}", bound_rx.await.unwrap());
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/version", None).await.unwrap().status(), 200);
+    assert_eq!(get("/proxies", None).await.unwrap().status(), 401);
+    let listed: Value = get("/proxies", Some("sekrit"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["database"]["upstream"], upstream.as_str());
+    assert!(
+        ping(&listen).await < Duration::from_secs(1),
+        "the proxy forwards"
+    );
+
+    std::fs::write(
+        &config,
+        r#"[{"name": "database", "listen": "", "upstream": "x:1"}]"#,
+    )
+    .unwrap();
+    let error = aimate_chaos::api::read_config(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("proxy 1 has no listen"), "{error}");
+}

@@ -70,6 +70,8 @@ fn access(args: &crate::cli::DeploymentArgs) -> DeploymentAccess {
         },
         allow_remote_docker: args.allow_remote_docker,
         proxy_token: args.proxy_token.clone(),
+        proxy_api: args.proxy_api.clone(),
+        compose_project: args.compose_project.clone(),
         prometheus: args.prometheus.clone(),
         prometheus_selector: args.prometheus_selector.clone(),
     }

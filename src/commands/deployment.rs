@@ -25,13 +25,34 @@ pub struct DeploymentAccess {
     pub allow_remote_docker: bool,
     /// Bearer token of the deployment's fault proxy API (`--proxy-token`).
     pub proxy_token: Option<String>,
+    /// `--proxy-api URL`: instead of the file's `proxy_api`.
+    pub proxy_api: Option<String>,
+    /// `--compose-project NAME`: the project label every selector asks for.
+    pub compose_project: Option<String>,
     /// `--prometheus URL`: the deployment's own Prometheus, for its series and alerts.
     pub prometheus: Option<String>,
     /// `--prometheus-selector`.
     pub prometheus_selector: String,
 }
 
+/// The label Compose puts on every container of a project.
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+
 impl DeploymentAccess {
+    /// The experiment's target with the command line's overrides applied.
+    pub fn apply(&self, spec: &DockerTarget) -> DockerTarget {
+        let mut spec = spec.clone();
+        if let Some(api) = &self.proxy_api {
+            spec.proxy_api = Some(api.clone());
+        }
+        if let Some(project) = &self.compose_project {
+            for labels in std::iter::once(&mut spec.labels).chain(spec.redis_labels.as_mut()) {
+                labels.insert(COMPOSE_PROJECT.to_owned(), project.clone());
+            }
+        }
+        spec
+    }
+
     /// Why an experiment on `spec` cannot run with this access, if it cannot.
     pub fn missing_for(&self, spec: &DockerTarget) -> Option<&'static str> {
         if self.url.is_none() && spec.url.is_none() {
@@ -94,6 +115,7 @@ impl Deployment {
         access: &DeploymentAccess,
         database_url: Option<String>,
     ) -> anyhow::Result<Self> {
+        let spec = &access.apply(spec);
         let url = access
             .url
             .clone()
@@ -118,7 +140,7 @@ impl Deployment {
         )
         .await
         .map_err(refusal)?;
-        if let Some(missing) = target.missing(&experiment_steps) {
+        if let Some(missing) = target.missing(experiment_steps) {
             return Err(Refused(missing).into());
         }
         Ok(Self {
@@ -126,5 +148,64 @@ impl Deployment {
             credentials,
             _keeper: ClosedOnDrop(keeper),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aimate_chaos::experiment::{Experiment, TargetKind};
+
+    #[test]
+    fn the_command_line_moves_the_project_and_the_proxy_api() {
+        let text = r#"
+title = "t"
+[target]
+kind = "docker"
+instances = 3
+labels = { "com.docker.compose.project" = "aimate", "com.docker.compose.service" = "aimate" }
+redis_labels = { "com.docker.compose.project" = "aimate", "com.docker.compose.service" = "redis" }
+proxy_api = "http://127.0.0.1:8474"
+[load]
+rate = "10"
+warmup = "1s"
+duration = "10s"
+[[method]]
+fault = "redis-down"
+at = "1s"
+duration = "1s"
+"#;
+        let experiment = Experiment::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let TargetKind::Docker(spec) = &experiment.kind else {
+            panic!("not a docker target");
+        };
+        let access = DeploymentAccess {
+            compose_project: Some("staging".into()),
+            proxy_api: Some("http://127.0.0.1:9474".into()),
+            ..DeploymentAccess::default()
+        };
+        let applied = access.apply(spec);
+        assert_eq!(applied.labels[COMPOSE_PROJECT], "staging");
+        assert_eq!(applied.labels["com.docker.compose.service"], "aimate");
+        let redis = applied.redis_labels.unwrap_or_default();
+        assert_eq!(redis[COMPOSE_PROJECT], "staging");
+        assert_eq!(redis["com.docker.compose.service"], "redis");
+        assert_eq!(applied.proxy_api.as_deref(), Some("http://127.0.0.1:9474"));
+        assert_eq!(
+            DeploymentAccess::default().apply(spec),
+            *spec,
+            "nothing given, nothing moved"
+        );
+
+        let missing = DeploymentAccess::default()
+            .missing_for(spec)
+            .unwrap_or_default();
+        assert!(missing.contains("--target"), "{missing}");
+        let with_url = DeploymentAccess {
+            url: Some("http://127.0.0.1:8080".into()),
+            ..DeploymentAccess::default()
+        };
+        let missing = with_url.missing_for(spec).unwrap_or_default();
+        assert!(missing.contains("--admin-token"), "{missing}");
     }
 }

@@ -170,6 +170,8 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
                 credentials: deployment_credentials.clone(),
                 allow_remote_docker: args.allow_remote_docker,
                 proxy_token: args.proxy_token.clone(),
+                proxy_api: args.proxy_api.clone(),
+                compose_project: args.compose_project.clone(),
                 prometheus: args.server_series.prometheus.clone(),
                 prometheus_selector: args.server_series.prometheus_selector.clone(),
             },

@@ -149,7 +149,7 @@ fn run_own(
         eprintln!(
             "aimate chaos: {} — {} instance(s), load at {} req/s on {}",
             experiment.title,
-            target.instances.len().await,
+            target.instances.count().await,
             experiment.rate_text,
             target.url
         );
@@ -377,7 +377,7 @@ async fn drive(
             serde_json::json!({
                 "title": experiment.title,
                 "description": experiment.description,
-                "instances": target.instances.len().await,
+                "instances": target.instances.count().await,
                 "touched": target.touched,
                 "notes": target.notes,
                 "failures": failures,

@@ -412,3 +412,84 @@ fn enum_fields_hold_values_kubernetes_accepts() {
         "only {checked} enum fields found: is the table stale?"
     );
 }
+
+/// The drills of chaos/experiments/compose select what deploy/compose.yaml (with
+/// compose.chaos.yaml) runs: its project and services, its replica count as the bound,
+/// the balancer's published port, and proxies deploy/faults.json creates.
+#[test]
+fn the_compose_drills_select_what_the_compose_stack_runs() {
+    use aimate_chaos::experiment::{Experiment, ProxyLink, TargetKind};
+    let compose = yaml(&repo().join("deploy/compose.yaml"));
+    let project = text(&compose["name"], "compose name");
+    let services = &compose["services"];
+    let replicas = int(&services["aimate"]["deploy"]["replicas"], "replicas");
+    let published = services["balancer"]["ports"]
+        .as_vec()
+        .expect("balancer ports")
+        .iter()
+        .map(|p| text(p, "port").to_owned())
+        .collect::<Vec<_>>();
+    let faults: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/faults.json")).expect("faults.json"),
+    )
+    .expect("faults.json is JSON");
+    let proxies: Vec<&str> = faults
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    let chaos = yaml(&repo().join("deploy/compose.chaos.yaml"));
+    let api_port = text(&chaos["services"]["faults"]["ports"][0], "faults port").to_owned();
+
+    let dir = repo().join("chaos/experiments/compose");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("chaos/experiments/compose")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    for file in files {
+        let experiment = Experiment::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let TargetKind::Docker(target) = &experiment.kind else {
+            panic!("{}: not a docker target", file.display());
+        };
+        let name = file.display();
+        let service_of = |labels: &std::collections::BTreeMap<String, String>| {
+            assert_eq!(labels["com.docker.compose.project"], project, "{name}");
+            labels["com.docker.compose.service"].clone()
+        };
+        assert_eq!(service_of(&target.labels), "aimate", "{name}");
+        assert_eq!(
+            experiment.instances as i64, replicas,
+            "{name}: the bound is the replica count"
+        );
+        let url = target.url.as_deref().expect("url");
+        let port = url.rsplit(':').next().expect("port");
+        assert!(
+            published.iter().any(|p| p.contains(&format!(":-{port}}}"))),
+            "{name}: {url} is not the balancer's published port ({published:?})"
+        );
+        if let Some(redis) = &target.redis_labels {
+            let service = service_of(redis);
+            assert!(
+                !services[service.as_str()].is_badvalue(),
+                "{name}: no service {service}"
+            );
+        }
+        if let Some(api) = &target.proxy_api {
+            let port = api.rsplit(':').next().expect("port");
+            assert!(
+                api_port.contains(&format!(":-{port}}}")),
+                "{name}: {api} vs {api_port}"
+            );
+            for link in [ProxyLink::Database, ProxyLink::Redis] {
+                let proxy = target.proxy_name(link);
+                assert!(
+                    proxies.contains(&proxy.as_str()),
+                    "{name}: no proxy {proxy} in faults.json"
+                );
+            }
+        }
+    }
+}
