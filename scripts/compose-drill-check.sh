@@ -123,7 +123,7 @@ for path in experiments:
     detect = [g for g in report["grades"] if g["objective"].startswith("time(detect)")]
     print(f"figure: compose: {path.parent.name}: {report['verdict']}, {len(faults)} fault(s) "
           f"({'; '.join(f['detail'] for f in faults)}), writes {writes['acknowledged']} acknowledged, "
-          f"{writes['missing']} missing; touched {', '.join(experiment['touched'])}"
+          f"{writes['missing']} missing; {len(experiment['touched'])} named before it"
           + "".join(f"; {g['objective']}: {g['value']} {g['unit']} ({g['verdict']})" for g in detect))
     if report["verdict"] != "PASS":
         sys.exit(f"{path.parent.name}: verdict {report['verdict']}")

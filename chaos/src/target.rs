@@ -249,12 +249,13 @@ impl Target {
         })
     }
 
-    /// A deployment's containers, selected by the experiment's labels; its proxies
-    /// checked on their API; nothing is changed yet. `url`: where the load goes;
+    /// A deployment's containers, selected by the experiment's labels; the proxies
+    /// `steps` use checked on their API; nothing is changed yet. `url`: where the load goes;
     /// `database_url`: its PostgreSQL, for exhaust-db.
     pub async fn docker(
         spec: &DockerTarget,
         allowed: usize,
+        steps: &[crate::experiment::Step],
         engine: Engine,
         url: String,
         database_url: Option<String>,
@@ -284,8 +285,21 @@ impl Target {
         };
         let mut links: std::collections::BTreeMap<ProxyLink, Arc<dyn FaultLink>> =
             std::collections::BTreeMap::new();
+        // Only the links the method acts on are connected (and named as touched).
+        let used: Vec<ProxyLink> = ProxyLink::ALL
+            .into_iter()
+            .filter(|link| {
+                steps.iter().any(|step| match &step.fault {
+                    crate::experiment::Fault::Toxic { on, .. } => on == link,
+                    crate::experiment::Fault::RedisDown => {
+                        *link == ProxyLink::Redis && spec.redis_labels.is_none()
+                    }
+                    _ => false,
+                })
+            })
+            .collect();
         if let Some(api) = &spec.proxy_api {
-            for link in ProxyLink::ALL {
+            for link in used {
                 let address = RemoteAddress {
                     api: api.clone(),
                     proxy: spec.proxy_name(link),

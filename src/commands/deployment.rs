@@ -132,6 +132,7 @@ impl Deployment {
         let target = Target::docker(
             spec,
             allowed,
+            experiment_steps,
             engine,
             url,
             database_url,
