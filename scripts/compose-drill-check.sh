@@ -120,10 +120,12 @@ for path in experiments:
     experiment = record["run"]["config"]["experiment"]
     writes = record["writes"]
     faults = [e for e in record["events"] if e["kind"] == "fault"]
+    fault = {g["objective"].split(" ")[0]: g for g in report["grades"] if " fault " in g["scope"]}
     detect = [g for g in report["grades"] if g["objective"].startswith("time(detect)")]
     print(f"figure: compose: {path.parent.name}: {report['verdict']}, {len(faults)} fault(s) "
           f"({'; '.join(f['detail'] for f in faults)}), writes {writes['acknowledged']} acknowledged, "
-          f"{writes['missing']} missing; {len(experiment['touched'])} named before it"
+          f"{writes['missing']} missing; {len(experiment['touched'])} named before it; in the fault: "
+          f"availability {fault['ratio(available)']['value']:.2f} %, P95 {fault['p(95)']['value']:.1f} ms"
           + "".join(f"; {g['objective']}: {g['value']} {g['unit']} ({g['verdict']})" for g in detect))
     if report["verdict"] != "PASS":
         sys.exit(f"{path.parent.name}: verdict {report['verdict']}")

@@ -153,12 +153,26 @@ impl RedisRateLimiter {
             }),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "rate limiter: Redis call failed; deciding locally");
+                self.mark_down();
                 None
             }
             Err(_) => {
                 tracing::warn!("rate limiter: Redis too slow; deciding locally");
+                self.mark_down();
                 None
             }
+        }
+    }
+
+    /// After a failed or slow call, every check decides locally until the next
+    /// reconnection is due: a Redis gone silent (paused, or stopped behind a proxy that
+    /// still accepts) would otherwise cost each request the whole call timeout, since
+    /// the connection manager keeps the dead link and retries on every call.
+    fn mark_down(&self) {
+        if let Ok(mut connection) = self.connection.try_lock() {
+            *connection = Connection::Down {
+                retry_at: Instant::now() + RECONNECT_AFTER,
+            };
         }
     }
 }

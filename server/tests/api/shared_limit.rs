@@ -155,3 +155,98 @@ async fn an_unreachable_redis_falls_back_to_per_instance_limits() {
         started.elapsed()
     );
 }
+
+/// A relay between a limiter and Redis that counts the bytes the limiter sends and,
+/// once `silent`, swallows them: Redis gone quiet with its connections still open (a
+/// paused container, a stopped one behind a proxy), the case a refused connect does not
+/// cover.
+async fn silent_relay(
+    upstream: String,
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (silent_flag, sent_count) = (silent.clone(), sent.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (silent, sent) = (silent_flag.clone(), sent_count.clone());
+            tokio::spawn(async move {
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n) = from_server.read(&mut buffer).await {
+                        if n == 0 || to_client.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = from_client.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sent.fetch_add(n, Ordering::SeqCst);
+                    if !silent.load(Ordering::SeqCst)
+                        && to_server.write_all(&buffer[..n]).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("redis://{addr}");
+    (url, silent, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_gone_silent_is_asked_once_not_by_every_check() {
+    use std::sync::atomic::Ordering;
+    let Some(url) = redis_url() else { return };
+    let upstream = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (relayed, silent, sent) = silent_relay(upstream).await;
+    let limiter = RedisRateLimiter::new(&relayed, &unique_prefix(), 1000, 1000)
+        .unwrap()
+        .unwrap();
+    // Two healthy checks: connected, the script loaded; the second one's bytes are what
+    // one check costs.
+    limiter.check(1).await;
+    let before = sent.load(Ordering::SeqCst);
+    limiter.check(1).await;
+    let one_check = sent.load(Ordering::SeqCst) - before;
+    assert!(one_check > 0, "the relay saw the check");
+
+    silent.store(true, Ordering::SeqCst);
+    let before = sent.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        assert!(
+            limiter.check(1).await.allowed,
+            "decided locally, never refused"
+        );
+    }
+    let during = sent.load(Ordering::SeqCst) - before;
+    assert!(
+        during < 3 * one_check,
+        "a silent Redis was asked {} times' worth ({during} bytes, {one_check} per check) by 10 checks: after the first timeout the limiter must decide locally until its next reconnect",
+        during / one_check
+    );
+}
