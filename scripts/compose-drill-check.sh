@@ -4,7 +4,8 @@
 # deploy/compose.chaos.yaml (the replicas' PostgreSQL and Redis links through `aimate
 # chaos proxy`), then, with the host's aimate and the Docker Engine API:
 #
-#   refusal   a selector that matches no container: exit 2 before anything is touched
+#   refusal   a selector that matches no container, or more than the file allows:
+#             exit 2 before anything is touched
 #   keeper    aimate SIGKILLed while a replica is paused: the lease keeper unpauses it
 #             within a few seconds
 #   drill     `aimate drill --target … --experiments chaos/experiments/compose`: a short
@@ -76,6 +77,14 @@ echo "$out" | tail -n 2
 [ "$code" -eq 2 ] || fail "a selector matching nothing exited $code, not 2"
 echo "$out" | grep -q "no container matches" || fail "the refusal does not say why"
 [ ! -d "$reports/refused" ] || [ -z "$(find "$reports/refused" -name run.json)" ] || fail "a refused run wrote a record"
+sed 's/^instances = 3 .*/instances = 2/' chaos/experiments/compose/1-freeze-instance.toml >"$reports/two.toml"
+set +e
+out="$("$aimate" chaos run "$reports/two.toml" "${access[@]}" --out-dir "$reports/refused" 2>&1)"
+code=$?
+set -e
+echo "$out" | tail -n 1
+[ "$code" -eq 2 ] || fail "a selector matching more than the file allows exited $code, not 2"
+echo "$out" | grep -q "3 containers match .* more than the experiment allows (2)" || fail "the refusal does not say why"
 all_running || fail "a refused run touched a container"
 
 say "keeper: aimate SIGKILLed mid-freeze"

@@ -132,7 +132,8 @@ EOF
 say "docker compose config (Compose $(docker compose version --short))"
 docker compose -f deploy/compose.yaml config -q
 docker compose -f deploy/compose.yaml --profile load config -q
-echo "compose.yaml: valid, with and without the load profile"
+docker compose -f deploy/compose.yaml -f deploy/compose.chaos.yaml config -q
+echo "compose.yaml: valid, with and without the load profile, and with compose.chaos.yaml"
 
 # ---------------------------------------------------------------- image
 if ! "$docker" info >/dev/null 2>&1; then
