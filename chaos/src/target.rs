@@ -105,6 +105,18 @@ pub fn via_proxy(url: &str) -> Result<(String, impl Fn(SocketAddr) -> String), T
     }))
 }
 
+/// How a drill reaches a deployment it did not start.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub engine: Engine,
+    /// Where the load goes (the deployment's balancer).
+    pub url: String,
+    /// Its PostgreSQL, for exhaust-db.
+    pub database_url: Option<String>,
+    /// Bearer token of its fault proxy API.
+    pub proxy_token: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Database {
     /// The SQLite file the instances share.
@@ -250,18 +262,20 @@ impl Target {
     }
 
     /// A deployment's containers, selected by the experiment's labels; the proxies
-    /// `steps` use checked on their API; nothing is changed yet. `url`: where the load goes;
-    /// `database_url`: its PostgreSQL, for exhaust-db.
+    /// `steps` use checked on their API; nothing is changed yet.
     pub async fn docker(
         spec: &DockerTarget,
         allowed: usize,
         steps: &[crate::experiment::Step],
-        engine: Engine,
-        url: String,
-        database_url: Option<String>,
-        proxy_token: Option<String>,
+        reach: Reach,
         keeper: Arc<Keeper>,
     ) -> Result<Self, TargetError> {
+        let Reach {
+            engine,
+            url,
+            database_url,
+            proxy_token,
+        } = reach;
         let containers = Containers::select(
             engine.clone(),
             &spec.labels,

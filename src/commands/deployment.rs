@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aimate_chaos::docker::Engine;
 use aimate_chaos::experiment::DockerTarget;
 use aimate_chaos::keeper::Keeper;
-use aimate_chaos::target::{Target, TargetError};
+use aimate_chaos::target::{Reach, Target, TargetError};
 use aimate_loadgen::{Credentials, ServerSeries};
 use anyhow::{Context, anyhow};
 
@@ -129,18 +129,15 @@ impl Deployment {
             .map_err(|e| refusal(TargetError::Docker(e)))?;
         let exe = std::env::current_exe().context("cannot find the aimate binary")?;
         let keeper = Arc::new(Keeper::spawn(&exe, &["chaos", "keeper"])?);
-        let target = Target::docker(
-            spec,
-            allowed,
-            experiment_steps,
+        let reach = Reach {
             engine,
             url,
             database_url,
-            access.proxy_token.clone(),
-            keeper.clone(),
-        )
-        .await
-        .map_err(refusal)?;
+            proxy_token: access.proxy_token.clone(),
+        };
+        let target = Target::docker(spec, allowed, experiment_steps, reach, keeper.clone())
+            .await
+            .map_err(refusal)?;
         if let Some(missing) = target.missing(experiment_steps) {
             return Err(Refused(missing).into());
         }
