@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Contract test: schemathesis generates requests from the server's own OpenAPI document
-# and checks every answer against it (no 5xx, only documented status codes, bodies and
-# content types as documented). Runs against a live `aimate serve` with a tenant key, on
+# Contract test: Redocly's recommended rules on the server's own OpenAPI document, then
+# schemathesis generates requests from it and checks every answer against it (no 5xx,
+# only documented status codes, bodies and content types as documented). Runs against a live `aimate serve` with a tenant key, on
 # SQLite, and on PostgreSQL too when DATABASE_URL is set.
 #
 #   scripts/contract-test.sh [EXAMPLES=30]
@@ -23,6 +23,15 @@ if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/schemathesis" --version | g
   "$venv/bin/pip" install -q "schemathesis==$version"
 fi
 
+# Redocly's recommended ruleset on the same document (npm; pinned for the same reason).
+redocly_dir="${REDOCLY_DIR:-$HOME/.cache/aimate/redocly}"
+redocly_version="2.77.0"
+redocly="$redocly_dir/node_modules/.bin/redocly"
+if ! "$redocly" --version 2>/dev/null | grep -qx "$redocly_version"; then
+  echo "contract-test: installing @redocly/cli $redocly_version into $redocly_dir"
+  mkdir -p "$redocly_dir"
+  npm install --prefix "$redocly_dir" --silent --no-audit --no-fund "@redocly/cli@$redocly_version"
+fi
 if [ -z "${AIMATE_BIN:-}" ]; then
   cargo build --quiet --bin aimate
 fi
@@ -56,6 +65,15 @@ run_against() {
   key="$(curl -fsS -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
     -d "{\"name\":\"contract $name\"}" "http://127.0.0.1:$port/api/admin/tenants" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
+  if [ "$name" = sqlite ]; then
+    echo "== redocly lint (recommended rules) on /api/openapi.json"
+    mkdir -p "$work/lint"
+    curl -fsS "http://127.0.0.1:$port/api/openapi.json" >"$work/lint/openapi.json"
+    # The ignore file lists the accepted exceptions, each with its reason.
+    cp scripts/redocly/.redocly.lint-ignore.yaml "$work/lint/"
+    (cd "$work/lint" && NO_UPDATE_NOTIFIER=1 REDOCLY_TELEMETRY=off "$redocly" lint openapi.json --format stylish 2>&1 | grep -v '[║╔╚]') \
+      || { echo "contract-test: redocly lint failed" >&2; return 1; }
+  fi
   echo "== schemathesis against $name ($examples examples per operation)"
   local seed=()
   [ -n "${SCHEMATHESIS_SEED:-}" ] && seed=(--seed "$SCHEMATHESIS_SEED")

@@ -25,9 +25,11 @@ pub enum Command {
     Tenant(TenantCommand),
     /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON).
     Load(Box<LoadArgs>),
-    /// Grade a RunRecord against slo.toml and write the reports (JSON, Markdown, JUnit).
+    /// Grade a RunRecord against slo.toml and write the reports: index.html (charts, for a
+    /// person), report.md, report.json and junit.xml.
     Report(ReportArgs),
-    /// The main job: start the server, run the 100 / 1k / 10k ladder, grade, report.
+    /// The main job: start the server, run the 100 / 1k / 10k ladder and the chaos
+    /// drills, grade, and write the reports (index.html to open, Markdown, JSON, JUnit).
     Drill(Box<DrillArgs>),
     /// Fault injection.
     #[command(subcommand)]

@@ -298,6 +298,19 @@ pub fn figure(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
 
+/// A figure with its unit, in the unit that reads best: a duration of a second or more
+/// in seconds (`78.21 s`, not `78208.00 ms`), a count whole (`0 writes`), anything else
+/// as it is (`334.30 ms`, `99.71 %`); `-` for a missing figure.
+pub fn quantity(value: Option<f64>, unit: &str) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(v) if unit == "ms" && v.abs() >= 1000.0 => format!("{:.2} s", v / 1000.0),
+        // Counts (writes, pages) are whole.
+        Some(v) if !matches!(unit, "ms" | "%") && v.fract() == 0.0 => format!("{v:.0} {unit}"),
+        Some(v) => format!("{v:.2} {unit}"),
+    }
+}
+
 /// A margin as a signed percentage, or `-`.
 pub fn margin(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |m| format!("{:+.1}%", m * 100.0))
@@ -322,6 +335,18 @@ pub fn writes_sentence(record: &crate::record::RunRecord) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_in_seconds_from_a_second_on() {
+        assert_eq!(quantity(Some(78208.0), "ms"), "78.21 s");
+        assert_eq!(quantity(Some(1000.0), "ms"), "1.00 s");
+        assert_eq!(quantity(Some(999.99), "ms"), "999.99 ms");
+        assert_eq!(quantity(Some(0.93), "ms"), "0.93 ms");
+        assert_eq!(quantity(Some(99.71), "%"), "99.71 %");
+        assert_eq!(quantity(Some(2500.0), "writes"), "2500 writes");
+        assert_eq!(quantity(Some(0.0), "%"), "0.00 %");
+        assert_eq!(quantity(None, "ms"), "-");
+    }
 
     #[test]
     fn errors_read_by_kind_most_first() {

@@ -40,6 +40,7 @@ pub fn app(
     let templates: Vec<String> = doc.paths.paths.keys().cloned().collect();
     let rendered = serde_json::to_value(&doc).and_then(|mut json| {
         openapi::document_common_responses(&mut json, crate::edge::is_admitted);
+        openapi::declare_servers_and_public_operations(&mut json);
         serde_json::to_vec(&json)
     });
     match rendered {

@@ -88,6 +88,36 @@ pub fn document_common_responses(doc: &mut serde_json::Value, admitted: impl Fn(
     }
 }
 
+/// Says what the document leaves implicit: where the API is (`servers`: the server
+/// that served the document, as a relative URL, so it holds behind any balancer), and
+/// that an operation without a security requirement is public on purpose
+/// (`security: []`), not an oversight.
+pub fn declare_servers_and_public_operations(doc: &mut serde_json::Value) {
+    if let Some(root) = doc.as_object_mut() {
+        root.insert(
+            "servers".into(),
+            serde_json::json!([{ "url": "/", "description": "The server that served this document" }]),
+        );
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if let Some(operation) = operation.as_object_mut()
+                && HTTP_METHODS.contains(&method.as_str())
+            {
+                operation
+                    .entry("security")
+                    .or_insert_with(|| serde_json::json!([]));
+            }
+        }
+    }
+}
+
 const HTTP_METHODS: &[&str] = &[
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
@@ -171,7 +201,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/api/openapi.json",
     tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object))
+    responses(
+        (status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object),
+        (status = 404, description = "The document could not be rendered at start-up (the server logged why)", body = ErrorResponse),
+    )
 )]
 async fn get_openapi(State(state): State<AppState>) -> Response {
     match state.openapi() {

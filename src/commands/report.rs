@@ -11,7 +11,7 @@ use aimate_reports::grade::{Report, Verdict, grade};
 use aimate_reports::regression::{BaselineRun, compare};
 use aimate_reports::render;
 use aimate_reports::spec::SloSpec;
-use aimate_reports::summary::{figure, margin};
+use aimate_reports::summary::{margin, quantity};
 use anyhow::Context;
 
 use crate::Failure;
@@ -168,11 +168,10 @@ pub fn print_verdicts(report: &Report) {
             .map(|r| format!("  ({r})"))
             .unwrap_or_default();
         eprintln!(
-            "  {verdict:<7} {:<40} {:<28} {:>10} {:<2} margin {:>8}{note}",
+            "  {verdict:<7} {:<40} {:<28} {:>13} margin {:>8}{note}",
             g.scope,
             g.objective,
-            figure(g.value),
-            g.unit,
+            quantity(g.value, g.unit),
             margin(g.margin)
         );
     }

@@ -168,26 +168,28 @@ fn load_writes_a_record_and_fails_cleanly() {
 fn seeding_waits_out_a_targets_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.json");
+    // 5 req/s with a burst of 10: the 30 seeding requests could only stay under it at
+    // over 200 ms each, so a 429 comes however fast or loaded the machine (at 50 req/s
+    // and a burst of 50, a loaded CI machine seeded slower than the limit and saw none).
     let (_server, base) = admin_server(
         dir.path(),
-        &["--rate-limit-per-second", "50", "--rate-limit-burst", "50"],
+        &["--rate-limit-per-second", "5", "--rate-limit-burst", "10"],
     );
-    // 120 jobs are seeded one request each: past the burst of 50, the target answers 429.
     let output = run(aimate(dir.path())
         .args([
             "load",
             "--target",
             &base,
             "--stages",
-            "20",
+            "4",
             "--warmup",
             "1s",
             "--duration",
             "2s",
             "--seed-invoices",
-            "10",
+            "5",
             "--seed-jobs",
-            "120",
+            "25",
             "--out",
         ])
         .arg(&out)
@@ -200,7 +202,7 @@ fn seeding_waits_out_a_targets_rate_limit() {
         "{stderr}"
     );
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(record["stages"][0]["name"], "20");
+    assert_eq!(record["stages"][0]["name"], "4");
 }
 
 /// A target's own per-key limit (200 req/s by default) against one tenant at 1k req/s:

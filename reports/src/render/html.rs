@@ -10,7 +10,7 @@ use crate::record::RunRecord;
 use crate::render::charts;
 use crate::render::junit::escape;
 use crate::spec::SloSpec;
-use crate::summary::{figure, margin, summaries};
+use crate::summary::{figure, margin, quantity, summaries};
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1000px;color:#222}\
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}\
@@ -92,13 +92,11 @@ pub fn render(
     for g in &report.grades {
         writeln!(
             out,
-            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{v}\">{v}</td><td class=\"n\">{} {}</td><td class=\"n\">{:.2} {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{v}\">{v}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             escape(&g.scope),
             escape(&g.objective),
-            figure(g.value),
-            g.unit,
-            g.threshold,
-            g.unit,
+            quantity(g.value, g.unit),
+            quantity(Some(g.threshold), g.unit),
             margin(g.margin),
             g.samples,
             escape(g.note()),

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
-use crate::summary::{ErrorKind, errors_by_scope, figure, kinds_text, margin};
+use crate::summary::{ErrorKind, errors_by_scope, kinds_text, margin, quantity};
 
 /// Escapes text for XML attributes and content.
 pub fn escape(text: &str) -> String {
@@ -45,12 +45,10 @@ fn message(grade: &Grade, errors: &ErrorsBy) -> String {
         }
     }
     format!(
-        "measured {} {} against {} {:.2} {} (margin {}, {} samples{evidence})",
-        figure(grade.value),
-        grade.unit,
+        "measured {} against {} {} (margin {}, {} samples{evidence})",
+        quantity(grade.value, grade.unit),
         grade.objective,
-        grade.threshold,
-        grade.unit,
+        quantity(Some(grade.threshold), grade.unit),
         margin(grade.margin),
         grade.samples
     )

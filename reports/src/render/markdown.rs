@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use crate::grade::{Report, Verdict};
 use crate::record::{EventKind, RunRecord};
-use crate::summary::{figure, margin, summaries};
+use crate::summary::{figure, margin, quantity, summaries};
 
 pub(crate) fn verdict_word(verdict: Verdict) -> &'static str {
     match verdict {
@@ -117,14 +117,12 @@ pub fn render(report: &Report, record: &RunRecord, out: &mut impl Write) -> io::
     for g in &report.grades {
         writeln!(
             out,
-            "| {} | `{}` | {} | {} {} | {:.2} {} | {} | {} | {} |",
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} |",
             cell(&g.scope),
             cell(&g.objective),
             verdict_word(g.verdict),
-            figure(g.value),
-            g.unit,
-            g.threshold,
-            g.unit,
+            quantity(g.value, g.unit),
+            quantity(Some(g.threshold), g.unit),
             margin(g.margin),
             g.samples,
             cell(g.note())

@@ -10,7 +10,7 @@ use crate::grade::{Grade, Report, Verdict};
 use crate::record::RunRecord;
 use crate::regression::Comparison;
 use crate::render::markdown::{cell, comparison_cells, verdict_word};
-use crate::summary::{figure, margin, summaries};
+use crate::summary::{figure, margin, quantity, summaries};
 
 /// One part of a CI summary, headed `title` (e.g. `drill --quick: ladder`).
 pub fn render(
@@ -54,14 +54,12 @@ pub fn render(
         for g in attention {
             writeln!(
                 out,
-                "| {} | {} | `{}` | {} {} | {:.2} {} | {} |",
+                "| {} | {} | `{}` | {} | {} | {} |",
                 verdict_word(g.verdict),
                 cell(&g.scope),
                 cell(&g.objective),
-                figure(g.value),
-                g.unit,
-                g.threshold,
-                g.unit,
+                quantity(g.value, g.unit),
+                quantity(Some(g.threshold), g.unit),
                 cell(g.note())
             )?;
         }
@@ -124,12 +122,11 @@ pub fn render(
     for g in &report.grades {
         writeln!(
             out,
-            "| {} | {} | `{}` | {} {} | {} |",
+            "| {} | {} | `{}` | {} | {} |",
             verdict_word(g.verdict),
             cell(&g.scope),
             cell(&g.objective),
-            figure(g.value),
-            g.unit,
+            quantity(g.value, g.unit),
             margin(g.margin)
         )?;
     }
