@@ -113,6 +113,13 @@ pub fn line_chart(
                 .x_desc(axes.x)
                 .y_desc(axes.y)
                 .label_style(("sans-serif", 12))
+                // Every tick a decade offers, labelled only at 1, 2 and 5: near the
+                // top of a decade the ticks crowd, and their labels used to overlap.
+                .y_labels(40)
+                .y_label_formatter(&|v| log_label(*v))
+                // Those ticks' grid lines stay faint, or they band near each decade.
+                .y_max_light_lines(0)
+                .bold_line_style(BLACK.mix(0.06))
                 .draw()
                 .map_err(|e| e.to_string())?;
             draw_content(&mut chart, series, events, (x_min, x_max), (y_min, y_max))?;
@@ -132,6 +139,27 @@ pub fn line_chart(
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// A log axis' label: `1`, `2`, `5` times a power of ten, written plainly (`0.5`,
+/// `20`, `1000`); nothing for the ticks between them.
+fn log_label(value: f64) -> String {
+    if !(value.is_finite() && value > 0.0) {
+        return String::new();
+    }
+    let decade = 10f64.powf(value.log10().floor());
+    let mantissa = value / decade;
+    let near = |m: f64| (mantissa - m).abs() < 1e-6 * m;
+    if !(near(1.0) || near(2.0) || near(5.0)) {
+        return String::new();
+    }
+    if value >= 1.0 {
+        format!("{value:.0}")
+    } else {
+        // 0.5, 0.02: as many decimals as the decade needs.
+        let decimals = (-value.log10().floor()) as usize;
+        format!("{value:.decimals$}")
+    }
 }
 
 /// Event spans, lines and the legend, on either kind of y axis.
@@ -528,4 +556,31 @@ pub fn distribution(record: &RunRecord) -> Result<String, String> {
         &series,
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_label;
+
+    #[test]
+    fn a_log_axis_labels_only_one_two_and_five() {
+        let labelled: Vec<String> = [
+            0.5, 0.6, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 20.0, 50.0, 70.0, 200.0,
+            1000.0, 0.02, 0.05,
+        ]
+        .iter()
+        .map(|v| log_label(*v))
+        .collect();
+        assert_eq!(
+            labelled,
+            [
+                "0.5", "", "1", "2", "", "", "5", "", "", "", "10", "20", "50", "", "200", "1000",
+                "0.02", "0.05"
+            ]
+        );
+        // Ticks computed as 10^x come out a hair off: still labelled.
+        assert_eq!(log_label(10f64.powf(2.0f64.log10() + 1.0)), "20");
+        assert_eq!(log_label(0.0), "");
+        assert_eq!(log_label(f64::NAN), "");
+    }
 }

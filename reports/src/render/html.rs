@@ -12,14 +12,14 @@ use crate::render::junit::escape;
 use crate::spec::SloSpec;
 use crate::summary::{figure, margin, quantity, summaries};
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1000px;color:#222}\
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:min(1400px,94vw);color:#222}\
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{padding:.3rem .5rem;border-bottom:1px solid #eee;text-align:left}\
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.PASS{color:#137333;font-weight:600}.FAIL{color:#c5221f;font-weight:700}\
 .INVALID{color:#b06000;font-weight:600}.badge{display:inline-block;padding:.2rem .7rem;border-radius:.3rem;color:#fff}\
 .badge.PASS{background:#137333}.badge.FAIL{background:#c5221f}.badge.INVALID{background:#b06000}\
 figure{margin:1rem 0}figure svg{width:100%;height:auto}.note{color:#555;font-size:.85rem}.finding{border-left:4px solid #c0392b;padding:.4rem .8rem;background:#fdf2f0}\
-td:last-child{min-width:15rem}";
+td:last-child{min-width:15rem}tr.scope th{background:#f6f6f6;font-weight:600;padding-top:.6rem}";
 
 fn word(verdict: Verdict) -> &'static str {
     match verdict {
@@ -87,13 +87,23 @@ pub fn render(
 
     writeln!(
         out,
-        "<h2>Objectives</h2><table><tr><th>Scope</th><th>Objective</th><th>Verdict</th><th>Value</th><th>Threshold</th><th>Margin</th><th>Samples</th><th>Note</th></tr>"
+        "<h2>Objectives</h2><table><tr><th>Objective</th><th>Verdict</th><th>Value</th><th>Threshold</th><th>Margin</th><th>Samples</th><th>Note</th></tr>"
     )?;
+    // Rows grouped under their scope (a phase's name is long): one line each, and the
+    // columns keep their width for the figures.
+    let mut scope = None;
     for g in &report.grades {
+        if scope != Some(&g.scope) {
+            writeln!(
+                out,
+                "<tr class=\"scope\"><th colspan=\"7\">{}</th></tr>",
+                escape(&g.scope)
+            )?;
+            scope = Some(&g.scope);
+        }
         writeln!(
             out,
-            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{v}\">{v}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            escape(&g.scope),
+            "<tr><td><code>{}</code></td><td class=\"{v}\">{v}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             escape(&g.objective),
             quantity(g.value, g.unit),
             quantity(Some(g.threshold), g.unit),
