@@ -159,22 +159,15 @@ impl Engine {
 
     /// The keeper's undo of a pause: unpause if it is still paused.
     pub fn blocking_unpause(&self, id: &str) -> std::io::Result<()> {
-        let (engine, id) = (self.clone(), id.to_owned());
-        on_own_runtime(async move {
-            let docker = engine.connect().await.map_err(|e| e.to_string())?;
-            let state = inspect(&docker, &id).await.map_err(|e| e.to_string())?;
-            if state.paused {
-                docker
-                    .unpause_container(&id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
+        self.blocking_restore(id, false)
     }
 
-    /// The keeper's undo of a kill or stop: start it if it is not running.
+    /// The keeper's undo of a kill or stop: unpaused and started if it is not running.
     pub fn blocking_start(&self, id: &str) -> std::io::Result<()> {
+        self.blocking_restore(id, true)
+    }
+
+    fn blocking_restore(&self, id: &str, start: bool) -> std::io::Result<()> {
         let (engine, id) = (self.clone(), id.to_owned());
         on_own_runtime(async move {
             let docker = engine.connect().await.map_err(|e| e.to_string())?;
@@ -185,7 +178,7 @@ impl Engine {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            if !state.running {
+            if start && !state.running {
                 docker
                     .start_container(&id, None)
                     .await
