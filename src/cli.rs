@@ -140,6 +140,8 @@ pub struct ChaosRunArgs {
     pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// How to reach a deployment aimate did not start (`[target] kind = "docker"`).
@@ -260,6 +262,8 @@ pub struct DrillArgs {
     pub baseline: BaselineArgs,
     #[command(flatten)]
     pub server_series: ServerSeriesArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 #[derive(Debug, Args)]
@@ -364,8 +368,27 @@ pub struct LoadArgs {
     /// …for this many seconds in a row.
     #[arg(long, default_value = "10s")]
     pub abort_after: String,
+    /// The objectives the live view grades the run against as it goes (`aimate report`
+    /// grades the record). Default: ./slo.toml, else the built-in one.
+    #[arg(long)]
+    pub slo: Option<PathBuf>,
     #[command(flatten)]
     pub server_series: ServerSeriesArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Watching a run in the browser while it goes.
+#[derive(Debug, Args, Clone)]
+pub struct LiveArgs {
+    /// Serve a live view of the run on ADDR (default 127.0.0.1:5665): charts that update
+    /// every second, the verdict so far, the reports when ready. Beyond loopback
+    /// (e.g. 0.0.0.0:5665) the page needs a token, printed once at start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = aimate_live::DEFAULT_ADDR)]
+    pub live: Option<std::net::SocketAddr>,
+    /// Keep serving the live view this long after the run, to open its reports from it.
+    #[arg(long, value_name = "DURATION", default_value = "0s", requires = "live")]
+    pub live_linger: String,
 }
 
 /// Where the server-side series (cache hits, pool, memory) of a `--target` come from.

@@ -51,21 +51,60 @@ async fn hold_until(deadline: Instant, stop: &AtomicBool) {
     }
 }
 
+/// Told of each event as it happens (a live view): the step's index for a fault span,
+/// which arrives first begun (`end_ms: None`) and then ended; `None` for a point.
+pub type EventHook = Arc<dyn Fn(&Event, Option<usize>) + Send + Sync>;
+
+/// One step's events, told to the hook as they are stamped.
+struct Stamps {
+    events: Vec<Event>,
+    hook: Option<EventHook>,
+    step: usize,
+}
+
+impl Stamps {
+    fn push(&mut self, event: Event) {
+        if let Some(hook) = &self.hook {
+            let span = (event.kind == EventKind::Fault).then_some(self.step);
+            hook(&event, span);
+        }
+        self.events.push(event);
+    }
+
+    /// A fault span has begun; its end comes with [`Stamps::push`].
+    fn begun(&self, t_ms: u64, detail: String) {
+        if let Some(hook) = &self.hook {
+            let event = Event {
+                t_ms,
+                kind: EventKind::Fault,
+                detail,
+                end_ms: None,
+            };
+            hook(&event, Some(self.step));
+        }
+    }
+}
+
 /// Runs every step (concurrently, each on its own schedule) and returns when all ended.
 pub async fn run(
     target: Arc<Target>,
     steps: Vec<Step>,
     clock: Clock,
     stop: Arc<AtomicBool>,
+    hook: Option<EventHook>,
 ) -> MethodOutcome {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, step) in steps.into_iter().enumerate() {
-        let (target, stop) = (target.clone(), stop.clone());
+        let (target, stop, hook) = (target.clone(), stop.clone(), hook.clone());
         tasks.spawn(async move {
-            let mut events = Vec::new();
-            let result = run_step(&target, &step, clock, &stop, &mut events).await;
+            let mut stamps = Stamps {
+                events: Vec::new(),
+                hook,
+                step: index,
+            };
+            let result = run_step(&target, &step, clock, &stop, &mut stamps).await;
             (
-                events,
+                stamps.events,
                 result.map_err(|e| format!("method {} ({}): {e}", index + 1, step.fault.name())),
             )
         });
@@ -120,13 +159,14 @@ async fn run_step(
     step: &Step,
     clock: Clock,
     stop: &AtomicBool,
-    events: &mut Vec<Event>,
+    events: &mut Stamps,
 ) -> Result<(), String> {
     hold_until(clock.steady_start + step.at, stop).await;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
     let started_ms = clock.now_ms();
+    events.begun(started_ms, step.fault.name().to_owned());
     let end = Instant::now() + step.duration;
     let lease_end = SystemTime::now() + step.duration + LEASE_GRACE;
     let instances = &target.instances;

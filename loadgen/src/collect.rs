@@ -9,7 +9,7 @@
 //! user ─┘                                      timeline (one point per second)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aimate_reports::record::{RouteRecord, SecondRecord, StageRecord, Validity};
@@ -82,6 +82,8 @@ struct StageData {
 
 pub struct Collector {
     stages: Vec<StageData>,
+    /// Stage seconds changed since they were last taken (a live view's), when tracked.
+    changed: Option<BTreeSet<(usize, u64)>>,
 }
 
 /// The timeline point of the stage second that `at` falls in.
@@ -90,13 +92,18 @@ fn second_of<'a>(
     window: &StageWindow,
     at: Duration,
 ) -> &'a mut SecondRecord {
-    let second = at.saturating_sub(window.start).as_secs();
+    let second = stage_second(window, at);
     let start = window.start + Duration::from_secs(second);
     seconds.entry(second).or_insert_with(|| SecondRecord {
         t_ms: millis(start),
         in_steady: start >= window.steady_start && start < window.steady_end,
         ..SecondRecord::default()
     })
+}
+
+/// Which stage second `at` (run clock) falls in.
+fn stage_second(window: &StageWindow, at: Duration) -> u64 {
+    at.saturating_sub(window.start).as_secs()
 }
 
 /// Requests the schedule intends in the stage second starting at `t_ms` (run clock):
@@ -117,11 +124,19 @@ fn millis(duration: Duration) -> u64 {
 
 impl Collector {
     pub fn new(windows: Vec<StageWindow>) -> Self {
-        let mut collector = Self { stages: Vec::new() };
+        let mut collector = Self {
+            stages: Vec::new(),
+            changed: None,
+        };
         for window in windows {
             collector.add_stage(window);
         }
         collector
+    }
+
+    /// Stages opened so far.
+    pub fn stage_count(&self) -> usize {
+        self.stages.len()
     }
 
     /// Opens the next stage; its records carry its index.
@@ -152,6 +167,10 @@ impl Collector {
         *point.outcomes.entry(outcome.clone()).or_default() += 1;
         point.latency_us.record(corrected);
         second_of(&mut stage.seconds, window, record.started).started += 1;
+        if let Some(changed) = &mut self.changed {
+            changed.insert((record.stage, stage_second(window, record.intended)));
+            changed.insert((record.stage, stage_second(window, record.started)));
+        }
 
         if in_steady {
             let route = stage.routes.entry(record.route).or_default();
@@ -171,88 +190,153 @@ impl Collector {
             .into_iter()
             .enumerate()
             .map(|(index, stage)| {
-                let window = &stage.window;
-                let steady = window
-                    .steady_end
-                    .saturating_sub(window.steady_start)
-                    .as_secs_f64();
-                let achieved_rps = if steady > 0.0 {
-                    stage.sent_in_steady as f64 / steady
-                } else {
-                    0.0
-                };
-                let mut reasons = Vec::new();
                 let cpu = generator_cpu.get(index).copied().flatten();
-                let mut held_back_by_server = false;
-                if achieved_rps < window.target_rps * MIN_RATE_SHARE {
-                    let mut reason = format!(
-                        "achieved {achieved_rps:.1} req/s, under {:.0}% of the {:.0} req/s target",
-                        MIN_RATE_SHARE * 100.0,
-                        window.target_rps
-                    );
-                    // Say which side held the rate back, when the numbers tell.
-                    let mut service = aimate_reports::LatencyHistogram::new();
-                    for route in stage.routes.values() {
-                        let _ = service.add(&route.service_us);
-                    }
-                    let connect_errors: u64 = stage
-                        .routes
-                        .values()
-                        .map(|r| r.outcomes.get("connect_error").copied().unwrap_or(0))
-                        .sum();
-                    if let (Some(cpu), Some(p50)) = (cpu, service.quantile_micros(0.5))
-                        && cpu <= MAX_GENERATOR_CPU
-                    {
-                        held_back_by_server = connect_errors == 0;
-                        reason.push_str(&format!(
-                            " (the generator was not CPU-bound ({:.0}%); its users were waiting on responses, service P50 {:.1} ms)",
-                            cpu * 100.0,
-                            p50 as f64 / 1000.0
-                        ));
-                    }
-                    reasons.push(reason);
-                }
-                if let Some(cpu) = cpu
-                    && cpu > MAX_GENERATOR_CPU
-                {
-                    reasons.push(format!(
-                        "the load generator used {:.0}% of its CPU: it measured its own queueing",
-                        cpu * 100.0
-                    ));
-                }
-                let intended = (window.target_rps * steady).round() as u64;
-                StageRecord {
-                    name: window.name.clone(),
-                    target_rps: window.target_rps,
-                    unsent: intended.saturating_sub(stage.sent_in_steady),
-                    started_ms: millis(window.start),
-                    steady_start_ms: millis(window.steady_start),
-                    steady_end_ms: millis(window.steady_end),
-                    sent: stage.sent_in_steady,
-                    achieved_rps,
-                    routes: stage
-                        .routes
-                        .into_iter()
-                        .map(|(route, record)| (route.to_owned(), record))
-                        .collect(),
-                    timeline: stage
-                        .seconds
-                        .into_values()
-                        .map(|mut second| {
-                            second.unsent = intended_in(window, second.t_ms)
-                                .saturating_sub(second.sent);
-                            second
-                        })
-                        .collect(),
-                    validity: Validity {
-                        // Only a server-bound shortfall: other reasons still stand.
-                        held_back_by_server: held_back_by_server && reasons.len() == 1,
-                        valid: reasons.is_empty(),
-                        reasons,
-                    },
-                }
+                stage_record(stage, cpu, None)
             })
             .collect()
+    }
+
+    /// Starts noting which stage seconds change, for [`Collector::take_changed`].
+    pub fn track_changes(&mut self) {
+        self.changed = Some(BTreeSet::new());
+    }
+
+    /// Calls `f` with each stage second that changed since the last call, and the
+    /// requests its schedule meant for it.
+    pub fn take_changed(&mut self, mut f: impl FnMut(usize, &SecondRecord, u64)) {
+        let Some(changed) = self.changed.as_mut().map(std::mem::take) else {
+            return;
+        };
+        for (stage, second) in changed {
+            if let Some(data) = self.stages.get(stage)
+                && let Some(record) = data.seconds.get(&second)
+            {
+                f(stage, record, intended_in(&data.window, record.t_ms));
+            }
+        }
+    }
+
+    /// Calls `f` with the stages as records of what was measured until `now` (run
+    /// clock): a stage's rate is judged on its steady window so far. The histograms are
+    /// lent, not copied, and are back in the collector when `f` returns.
+    pub fn with_stages_so_far<R>(
+        &mut self,
+        now: Duration,
+        f: impl FnOnce(Vec<StageRecord>) -> (Vec<StageRecord>, R),
+    ) -> R {
+        let mut lent = Vec::with_capacity(self.stages.len());
+        let mut keys = Vec::with_capacity(self.stages.len());
+        for stage in &mut self.stages {
+            let routes = std::mem::take(&mut stage.routes);
+            let seconds = std::mem::take(&mut stage.seconds);
+            keys.push((
+                routes.keys().copied().collect::<Vec<_>>(),
+                seconds.keys().copied().collect::<Vec<_>>(),
+            ));
+            let data = StageData {
+                window: stage.window.clone(),
+                routes,
+                seconds,
+                sent_in_steady: stage.sent_in_steady,
+            };
+            lent.push(stage_record(data, None, Some(now)));
+        }
+        let (records, result) = f(lent);
+        for ((stage, record), (route_keys, second_keys)) in
+            self.stages.iter_mut().zip(records).zip(keys)
+        {
+            stage.routes = route_keys
+                .into_iter()
+                .zip(record.routes.into_values())
+                .collect();
+            stage.seconds = second_keys.into_iter().zip(record.timeline).collect();
+        }
+        result
+    }
+}
+
+/// A stage's record, judged gradable or not; `so_far`: judged on its steady window
+/// until then (a run still going), else on the whole window.
+fn stage_record(stage: StageData, cpu: Option<f64>, so_far: Option<Duration>) -> StageRecord {
+    let window = &stage.window;
+    let steady_until = so_far.map_or(window.steady_end, |now| {
+        now.clamp(window.steady_start, window.steady_end)
+    });
+    let steady = steady_until
+        .saturating_sub(window.steady_start)
+        .as_secs_f64();
+    let achieved_rps = if steady > 0.0 {
+        stage.sent_in_steady as f64 / steady
+    } else {
+        0.0
+    };
+    let mut reasons = Vec::new();
+    let mut held_back_by_server = false;
+    if achieved_rps < window.target_rps * MIN_RATE_SHARE {
+        let mut reason = format!(
+            "achieved {achieved_rps:.1} req/s, under {:.0}% of the {:.0} req/s target",
+            MIN_RATE_SHARE * 100.0,
+            window.target_rps
+        );
+        // Say which side held the rate back, when the numbers tell.
+        let mut service = aimate_reports::LatencyHistogram::new();
+        for route in stage.routes.values() {
+            let _ = service.add(&route.service_us);
+        }
+        let connect_errors: u64 = stage
+            .routes
+            .values()
+            .map(|r| r.outcomes.get("connect_error").copied().unwrap_or(0))
+            .sum();
+        if let (Some(cpu), Some(p50)) = (cpu, service.quantile_micros(0.5))
+            && cpu <= MAX_GENERATOR_CPU
+        {
+            held_back_by_server = connect_errors == 0;
+            reason.push_str(&format!(
+                " (the generator was not CPU-bound ({:.0}%); its users were waiting on responses, service P50 {:.1} ms)",
+                cpu * 100.0,
+                p50 as f64 / 1000.0
+            ));
+        }
+        reasons.push(reason);
+    }
+    if let Some(cpu) = cpu
+        && cpu > MAX_GENERATOR_CPU
+    {
+        reasons.push(format!(
+            "the load generator used {:.0}% of its CPU: it measured its own queueing",
+            cpu * 100.0
+        ));
+    }
+    let intended = (window.target_rps * steady).round() as u64;
+    StageRecord {
+        name: window.name.clone(),
+        target_rps: window.target_rps,
+        unsent: intended.saturating_sub(stage.sent_in_steady),
+        started_ms: millis(window.start),
+        steady_start_ms: millis(window.steady_start),
+        steady_end_ms: millis(window.steady_end),
+        sent: stage.sent_in_steady,
+        achieved_rps,
+        routes: stage
+            .routes
+            .into_iter()
+            .map(|(route, record)| (route.to_owned(), record))
+            .collect(),
+        timeline: stage
+            .seconds
+            .into_values()
+            .map(|mut second| {
+                second.unsent = intended_in(window, second.t_ms).saturating_sub(second.sent);
+                second
+            })
+            .collect(),
+        validity: Validity {
+            // Only a server-bound shortfall: other reasons still stand.
+            held_back_by_server: held_back_by_server && reasons.len() == 1,
+            valid: reasons.is_empty(),
+            reasons,
+        },
     }
 }
 

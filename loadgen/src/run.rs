@@ -21,6 +21,7 @@ use crate::api::{Api, ApiError};
 use crate::collect::{Collector, RequestRecord, StageWindow};
 use crate::guard::{AbortGuard, Guard, Tripped};
 use crate::ledger::Ledger;
+use crate::live::{LiveTicker, SamplesSoFar};
 use crate::plan::LoadPlan;
 use crate::procstat;
 use crate::progress::Progress;
@@ -76,6 +77,8 @@ pub struct LoadOptions {
     /// Tenants to create, seed and drive, each at an equal share of every stage's rate
     /// (a SaaS of many small businesses). More than 1, or `Auto`, needs an admin token.
     pub tenants: Tenants,
+    /// A live view's feed for this run: its seconds, scrapes and verdicts so far.
+    pub live: Option<aimate_live::PartFeed>,
 }
 
 /// How many tenants a run drives.
@@ -142,6 +145,7 @@ async fn collect(
     run_start: Instant,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
+    mut live: Option<LiveTicker>,
 ) -> (Collector, Option<Abort>) {
     let mut guard = Guard::new(rules);
     let mut abort = None;
@@ -158,6 +162,9 @@ async fn collect(
                 None => break,
             },
             _ = tick.tick() => {
+                if let Some(live) = &mut live {
+                    live.tick(&mut collector, run_start.elapsed());
+                }
                 if let Some(tripped) = guard.close_until(run_start.elapsed()) {
                     abort.get_or_insert_with(|| trip(&tripped, &stop));
                 }
@@ -174,6 +181,9 @@ async fn collect(
         };
         let record = match message {
             Message::Stage(window) => {
+                if let Some(live) = &live {
+                    live.stage(collector.stage_count(), &window);
+                }
                 (stage_name, stage_rate) = (window.name.clone(), window.target_rps);
                 guard.add_stage(window.clone());
                 collector.add_stage(window);
@@ -200,6 +210,9 @@ async fn collect(
         );
         guard.record(&record);
         collector.push(record);
+    }
+    if let Some(live) = &mut live {
+        live.flush(&mut collector, run_start.elapsed());
     }
     (collector, abort)
 }
@@ -306,13 +319,25 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let stop = options.stop.clone().unwrap_or_default();
     let (sender, receiver) = mpsc::unbounded_channel();
     let progress = Arc::new(Progress::new(options.progress));
+    let mut collector = Collector::new(Vec::new());
+    let samples_so_far = SamplesSoFar::default();
+    let live = options.live.clone().map(|feed| {
+        LiveTicker::new(
+            feed,
+            &options.target,
+            options.server_series.source(),
+            samples_so_far.clone(),
+            &mut collector,
+        )
+    });
     let collector = tokio::spawn(collect(
         receiver,
-        Collector::new(Vec::new()),
+        collector,
         options.guard,
         run_start,
         stop.clone(),
         progress.clone(),
+        live,
     ));
     let scraping = Arc::new(AtomicBool::new(true));
     let scraper = tokio::spawn(crate::scraper::scrape(
@@ -320,6 +345,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         api.clone(),
         run_start,
         scraping.clone(),
+        options.live.clone().map(|feed| (feed, samples_so_far)),
     ));
 
     let mut events = Vec::new();
@@ -424,12 +450,16 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         _ => 0.0,
     };
     if let Some(abort) = &aborted {
-        events.push(Event {
+        let event = Event {
             t_ms: abort.t_ms,
             kind: EventKind::Abort,
             detail: abort.reason.clone(),
             end_ms: None,
-        });
+        };
+        if let Some(live) = &options.live {
+            live.event(&event, None);
+        }
+        events.push(event);
     }
     let writes = if options.verify_writes {
         progress.println(&format!(

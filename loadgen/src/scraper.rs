@@ -90,12 +90,14 @@ impl Source {
     }
 }
 
-/// Scrapes every second until `running` goes false; returns the samples.
+/// Scrapes every second until `running` goes false; returns the samples. With a live
+/// view, each sample is also shown and kept for grading so far.
 pub async fn scrape(
     series: ServerSeries,
     target: Api,
     run_start: Instant,
     running: Arc<AtomicBool>,
+    live: Option<(aimate_live::PartFeed, crate::live::SamplesSoFar)>,
 ) -> Vec<ServerSample> {
     let sources: Vec<Source> = match &series {
         ServerSeries::Target => vec![Source {
@@ -135,6 +137,13 @@ pub async fn scrape(
         }
         while let Some(sample) = round.join_next().await {
             if let Ok(sample) = sample {
+                if let Some((feed, so_far)) = &live {
+                    feed.server(&sample);
+                    so_far
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(sample.clone());
+                }
                 samples.push(sample);
             }
         }

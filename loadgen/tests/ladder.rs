@@ -54,6 +54,7 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         verify_writes: true,
         stop: None,
         server_series: aimate_loadgen::ServerSeries::Target,
+        live: None,
     }
 }
 

@@ -112,6 +112,7 @@ impl AlertWatch {
         &self,
         run_start: Instant,
         stop: Arc<AtomicBool>,
+        live: Option<aimate_live::PartFeed>,
     ) -> tokio::task::JoinHandle<Vec<Event>> {
         let url = format!("{}/api/v1/alerts", self.url);
         tokio::spawn(async move {
@@ -125,16 +126,23 @@ impl AlertWatch {
                     continue;
                 };
                 let t_ms = u64::try_from(run_start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let mut seen = Vec::new();
                 for (key, detail) in &now {
                     if !firing.contains_key(key) {
-                        events.push(event(t_ms, EventKind::AlertFiring, detail));
+                        seen.push(event(t_ms, EventKind::AlertFiring, detail));
                     }
                 }
                 for (key, detail) in &firing {
                     if !now.contains_key(key) {
-                        events.push(event(t_ms, EventKind::AlertResolved, detail));
+                        seen.push(event(t_ms, EventKind::AlertResolved, detail));
                     }
                 }
+                if let Some(live) = &live {
+                    for alert in &seen {
+                        live.event(alert, None);
+                    }
+                }
+                events.append(&mut seen);
                 firing = now;
             }
             events

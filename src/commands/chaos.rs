@@ -7,6 +7,7 @@ use aimate_chaos::experiment::Experiment;
 use super::deployment::DeploymentAccess;
 use super::drill::timestamp_dir;
 use super::experiment::{Stores, run_and_report};
+use super::live::LiveView;
 use crate::Failure;
 use crate::cli::ChaosCommand;
 use aimate_loadgen::Credentials;
@@ -41,14 +42,19 @@ pub fn run(command: ChaosCommand) -> Result<ExitCode, Failure> {
                 redis: args.redis_url,
                 deployment: access(&args.deployment),
             };
+            let live = LiveView::start(&args.live, "aimate chaos run")?;
             let code = run_and_report(
                 &experiment,
                 &slo,
                 &stores,
                 &out_dir,
                 args.summary.as_deref(),
-            )?;
-            Ok(ExitCode::from(code))
+                live.as_ref(),
+            );
+            if let Some(view) = live {
+                view.end();
+            }
+            Ok(ExitCode::from(code?))
         }
         ChaosCommand::Experiments { out } => experiments(out.as_deref()),
         ChaosCommand::Keeper => {

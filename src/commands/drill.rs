@@ -18,6 +18,7 @@ use anyhow::{Context, anyhow};
 
 use super::deployment::DeploymentAccess;
 use super::experiment::{Stores, run_and_report};
+use super::live::{LiveView, planned};
 use super::load::print_stages;
 use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{Baseline, append_summary, print_verdicts, write_atomically, write_reports};
@@ -32,6 +33,15 @@ pub fn timestamp_dir(parent: &Path) -> PathBuf {
 }
 
 pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
+    let live = LiveView::start(&args.live, "aimate drill")?;
+    let result = drill(args, live.as_ref());
+    if let Some(view) = live {
+        view.end();
+    }
+    result
+}
+
+fn drill(args: &DrillArgs, live: Option<&LiveView>) -> Result<ExitCode, Failure> {
     let spec = crate::builtin::slo(args.slo.as_deref())?;
     let experiments = chaos_plan(args)?;
     let baseline = Baseline::load(&args.baseline, &spec)?;
@@ -134,6 +144,15 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
         verify_writes: true,
         stop: None,
         server_series,
+        live: None,
+    };
+    let feed = live.map(|view| {
+        let title = format!("ladder {}", args.stages.as_deref().unwrap_or(stages));
+        view.part(&title, "ladder", planned(&options.plan), spec.clone())
+    });
+    let options = LoadOptions {
+        live: feed.clone(),
+        ..options
     };
     let outcome = runtime.block_on(aimate_loadgen::run(options));
     if let Some(own) = own {
@@ -141,13 +160,21 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             eprintln!("aimate drill: warning: the server {problem}");
         }
     }
-    let record = outcome.map_err(Failure::ungradable)?;
+    let record = outcome.map_err(|error| {
+        if let Some(feed) = &feed {
+            feed.fail(&error.to_string());
+        }
+        Failure::ungradable(error)
+    })?;
     print_stages(&record);
     let record_path = out_dir.join("run.json");
     write_atomically(&record_path, |w| {
         serde_json::to_writer_pretty(&mut *w, &record).map_err(std::io::Error::other)
     })?;
     let (report, _) = write_reports(&record, &spec, baseline.as_ref(), &out_dir)?;
+    if let Some(feed) = &feed {
+        feed.finish(&report, Some(&out_dir), Some(out_dir.display().to_string()));
+    }
     print_verdicts(&report);
     if let Some(summary) = &args.summary {
         let title = if args.quick {
@@ -182,6 +209,7 @@ pub fn run(args: &DrillArgs) -> Result<ExitCode, Failure> {
             &stores,
             &out_dir,
             args.summary.as_deref(),
+            live,
         )?);
     }
     Ok(ExitCode::from(code))
@@ -267,6 +295,7 @@ fn run_experiments(
     stores: &Stores,
     out_dir: &Path,
     summary: Option<&Path>,
+    live: Option<&LiveView>,
 ) -> Result<u8, Failure> {
     let mut worst = 0;
     for (name, experiment) in experiments {
@@ -290,6 +319,7 @@ fn run_experiments(
             stores,
             &out_dir.join(format!("chaos-{name}")),
             summary,
+            live,
         )?;
         worst = worst.max(code);
     }

@@ -23,8 +23,11 @@ use aimate_reports::record::{Alerting, Event, EventKind, RunRecord};
 use aimate_reports::spec::SloSpec;
 use anyhow::{Context, anyhow};
 
+use aimate_live::PartFeed;
+
 use super::alert_watch::AlertWatch;
 use super::deployment::{Deployment, DeploymentAccess};
+use super::live::LiveView;
 use super::own_target::{OwnTarget, Shape, StoreShape};
 use super::report::{print_verdicts, write_atomically, write_reports};
 
@@ -123,10 +126,11 @@ pub fn run(
     slo: &SloSpec,
     stores: &Stores,
     progress: bool,
+    live: Option<PartFeed>,
 ) -> anyhow::Result<ExperimentRun> {
     match &experiment.kind {
-        TargetKind::Own => run_own(experiment, slo, stores, progress),
-        TargetKind::Docker(spec) => run_deployment(experiment, spec, slo, stores, progress),
+        TargetKind::Own => run_own(experiment, slo, stores, progress, live),
+        TargetKind::Docker(spec) => run_deployment(experiment, spec, slo, stores, progress, live),
     }
 }
 
@@ -135,6 +139,7 @@ fn run_own(
     slo: &SloSpec,
     stores: &Stores,
     progress: bool,
+    live: Option<PartFeed>,
 ) -> anyhow::Result<ExperimentRun> {
     let shape = stores.shape(experiment)?;
     super::runtime()?.block_on(async {
@@ -161,7 +166,7 @@ fn run_own(
             watch,
             time_scale: experiment.alerts.time_scale,
         };
-        let result = drive(experiment, target, access, progress).await;
+        let result = drive(experiment, target, access, progress, live).await;
         for problem in own.stop().await {
             eprintln!("aimate chaos: warning: {problem}");
         }
@@ -183,6 +188,7 @@ fn run_deployment(
     slo: &SloSpec,
     stores: &Stores,
     progress: bool,
+    live: Option<PartFeed>,
 ) -> anyhow::Result<ExperimentRun> {
     super::runtime()?.block_on(async {
         let deployment = Deployment::open(
@@ -222,7 +228,7 @@ fn run_deployment(
             watch,
             time_scale,
         };
-        let result = drive(experiment, target, access, progress).await;
+        let result = drive(experiment, target, access, progress, live).await;
         // Whatever a fault still holds is undone; the containers keep running.
         let mut leftovers = target.shutdown().await;
         result.map(|(record, mut failures)| {
@@ -271,6 +277,7 @@ async fn drive(
     target: &Arc<Target>,
     access: Access,
     progress: bool,
+    live: Option<PartFeed>,
 ) -> anyhow::Result<(RunRecord, Vec<String>)> {
     let Access {
         credentials,
@@ -319,6 +326,7 @@ async fn drive(
         verify_writes: true,
         stop: Some(load_stop.clone()),
         server_series: series,
+        live: live.clone(),
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,7 +336,11 @@ async fn drive(
     let alerts = first_stage.and_then(|stage| {
         watch
             .as_ref()
-            .map(|watch| watch.poll(stage.run_start, stop.clone()))
+            .map(|watch| watch.poll(stage.run_start, stop.clone(), live.clone()))
+    });
+    let hook: Option<method::EventHook> = live.map(|feed| {
+        Arc::new(move |event: &Event, span: Option<usize>| feed.event(event, span))
+            as method::EventHook
     });
     let method = first_stage.map(|stage| {
         tokio::spawn(method::run(
@@ -339,6 +351,7 @@ async fn drive(
                 steady_start: stage.steady_start,
             },
             stop.clone(),
+            hook,
         ))
     });
     let record = load.await.map_err(|e| anyhow!("the load task failed: {e}"));
@@ -432,11 +445,52 @@ pub fn run_and_report(
     stores: &Stores,
     out_dir: &Path,
     summary: Option<&Path>,
+    live: Option<&LiveView>,
 ) -> Result<u8, crate::Failure> {
     if let Some(missing) = stores.missing_for(experiment) {
         return Err(anyhow!("{}: {missing}", experiment.title).into());
     }
-    let outcome = run(experiment, slo, stores, true).map_err(|error| {
+    let spec = experiment_spec(experiment, slo);
+    let feed = live.map(|view| {
+        view.part(
+            &experiment.title,
+            "experiment",
+            experiment.warmup + experiment.duration + std::time::Duration::from_secs(1),
+            spec.clone(),
+        )
+    });
+    let result = report_run(
+        experiment,
+        slo,
+        &spec,
+        stores,
+        out_dir,
+        summary,
+        feed.clone(),
+    );
+    if let Some(feed) = feed {
+        match &result {
+            Ok((report, _)) => {
+                feed.finish(report, Some(out_dir), Some(out_dir.display().to_string()));
+            }
+            Err(failure) => feed.fail(&format!("{:#}", failure.error)),
+        }
+    }
+    result.map(|(_, code)| code)
+}
+
+/// Runs `experiment` and writes its record and reports; returns the report and the
+/// exit code.
+fn report_run(
+    experiment: &Experiment,
+    slo: &SloSpec,
+    spec: &SloSpec,
+    stores: &Stores,
+    out_dir: &Path,
+    summary: Option<&Path>,
+    live: Option<PartFeed>,
+) -> Result<(aimate_reports::grade::Report, u8), crate::Failure> {
+    let outcome = run(experiment, slo, stores, true, live).map_err(|error| {
         if error.is::<super::deployment::Refused>() {
             crate::Failure::from(error.context(experiment.title.clone()))
         } else {
@@ -449,8 +503,7 @@ pub fn run_and_report(
     write_atomically(&record_path, |w| {
         serde_json::to_writer_pretty(&mut *w, &outcome.record).map_err(std::io::Error::other)
     })?;
-    let spec = experiment_spec(experiment, slo);
-    let (report, _) = write_reports(&outcome.record, &spec, None, out_dir)?;
+    let (report, _) = write_reports(&outcome.record, spec, None, out_dir)?;
     for event in &outcome.record.events {
         if event.kind != EventKind::Stage {
             let span = event
@@ -480,9 +533,10 @@ pub fn run_and_report(
         let title = format!("chaos experiment {}", experiment.title);
         super::report::append_summary(summary, &title, &report, &outcome.record)?;
     }
-    Ok(if outcome.failures.is_empty() {
+    let code = if outcome.failures.is_empty() {
         report.exit_code()
     } else {
         crate::EXIT_UNGRADABLE.max(report.exit_code())
-    })
+    };
+    Ok((report, code))
 }

@@ -10,6 +10,7 @@ use aimate_loadgen::scenarios::Mix;
 use aimate_loadgen::{AbortGuard, Credentials, LoadError, LoadOptions};
 use anyhow::{Context, anyhow};
 
+use super::live::{LiveView, planned};
 use crate::Failure;
 use crate::cli::LoadArgs;
 
@@ -61,6 +62,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         verify_writes: true,
         stop: None,
         server_series: args.server_series.series(),
+        live: None,
     })
 }
 
@@ -79,14 +81,59 @@ fn temp_path(out: &Path) -> Result<std::path::PathBuf, Failure> {
 }
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
-    let options = options(args)?;
+    let mut options = options(args)?;
     let temp = temp_path(&args.out)?;
+    let live = match LiveView::start(&args.live, "aimate load") {
+        Ok(live) => live,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(error.into());
+        }
+    };
+    if let Some(view) = &live {
+        let spec = crate::builtin::slo(args.slo.as_deref())?;
+        let title = format!("load on {}", args.target);
+        options.live = Some(view.part(&title, "load", planned(&options.plan), spec));
+    }
+    let feed = options.live.clone();
+    let result = run_and_write(args, options, &temp);
+    if let (Some(view), Some(feed)) = (live, feed) {
+        match &result {
+            Ok(record) => {
+                // What `aimate report` would grade the record as.
+                let report = aimate_reports::grade::grade(record, feed.spec());
+                let written = format!(
+                    "{} (`aimate report {}` writes the HTML report)",
+                    args.out.display(),
+                    args.out.display()
+                );
+                feed.finish(&report, None, Some(written));
+            }
+            Err(failure) => feed.fail(&format!("{:#}", failure.error)),
+        }
+        view.end();
+    }
+    let record = result?;
+    print_stages(&record);
+    if let Some(abort) = &record.aborted {
+        eprintln!("  aborted: {}", abort.reason);
+    }
+    eprintln!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the load and writes its record to `--out` (through `temp`).
+fn run_and_write(
+    args: &LoadArgs,
+    options: LoadOptions,
+    temp: &Path,
+) -> Result<aimate_reports::RunRecord, Failure> {
     let runtime = super::generator_runtime(&options.plan)?;
     let outcome = runtime.block_on(aimate_loadgen::run(options));
     let record = match outcome {
         Ok(record) => record,
         Err(error) => {
-            let _ = std::fs::remove_file(&temp);
+            let _ = std::fs::remove_file(temp);
             return Err(match error {
                 LoadError::Api(ApiError::BadApiKey | ApiError::BadAdminToken(_)) => error.into(),
                 other => Failure::ungradable(other),
@@ -94,18 +141,13 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode, Failure> {
         }
     };
     let json = serde_json::to_vec_pretty(&record).context("cannot serialize the run record")?;
-    std::fs::write(&temp, json)
-        .and_then(|()| std::fs::rename(&temp, &args.out))
+    std::fs::write(temp, json)
+        .and_then(|()| std::fs::rename(temp, &args.out))
         .with_context(|| format!("cannot write {}", args.out.display()))
         .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temp);
+            let _ = std::fs::remove_file(temp);
         })?;
-    print_stages(&record);
-    if let Some(abort) = &record.aborted {
-        eprintln!("  aborted: {}", abort.reason);
-    }
-    eprintln!("wrote {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(record)
 }
 
 /// Every stage's figures, then, where a stage's errors were mostly the target's own

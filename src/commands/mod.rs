@@ -6,6 +6,7 @@ mod dashboards;
 mod deployment;
 mod drill;
 pub(crate) mod experiment;
+mod live;
 mod load;
 mod own_target;
 mod probe;
