@@ -97,6 +97,8 @@ function overlay(kind) {
         const ctx = u.ctx;
         ctx.save();
         ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+        ctx.textAlign = "left";
+        ctx.textBaseline = "alphabetic";
         for (const e of (state.events.get(part) || new Map()).values()) {
           if (e.kind !== "alert_firing" && e.kind !== "alert_resolved") continue;
           const x = u.valToPos(e.t_ms / 1000, "x", true);
@@ -113,10 +115,17 @@ function overlay(kind) {
           ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
           ctx.lineWidth = 1.5 * devicePixelRatio;
           for (const stage of (state.stages.get(part) || new Map()).values()) {
-            const x0 = u.valToPos(stage.start_ms / 1000, "x", true);
+            const x0 = Math.max(u.bbox.left, u.valToPos(stage.start_ms / 1000, "x", true));
             const x1 = u.valToPos(stage.steady_end_ms / 1000, "x", true);
+            // Objectives with the same bound are one line with every label.
+            const bounds = new Map();
             for (const line of stage.lines) {
-              const y = u.valToPos(line.threshold_us / 1000, "y", true);
+              const same = bounds.get(line.threshold_us);
+              if (same) same.labels.push(line.label);
+              else bounds.set(line.threshold_us, { percentile: line.percentile, labels: [line.label] });
+            }
+            for (const [threshold, line] of bounds) {
+              const y = u.valToPos(threshold / 1000, "y", true);
               if (!Number.isFinite(y) || y < u.bbox.top || y > u.bbox.top + u.bbox.height) continue;
               ctx.strokeStyle = line.percentile >= 99 ? "#8250df" : "#bc4c00";
               ctx.beginPath();
@@ -124,7 +133,7 @@ function overlay(kind) {
               ctx.lineTo(x1, y);
               ctx.stroke();
               ctx.fillStyle = ctx.strokeStyle;
-              ctx.fillText(line.label, x0 + 4, y - 4);
+              ctx.fillText(line.labels.join(" · "), x0 + 6 * devicePixelRatio, y - 4 * devicePixelRatio);
             }
           }
         }
@@ -132,6 +141,31 @@ function overlay(kind) {
       }],
     },
   };
+}
+
+function logLabel(v) {
+  if (v === null || v === undefined || v <= 0) return "";
+  const mantissa = Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
+  if (![1, 2, 5].includes(mantissa)) return "";
+  return v >= 1000 ? `${+(v / 1000).toPrecision(3)} s` : `${+v.toPrecision(3)} ms`;
+}
+
+// Every chart spans the part so far, from its start: the three share one time axis.
+function xRange(u, min, max) {
+  const clock = state.clock.get(charts.part);
+  const now = clock ? clock.t_ms / 1000 : 0;
+  return [0, Math.max(max || 0, now, 1)];
+}
+
+// From the fastest second to the slowest or the highest objective line, whichever is
+// higher, with room above.
+function latencyRange(u, min, max) {
+  let top = max || 1;
+  for (const stage of (state.stages.get(charts.part) || new Map()).values()) {
+    for (const line of stage.lines) top = Math.max(top, line.threshold_us / 1000);
+  }
+  const low = Math.max(0.1, Math.min(min || 1, 1));
+  return [10 ** Math.floor(Math.log10(low)), 10 ** Math.ceil(Math.log10(top * 1.2))];
 }
 
 function width(id) {
@@ -149,17 +183,19 @@ function makeCharts(part) {
   const ms = (u, v) => (v === null || v === undefined ? "–" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(2)} ms`);
   charts.latency = new uPlot({
     width: width("latency-chart"), height: 300,
-    scales: { x: { time: false }, y: { distr: 3 } },
+    scales: { x: { time: false, range: xRange }, y: { distr: 3, range: latencyRange } },
     series: [x,
       { label: "P50", stroke: "#0969da", width: 1.5, value: ms },
       { label: "P95", stroke: "#bc4c00", width: 2, value: ms },
       { label: "P99", stroke: "#8250df", width: 1.5, value: ms }],
-    axes: [{}, { values: (u, vals) => vals.map((v) => (v >= 1000 ? `${v / 1000} s` : `${v} ms`)), size: 70 }],
+    // Log scale: label 1, 2 and 5 of each decade only (as the reports do), and keep
+    // the objectives' lines in view.
+    axes: [{}, { values: (u, vals) => vals.map(logLabel), size: 70 }],
     plugins: [overlay("latency")],
   }, [[], [], [], []], document.getElementById("latency-chart"));
   charts.rate = new uPlot({
     width: width("rate-chart"), height: 200,
-    scales: { x: { time: false } },
+    scales: { x: { time: false, range: xRange } },
     series: [x,
       { label: "target", stroke: "#8c959f", width: 1.5, dash: [4, 4] },
       { label: "sent (by intended second)", stroke: "#0969da", width: 1.5 },
@@ -170,7 +206,7 @@ function makeCharts(part) {
   }, [[], [], [], [], []], document.getElementById("rate-chart"));
   charts.server = new uPlot({
     width: width("server-chart"), height: 200,
-    scales: { x: { time: false }, pct: { range: [0, 100] }, mib: {} },
+    scales: { x: { time: false, range: xRange }, pct: { range: [0, 100] }, mib: {} },
     series: [x,
       { label: "cache hits %", stroke: "#1a7f37", scale: "pct", width: 1.5, value: (u, v) => (v === null ? "–" : `${v.toFixed(1)} %`) },
       { label: "DB pool in use %", stroke: "#bc4c00", scale: "pct", width: 1.5, value: (u, v) => (v === null ? "–" : `${v.toFixed(1)} %`) },
@@ -326,7 +362,7 @@ function drawSeconds(part, seconds) {
   for (const s of seconds.slice(-MAX_ROWS).reverse()) {
     const stage = stages.get(s.stage);
     body.append(el("tr", { class: "second", "data-part": String(part), "data-stage": String(s.stage), "data-t-ms": String(s.t_ms) },
-      el("td", { class: "num" }, `${(s.t_ms / 1000).toFixed(0)} s`),
+      el("td", { class: "num" }, `${(s.t_ms / 1000).toFixed(1)} s`),
       el("td", {}, `${stage ? stage.name : s.stage}${s.in_steady ? "" : " (warm-up)"}`),
       el("td", { class: "num c-target" }, s.target),
       el("td", { class: "num c-sent" }, s.sent),

@@ -43,7 +43,7 @@ impl RunFeed {
     pub fn end(&self) {
         let mut frame = lock(&self.frame);
         frame.ended = true;
-        self.hub.publish(Key::Run, "run", &*frame);
+        self.hub.publish_last(Key::Run, "run", &*frame);
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -366,7 +366,7 @@ mod tests {
             .filter(|e| e.kind == EventKind::Fault)
             .collect();
         assert_eq!(spans[0].end_ms, Some(9_000));
-        let (snapshot, _) = hub.subscribe();
+        let snapshot = hub.subscribe().snapshot;
         let events: Vec<_> = snapshot.iter().filter(|f| f.event == "event").collect();
         assert_eq!(events.len(), 3);
         assert!(events.iter().any(|f| f.data.contains("\"ongoing\":false")
@@ -388,7 +388,7 @@ mod tests {
         feed.server(&sample(0, 100.0, 100.0, "p1"));
         feed.server(&sample(1000, 190.0, 110.0, "p1"));
         feed.server(&sample(2000, 5.0, 5.0, "p2"));
-        let (snapshot, _) = hub.subscribe();
+        let snapshot = hub.subscribe().snapshot;
         let ratios: Vec<serde_json::Value> = snapshot
             .iter()
             .filter(|f| f.event == "server")

@@ -47,6 +47,8 @@ pub struct Frame {
     pub id: u64,
     pub event: &'static str,
     pub data: String,
+    /// The run's last frame: a page's stream ends after it.
+    pub last: bool,
 }
 
 #[derive(Default)]
@@ -57,6 +59,14 @@ struct Store {
     order: BTreeMap<u64, Key>,
     parts: usize,
     reports: BTreeMap<usize, PathBuf>,
+}
+
+/// A page's start: the stored frames in publishing order, and the channel that
+/// carries every frame from id `from` on.
+pub struct Subscription {
+    pub snapshot: Vec<Arc<Frame>>,
+    pub receiver: broadcast::Receiver<Arc<Frame>>,
+    pub from: u64,
 }
 
 pub struct Hub {
@@ -87,13 +97,27 @@ impl Hub {
 
     /// Stores and broadcasts `data` as event `event`, replacing `key`'s previous frame.
     pub fn publish<T: Serialize>(&self, key: Key, event: &'static str, data: &T) {
+        self.publish_frame(key, event, data, false);
+    }
+
+    /// Publishes the run's last frame: every page's stream ends once it has it.
+    pub fn publish_last<T: Serialize>(&self, key: Key, event: &'static str, data: &T) {
+        self.publish_frame(key, event, data, true);
+    }
+
+    fn publish_frame<T: Serialize>(&self, key: Key, event: &'static str, data: &T, last: bool) {
         let Ok(data) = serde_json::to_string(data) else {
             return;
         };
         let mut store = self.store();
         let id = store.next_id;
         store.next_id += 1;
-        let frame = Arc::new(Frame { id, event, data });
+        let frame = Arc::new(Frame {
+            id,
+            event,
+            data,
+            last,
+        });
         if let Some(old) = store.frames.insert(key.clone(), frame.clone()) {
             store.order.remove(&old.id);
         }
@@ -106,15 +130,24 @@ impl Hub {
         let _ = self.sender.send(frame);
     }
 
-    /// The stored frames in publishing order, and the channel that carries what follows.
-    pub fn subscribe(&self) -> (Vec<Arc<Frame>>, broadcast::Receiver<Arc<Frame>>) {
+    /// The id the next frame will get: frames published so far are below it.
+    pub fn next_id(&self) -> u64 {
+        self.store().next_id
+    }
+
+    /// What a page needs to start: the stored frames, then the channel.
+    pub fn subscribe(&self) -> Subscription {
         let store = self.store();
         let snapshot = store
             .order
             .values()
             .filter_map(|key| store.frames.get(key).cloned())
             .collect();
-        (snapshot, self.sender.subscribe())
+        Subscription {
+            snapshot,
+            receiver: self.sender.subscribe(),
+            from: store.next_id,
+        }
     }
 
     /// Pages connected now.
@@ -168,7 +201,7 @@ mod tests {
         hub.publish(Key::Second(0, 0, 1000), "second", &2);
         // Second 0 revised: its new frame replaces the old one and moves to the end.
         hub.publish(Key::Second(0, 0, 0), "second", &3);
-        let (snapshot, _) = hub.subscribe();
+        let snapshot = hub.subscribe().snapshot;
         let data: Vec<&str> = snapshot.iter().map(|f| f.data.as_str()).collect();
         assert_eq!(data, ["\"r\"", "2", "3"]);
         let ids: Vec<u64> = snapshot.iter().map(|f| f.id).collect();
@@ -179,7 +212,9 @@ mod tests {
     fn a_subscriber_gets_every_frame_after_its_snapshot_exactly_once() {
         let hub = Hub::new();
         hub.publish(Key::Clock(0), "clock", &1);
-        let (snapshot, mut receiver) = hub.subscribe();
+        let subscription = hub.subscribe();
+        let (snapshot, mut receiver) = (subscription.snapshot, subscription.receiver);
+        assert_eq!(subscription.from, 1);
         hub.publish(Key::Clock(0), "clock", &2);
         assert_eq!(snapshot.len(), 1);
         let next = receiver.try_recv().map(|f| f.data.clone());
@@ -190,7 +225,7 @@ mod tests {
     #[test]
     fn a_page_that_falls_behind_learns_it_and_the_run_never_waits() {
         let hub = Hub::new();
-        let (_, mut receiver) = hub.subscribe();
+        let mut receiver = hub.subscribe().receiver;
         // Nobody reads: publishing still returns at once, and the channel keeps only
         // its capacity.
         for i in 0..(CHANNEL_CAPACITY as u64 + 10) {
@@ -210,7 +245,7 @@ mod tests {
             hub.publish(Key::Second(0, 0, i * 1000), "second", &i);
         }
         assert_eq!(hub.stored(), STORE_CAP);
-        let (snapshot, _) = hub.subscribe();
+        let snapshot = hub.subscribe().snapshot;
         assert_eq!(snapshot[0].event, "run", "the run frame is never evicted");
         assert_eq!(snapshot[1].data, "6", "seconds 0–5 went first");
     }

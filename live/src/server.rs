@@ -11,21 +11,25 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::assets;
-use crate::hub::Hub;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+
+use crate::hub::{CHANNEL_CAPACITY, Hub, Subscription};
 
 /// Pages that may watch at once; more get 503 (each costs a task and a channel reader).
 pub const MAX_PAGES: usize = 32;
@@ -149,7 +153,7 @@ fn new_token() -> String {
 /// Longest the server waits for pages to take their last frames once the run is over.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-fn serve(listener: std::net::TcpListener, app: App, mut closed: watch::Receiver<bool>) {
+fn serve(listener: std::net::TcpListener, app: App, closed: watch::Receiver<bool>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,22 +164,87 @@ fn serve(listener: std::net::TcpListener, app: App, mut closed: watch::Receiver<
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
-        let mut deadline = closed.clone();
-        let shutdown = async move {
-            let _ = closed.wait_for(|closing| *closing).await;
-        };
-        let serving = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown);
-        // A page that stopped reading cannot hold the run's exit: it gets the grace.
+        let connections = accept(listener, app, closed.clone());
+        // Streams end themselves once the run is over; a page that stopped reading
+        // cannot hold the run's exit: it gets the grace, then is cut.
+        let mut deadline = closed;
         let grace = async move {
             let _ = deadline.wait_for(|closing| *closing).await;
             tokio::time::sleep(CLOSE_GRACE).await;
         };
         tokio::select! {
-            _ = serving => {}
+            () = connections => {}
             () = grace => {}
         }
     });
     runtime.shutdown_timeout(Duration::ZERO);
+}
+
+/// How far one connection's event stream has got.
+#[derive(Default)]
+struct Reading {
+    streaming: AtomicBool,
+    /// The first frame id the stream takes from the channel (after its snapshot).
+    from: AtomicU64,
+    /// The id of the last frame written to the connection.
+    sent: AtomicU64,
+}
+
+impl Reading {
+    /// Frames published since the stream began that it has not written yet.
+    fn behind(&self, next_id: u64) -> u64 {
+        if !self.streaming.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let written = self.sent.load(Ordering::Relaxed).saturating_add(1);
+        next_id.saturating_sub(written.max(self.from.load(Ordering::Relaxed)))
+    }
+}
+
+/// How often each connection checks that its page keeps up.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
+/// Accepts pages until the view closes; each connection is served on its own task and
+/// cut when its page falls further behind than the channel holds (a page that stopped
+/// reading: its writes block, so its stream never gets to learn it lagged).
+async fn accept(listener: tokio::net::TcpListener, app: App, mut closed: watch::Receiver<bool>) {
+    let router = router(app.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of file descriptors, say: try again shortly, not in a spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = closed.wait_for(|closing| *closing) => break,
+        };
+        let reading = Arc::new(Reading::default());
+        let service = TowerToHyperService::new(router.clone().layer(Extension(reading.clone())));
+        let hub = app.hub.clone();
+        tasks.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service);
+            let stalled = async {
+                loop {
+                    tokio::time::sleep(STALL_CHECK).await;
+                    if reading.behind(hub.next_id()) > CHANNEL_CAPACITY as u64 {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = connection => {}
+                () = stalled => {}
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    // Open streams end on their own after the run's last frame.
+    while tasks.join_next().await.is_some() {}
 }
 
 fn router(app: App) -> Router {
@@ -286,6 +355,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 
 async fn events(
     State(app): State<App>,
+    Extension(reading): Extension<Arc<Reading>>,
     headers: HeaderMap,
     Query(access): Query<Access>,
 ) -> Response {
@@ -298,7 +368,7 @@ async fn events(
             "too many pages are watching this run; close one",
         );
     }
-    let stream = frames(&app.hub, app.closing.clone());
+    let stream = frames(&app.hub, app.closing.clone(), reading);
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)));
     hardened(sse.into_response(), false)
 }
@@ -308,29 +378,44 @@ async fn events(
 fn frames(
     hub: &Hub,
     mut closing: watch::Receiver<bool>,
+    reading: Arc<Reading>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
-    let (snapshot, receiver) = hub.subscribe();
+    let Subscription {
+        snapshot,
+        receiver,
+        from,
+    } = hub.subscribe();
+    reading.from.store(from, Ordering::Relaxed);
+    reading.streaming.store(true, Ordering::Relaxed);
     let live = BroadcastStream::new(receiver)
         .take_while(|frame| std::future::ready(frame.is_ok()))
         .filter_map(|frame| std::future::ready(frame.ok()));
     let closed = async move {
         let _ = closing.wait_for(|closing| *closing).await;
     };
-    // Reconnect after a second; a closed run says so in its last frames.
+    // The stream ends after the run's last frame (or, failing that, when the view
+    // closes); the page then knows the run is over and stops reconnecting.
+    let frames = stream::iter(snapshot).chain(live.take_until(closed));
+    let frames = stream::unfold((Box::pin(frames), false), |(mut frames, over)| async move {
+        if over {
+            return None;
+        }
+        let frame = frames.next().await?;
+        let last = frame.last;
+        Some((frame, (frames, last)))
+    });
+    // Reconnect after a second when the stream breaks while the run goes on.
     let hello = SseEvent::default()
         .retry(Duration::from_secs(1))
         .comment("aimate live");
     stream::once(std::future::ready(hello))
-        .chain(
-            stream::iter(snapshot)
-                .chain(live.take_until(closed))
-                .map(|frame| {
-                    SseEvent::default()
-                        .id(frame.id.to_string())
-                        .event(frame.event)
-                        .data(frame.data.as_str())
-                }),
-        )
+        .chain(frames.map(move |frame| {
+            reading.sent.store(frame.id, Ordering::Relaxed);
+            SseEvent::default()
+                .id(frame.id.to_string())
+                .event(frame.event)
+                .data(frame.data.as_str())
+        }))
         .map(Ok)
 }
 

@@ -11,6 +11,7 @@ mod drill; // `aimate drill --quick`: server, ladder, grades, every report file
 mod experiment; // supervisor, HAProxy, `aimate chaos run` graded by phase, leases
 mod fleet; // two instances behind HAProxy: series per instance, a balancer's mix refused, Prometheus
 mod fleet_drill; // `aimate drill --fleet N`: Stage 2 on PostgreSQL + Redis, graded, cleaned up
+mod live; // `aimate drill --live` in Chromium: the page's seconds and verdicts are the record's
 mod load; // `aimate load`: a real run's record, exit codes, no partial files
 mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
 mod tenant; // `aimate tenant create`: the key on stdout, usable at once
