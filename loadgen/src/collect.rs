@@ -476,6 +476,75 @@ mod tests {
     }
 
     #[test]
+    fn changed_seconds_are_told_once_each_with_what_the_schedule_meant() {
+        let mut collector = Collector::new(vec![window()]);
+        collector.track_changes();
+        collector.push(record(1000, 2, 0, Outcome::Status(200)));
+        collector.push(record(1500, 2, 600, Outcome::Status(503)));
+        let mut told = Vec::new();
+        collector.take_changed(|stage, second, target| {
+            told.push((stage, second.t_ms, second.sent, second.started, target));
+        });
+        // The second request was meant for second 1 and left in second 2.
+        assert_eq!(told, vec![(0, 1000, 2, 1, 100), (0, 2000, 0, 1, 100)]);
+        let mut again = 0;
+        collector.take_changed(|_, _, _| again += 1);
+        assert_eq!(again, 0, "nothing changed since");
+    }
+
+    #[test]
+    fn grading_so_far_borrows_the_histograms_and_gives_them_back_whole() {
+        let fill = |collector: &mut Collector| {
+            for i in 0..200 {
+                collector.push(record(1000 + i * 10, 1 + i % 7, 0, Outcome::Status(200)));
+            }
+        };
+        let (mut lent, mut kept) = (
+            Collector::new(vec![window()]),
+            Collector::new(vec![window()]),
+        );
+        fill(&mut lent);
+        fill(&mut kept);
+        // 2 s into the 3 s steady window: 200 sent is the full rate so far.
+        let so_far = lent.with_stages_so_far(Duration::from_secs(3), |stages| {
+            let stage = &stages[0];
+            let seen = (
+                stage.achieved_rps,
+                stage.validity.valid,
+                stage.routes["GET /api/dashboard"].latency_us.count(),
+                stage.timeline.len(),
+            );
+            (stages, seen)
+        });
+        assert_eq!(so_far, (100.0, true, 200, 2));
+        let (after, never_lent) = (lent.finish(&[None]), kept.finish(&[None]));
+        let routes = |stage: &StageRecord| -> Vec<_> {
+            stage
+                .routes
+                .iter()
+                .map(|(name, r)| {
+                    (
+                        name.clone(),
+                        r.latency_us.clone(),
+                        r.service_us.clone(),
+                        r.outcomes.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(routes(&after[0]), routes(&never_lent[0]));
+        assert_eq!(after[0].timeline.len(), never_lent[0].timeline.len());
+        for (a, b) in after[0].timeline.iter().zip(&never_lent[0].timeline) {
+            assert_eq!(
+                (a.t_ms, a.sent, &a.latency_us),
+                (b.t_ms, b.sent, &b.latency_us)
+            );
+        }
+        // Judged on the whole window now: 200 of 300 is a shortfall.
+        assert!(!after[0].validity.valid);
+    }
+
+    #[test]
     fn error_kinds() {
         assert!(Outcome::Status(503).is_error() && Outcome::Status(429).is_error());
         assert!(!Outcome::Status(404).is_error() && !Outcome::Status(201).is_error());

@@ -9,7 +9,7 @@ pub mod api;
 pub mod collect;
 pub mod guard;
 pub mod ledger;
-mod live;
+pub mod live;
 pub mod pacer;
 pub mod plan;
 pub mod procstat;
