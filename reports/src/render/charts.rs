@@ -3,6 +3,7 @@
 
 use std::sync::Once;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -63,6 +64,8 @@ pub struct Axes<'a> {
     /// Latencies span decades: a log scale keeps a 3 ms line and a 500 ms SLO readable
     /// on one chart.
     pub log_y: bool,
+    /// x is a percentile as log10(1 / (1 − q)), labelled P90, P99…
+    pub percentile_x: bool,
 }
 
 const RUN_TIME: &str = "time since the run started (s)";
@@ -95,50 +98,101 @@ pub fn line_chart(
         } else {
             0.0
         };
-        let builder = |root| {
-            let mut builder = ChartBuilder::on(root);
-            builder
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(64);
-            builder
+        let plot = Plot {
+            title,
+            axes,
+            series,
+            events,
+            x: (x_min, x_max),
+            y: (y_min, y_max),
         };
         if axes.log_y {
-            let mut chart = builder(&root)
-                .build_cartesian_2d(x_min..x_max, (y_min..y_max).log_scale())
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc(axes.x)
-                .y_desc(axes.y)
-                .label_style(("sans-serif", 12))
-                // Every tick a decade offers, labelled only at 1, 2 and 5: near the
-                // top of a decade the ticks crowd, and their labels used to overlap.
-                .y_labels(40)
-                .y_label_formatter(&|v| log_label(*v))
-                // Those ticks' grid lines stay faint, or they band near each decade.
-                .y_max_light_lines(0)
-                .bold_line_style(BLACK.mix(0.06))
-                .draw()
-                .map_err(|e| e.to_string())?;
-            draw_content(&mut chart, series, events, (x_min, x_max), (y_min, y_max))?;
+            // Labelled at 1, 2 and 5 of each decade only, at exactly those values
+            // (plotters' own ticks crowd near a decade's top, and 10 came twice).
+            let y = (y_min..y_max)
+                .log_scale()
+                .with_key_points(one_two_five(y_min, y_max));
+            plot.draw(&root, x_min..x_max, y)?;
         } else {
-            let mut chart = builder(&root)
-                .build_cartesian_2d(x_min..x_max, y_min..y_max)
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc(axes.x)
-                .y_desc(axes.y)
-                .label_style(("sans-serif", 12))
-                .draw()
-                .map_err(|e| e.to_string())?;
-            draw_content(&mut chart, series, events, (x_min, x_max), (y_min, y_max))?;
+            plot.draw(&root, x_min..x_max, y_min..y_max)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// One chart's content, drawn on whichever kind of y axis it has.
+struct Plot<'a> {
+    title: &'a str,
+    axes: &'a Axes<'a>,
+    series: &'a [Series],
+    events: &'a [Event],
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Plot<'_> {
+    fn draw<'b, Y>(
+        &self,
+        root: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+        x: std::ops::Range<f64>,
+        y: Y,
+    ) -> Result<(), String>
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, ("sans-serif", 18))
+            .margin(12)
+            // Room for the last x label, centred on the right edge.
+            .margin_right(28)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x, y)
+            .map_err(|e| e.to_string())?;
+        let percentile = |v: &f64| percentile_name(*v);
+        let log = |v: &f64| log_label(*v);
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.axes.x)
+            .y_desc(self.axes.y)
+            .label_style(("sans-serif", 12));
+        if self.axes.percentile_x {
+            // Whole x are P90, P99, P99.9…: a few labels make plotters step by 1.
+            mesh.x_labels(5).x_label_formatter(&percentile);
+        }
+        if self.axes.log_y {
+            // The key points' grid lines stay faint, or they band near each decade.
+            mesh.y_label_formatter(&log)
+                .y_max_light_lines(0)
+                .bold_line_style(BLACK.mix(0.06));
+        }
+        mesh.draw().map_err(|e| e.to_string())?;
+        draw_content(&mut chart, self.series, self.events, self.x, self.y)
+    }
+}
+
+/// 1, 2 and 5 times each power of ten between `low` and `high`.
+fn one_two_five(low: f64, high: f64) -> Vec<f64> {
+    if !(low > 0.0 && high > low) {
+        return Vec::new();
+    }
+    let first = low.log10().floor() as i32;
+    let last = high.log10().ceil() as i32;
+    (first..=last)
+        .flat_map(|exponent| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(exponent)))
+        .filter(|v| (low..=high).contains(v))
+        .collect()
+}
+
+/// `P90`, `P99.9` for a whole x = log10(1 / (1 − q)); nothing between them.
+fn percentile_name(x: f64) -> String {
+    if (x - x.round()).abs() > 1e-6 || x.round() < 1.0 {
+        return String::new();
+    }
+    let q = 1.0 - 10f64.powf(-x.round());
+    let percent = format!("{:.4}", q * 100.0);
+    format!("P{}", percent.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// A log axis' label: `1`, `2`, `5` times a power of ten, written plainly (`0.5`,
@@ -273,6 +327,7 @@ pub fn latency_over_time(
         x: RUN_TIME,
         y: "milliseconds (log scale)",
         log_y: true,
+        percentile_x: false,
     };
     line_chart(
         "Latency from the intended send time, per second",
@@ -316,6 +371,7 @@ pub fn rate_over_time(record: &RunRecord) -> Result<String, String> {
         x: RUN_TIME,
         y: "requests per second",
         log_y: false,
+        percentile_x: false,
     };
     line_chart(
         "Target vs achieved request rate",
@@ -372,6 +428,7 @@ pub fn errors_over_time(record: &RunRecord) -> Result<String, String> {
         x: RUN_TIME,
         y: "requests per second",
         log_y: false,
+        percentile_x: false,
     };
     line_chart("Errors per second by kind", &axes, &series, &record.events)
 }
@@ -458,6 +515,7 @@ pub fn server_over_time(
         x: RUN_TIME,
         y: "percent",
         log_y: false,
+        percentile_x: false,
     };
     let mut events = record.events.clone();
     events.extend(instance_events(&rounds));
@@ -502,6 +560,7 @@ pub fn by_instance(
         x: RUN_TIME,
         y: "percent",
         log_y: false,
+        percentile_x: false,
     };
     let mut events = record.events.clone();
     events.extend(instance_events(&rounds));
@@ -546,9 +605,10 @@ pub fn distribution(record: &RunRecord) -> Result<String, String> {
         })
         .collect();
     let axes = Axes {
-        x: "percentile: log10(1 / (1 − q)); 0.3 = P50, 1 = P90, 2 = P99, 3 = P99.9; each line ends at its slowest request",
+        x: "percentile (log scale of 1 / (1 − q)), from P50 at the left; each line ends at its slowest request",
         y: "milliseconds (log scale)",
         log_y: true,
+        percentile_x: true,
     };
     line_chart(
         "Latency distribution per stage (steady window)",
@@ -560,7 +620,25 @@ pub fn distribution(record: &RunRecord) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::log_label;
+    use super::{log_label, one_two_five, percentile_name};
+
+    #[test]
+    fn a_log_axis_is_labelled_once_at_each_one_two_and_five_in_range() {
+        assert_eq!(
+            one_two_five(0.3, 600.0),
+            [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
+        );
+        assert!(one_two_five(0.0, 10.0).is_empty());
+    }
+
+    #[test]
+    fn percentiles_are_named_as_people_say_them() {
+        let names: Vec<String> = [1.0, 1.5, 2.0, 3.0, 4.0, 0.5]
+            .into_iter()
+            .map(percentile_name)
+            .collect();
+        assert_eq!(names, ["P90", "", "P99", "P99.9", "P99.99", ""]);
+    }
 
     #[test]
     fn a_log_axis_labels_only_one_two_and_five() {
