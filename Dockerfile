@@ -27,6 +27,7 @@ COPY loadgen loadgen
 COPY chaos chaos
 COPY reports reports
 COPY monitoring monitoring
+COPY live live
 COPY tests tests
 # Symbols stripped: the image carries the program, not its symbol table. The binary
 # leaves the cache-mounted target dir in the same step.

@@ -305,12 +305,17 @@ pub struct BaselineArgs {
 pub enum ReportCommand {
     /// Merge RunRecords of the same plan from several load generators, exactly.
     Merge {
-        /// The records to merge.
-        #[arg(required = true, num_args = 2..)]
+        /// The records to merge: a distributed run's segments (each index once), or
+        /// whole runs of one plan from several generators.
+        #[arg(required = true, num_args = 1..)]
         records: Vec<PathBuf>,
         /// Where to write the merged record.
         #[arg(short, long)]
         out: PathBuf,
+        /// Merge a distributed run with segments missing: every stage is then INVALID,
+        /// naming them (without it, a missing segment is exit 2).
+        #[arg(long)]
+        allow_missing: bool,
     },
 }
 
@@ -372,6 +377,24 @@ pub struct LoadArgs {
     /// grades the record). Default: ./slo.toml, else the built-in one.
     #[arg(long)]
     pub slo: Option<PathBuf>,
+    /// Send segment I of N of the plan (I from 0): slot s of the plan's schedule is
+    /// segment s mod N's, so N generators with I = 0…N−1 send exactly the plan. Merge
+    /// their records with `aimate report merge`.
+    #[arg(long, value_name = "I/N", conflicts_with = "segments")]
+    pub segment: Option<String>,
+    /// N segments, this one's index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job
+    /// sets it).
+    #[arg(long, value_name = "N")]
+    pub segments: Option<u32>,
+    /// Start the schedule at this instant, RFC 3339 UTC (2026-12-07T10:00:00Z) or
+    /// +DURATION from now: segments given the same instant send together, and every
+    /// stage's window follows from it and the plan alone.
+    #[arg(long, value_name = "TIME|+DURATION")]
+    pub start_at: Option<String>,
+    /// With --start-at: a stage whose first request leaves later than this after its
+    /// planned instant is INVALID.
+    #[arg(long, value_name = "DURATION", default_value = "5ms")]
+    pub start_tolerance: String,
     #[command(flatten)]
     pub server_series: ServerSeriesArgs,
     #[command(flatten)]

@@ -27,6 +27,8 @@ fn window(seconds: u64, rate: f64) -> StageWindow {
     StageWindow {
         name: "10k".into(),
         target_rps: rate,
+        plan_rps: rate,
+        segment: aimate_loadgen::segment::Segment::WHOLE,
         start: Duration::from_millis(500),
         steady_start: Duration::from_millis(5500),
         steady_end: Duration::from_millis(5500 + seconds * 1000),

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use aimate_reports::record::{RouteRecord, SecondRecord, StageRecord, Validity};
 
+use crate::schedule::Schedule;
+use crate::segment::Segment;
+
 /// What became of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -62,7 +65,11 @@ pub struct RequestRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageWindow {
     pub name: String,
+    /// This generator's target: the plan's rate, or a segment's share of it.
     pub target_rps: f64,
+    /// The plan's rate, every segment together.
+    pub plan_rps: f64,
+    pub segment: Segment,
     pub start: Duration,
     pub steady_start: Duration,
     pub steady_end: Duration,
@@ -78,10 +85,23 @@ struct StageData {
     routes: BTreeMap<&'static str, RouteRecord>,
     seconds: BTreeMap<u64, SecondRecord>,
     sent_in_steady: u64,
+    /// The earliest intended request: (intended, started).
+    first_send: Option<(Duration, Duration)>,
+}
+
+impl StageData {
+    /// How late the stage's first request left against its intended instant.
+    fn first_send_late(&self) -> Option<Duration> {
+        self.first_send
+            .map(|(intended, started)| started.saturating_sub(intended))
+    }
 }
 
 pub struct Collector {
     stages: Vec<StageData>,
+    /// A shared start (`--start-at`): a stage whose first send left later than this is
+    /// not graded.
+    start_tolerance: Option<Duration>,
     /// Stage seconds changed since they were last taken (a live view's), when tracked.
     changed: Option<BTreeSet<(usize, u64)>>,
 }
@@ -106,12 +126,25 @@ fn stage_second(window: &StageWindow, at: Duration) -> u64 {
     at.saturating_sub(window.start).as_secs()
 }
 
-/// Requests the schedule intends in the stage second starting at `t_ms` (run clock):
-/// the rate times the part of that second inside the stage.
+/// Requests this generator's schedule intends in `[from, to)` of the run clock, within
+/// the stage (warm-up and steady window): counted slot by slot, so segments add up.
+fn intended_between(window: &StageWindow, from: Duration, to: Duration) -> u64 {
+    let schedule = Schedule {
+        rate_per_second: window.plan_rps,
+        users: 1,
+        segment: window.segment,
+    };
+    let (from, to) = (from.max(window.start), to.min(window.steady_end));
+    schedule.intended_between(
+        from.saturating_sub(window.start),
+        to.saturating_sub(window.start),
+    )
+}
+
+/// Requests the schedule intends in the stage second starting at `t_ms` (run clock).
 fn intended_in(window: &StageWindow, t_ms: u64) -> u64 {
-    let from = Duration::from_millis(t_ms).max(window.start);
-    let to = (Duration::from_millis(t_ms) + Duration::from_secs(1)).min(window.steady_end);
-    (window.target_rps * to.saturating_sub(from).as_secs_f64()).round() as u64
+    let from = Duration::from_millis(t_ms);
+    intended_between(window, from, from + Duration::from_secs(1))
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -126,12 +159,24 @@ impl Collector {
     pub fn new(windows: Vec<StageWindow>) -> Self {
         let mut collector = Self {
             stages: Vec::new(),
+            start_tolerance: None,
             changed: None,
         };
         for window in windows {
             collector.add_stage(window);
         }
         collector
+    }
+
+    /// Judges each stage's start: one whose first send left more than `tolerance` after
+    /// its intended instant is INVALID (a distributed run's segments must start together).
+    pub fn judge_start(&mut self, tolerance: Duration) {
+        self.start_tolerance = Some(tolerance);
+    }
+
+    /// How late each stage's first request left, in stage order.
+    pub fn first_send_late(&self) -> Vec<Option<Duration>> {
+        self.stages.iter().map(StageData::first_send_late).collect()
     }
 
     /// Stages opened so far.
@@ -146,6 +191,7 @@ impl Collector {
             routes: BTreeMap::new(),
             seconds: BTreeMap::new(),
             sent_in_steady: 0,
+            first_send: None,
         });
     }
 
@@ -181,17 +227,24 @@ impl Collector {
         if record.started >= stage.window.steady_start && record.started < stage.window.steady_end {
             stage.sent_in_steady += 1;
         }
+        if stage
+            .first_send
+            .is_none_or(|(intended, _)| record.intended < intended)
+        {
+            stage.first_send = Some((record.intended, record.started));
+        }
     }
 
     /// The stages as records, each judged gradable or not. `generator_cpu` is the
     /// generator's CPU utilization during each stage (1.0 = all cores), if known.
     pub fn finish(self, generator_cpu: &[Option<f64>]) -> Vec<StageRecord> {
+        let tolerance = self.start_tolerance;
         self.stages
             .into_iter()
             .enumerate()
             .map(|(index, stage)| {
                 let cpu = generator_cpu.get(index).copied().flatten();
-                stage_record(stage, cpu, None)
+                stage_record(stage, cpu, None, tolerance)
             })
             .collect()
     }
@@ -238,8 +291,9 @@ impl Collector {
                 routes,
                 seconds,
                 sent_in_steady: stage.sent_in_steady,
+                first_send: stage.first_send,
             };
-            lent.push(stage_record(data, None, Some(now)));
+            lent.push(stage_record(data, None, Some(now), self.start_tolerance));
         }
         let (records, result) = f(lent);
         for ((stage, record), (route_keys, second_keys)) in
@@ -257,7 +311,12 @@ impl Collector {
 
 /// A stage's record, judged gradable or not; `so_far`: judged on its steady window
 /// until then (a run still going), else on the whole window.
-fn stage_record(stage: StageData, cpu: Option<f64>, so_far: Option<Duration>) -> StageRecord {
+fn stage_record(
+    stage: StageData,
+    cpu: Option<f64>,
+    so_far: Option<Duration>,
+    start_tolerance: Option<Duration>,
+) -> StageRecord {
     let window = &stage.window;
     let steady_until = so_far.map_or(window.steady_end, |now| {
         now.clamp(window.steady_start, window.steady_end)
@@ -308,7 +367,17 @@ fn stage_record(stage: StageData, cpu: Option<f64>, so_far: Option<Duration>) ->
             cpu * 100.0
         ));
     }
-    let intended = (window.target_rps * steady).round() as u64;
+    if let (Some(tolerance), Some(late)) = (start_tolerance, stage.first_send_late())
+        && late > tolerance
+    {
+        reasons.push(format!(
+            "its first request left {:.1} ms after the planned instant (tolerance {:.1} ms): \
+             this generator did not start with the others",
+            late.as_secs_f64() * 1000.0,
+            tolerance.as_secs_f64() * 1000.0
+        ));
+    }
+    let intended = intended_between(window, window.steady_start, steady_until);
     StageRecord {
         name: window.name.clone(),
         target_rps: window.target_rps,
@@ -348,6 +417,8 @@ mod tests {
         StageWindow {
             name: "100".into(),
             target_rps: 100.0,
+            plan_rps: 100.0,
+            segment: Segment::WHOLE,
             start: Duration::ZERO,
             steady_start: Duration::from_secs(1),
             steady_end: Duration::from_secs(4),

@@ -184,6 +184,8 @@ mod tests {
 
     fn window(rate: f64, from_s: u64, to_s: u64) -> StageWindow {
         StageWindow {
+            plan_rps: rate,
+            segment: crate::segment::Segment::WHOLE,
             name: "test".into(),
             target_rps: rate,
             start: Duration::from_secs(from_s),

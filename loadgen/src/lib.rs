@@ -21,6 +21,7 @@ pub mod scenarios;
 pub mod schedule;
 pub mod scrape;
 pub mod scraper;
+pub mod segment;
 pub mod sender;
 pub mod target_limit;
 

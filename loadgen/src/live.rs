@@ -105,6 +105,7 @@ impl LiveTicker {
                     finished_at: String::new(),
                     generators: Vec::new(),
                     config: serde_json::Value::Null,
+                    segment: None,
                 },
                 stages,
                 server,

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use aimate_reports::record::{Abort, Event, EventKind, GeneratorInfo, RunMeta, RunRecord};
+use aimate_reports::record::{
+    Abort, Event, EventKind, GeneratorInfo, RunMeta, RunRecord, SegmentInfo,
+};
 use aimate_reports::{LatencyHistogram, SCHEMA_VERSION};
 use tokio::sync::mpsc;
 
@@ -30,6 +32,7 @@ use crate::runner::{StageContext, StageError, run_stage};
 use crate::scenarios::Mix;
 use crate::schedule::Schedule;
 use crate::scraper::ServerSeries;
+use crate::segment::Segment;
 use crate::target_limit::AdvertisedLimit;
 
 /// How the generator authenticates.
@@ -79,6 +82,14 @@ pub struct LoadOptions {
     pub tenants: Tenants,
     /// A live view's feed for this run: its seconds, scrapes and verdicts so far.
     pub live: Option<aimate_live::PartFeed>,
+    /// Which of the plan's send slots this generator sends ([`Segment::WHOLE`]: all).
+    pub segment: Segment,
+    /// Start the schedule at this instant (every segment of a distributed run the
+    /// same): every stage's window then follows from it and the plan alone.
+    pub start_at: Option<SystemTime>,
+    /// With `start_at`: how late a stage's first send may leave before the stage is
+    /// INVALID (the segments would not have sent together).
+    pub start_tolerance: Duration,
 }
 
 /// How many tenants a run drives.
@@ -109,6 +120,10 @@ impl std::fmt::Display for Tenants {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error(
+        "--start-at {at} passed {late:.1} s before this generator was ready to send (seeding took longer?): give a later instant"
+    )]
+    StartPassed { at: String, late: f64 },
     #[error("--tenants {0} needs an admin token: the generator creates its tenants")]
     TenantsNeedAdmin(String),
     #[error(transparent)]
@@ -311,8 +326,41 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let pacer = crate::pacer::Pacer::start().map_err(StageError::Pacer)?;
     let http_sender = crate::sender::Sender::new(&options.target, options.request_timeout)
         .map_err(StageError::from)?;
-    let started_at = SystemTime::now();
-    let run_start = Instant::now();
+    // The run's clock: now, or the start instant every segment shares.
+    let (started_at, run_start) = match options.start_at {
+        None => (SystemTime::now(), Instant::now()),
+        Some(at) => {
+            // The first send must still lie ahead: a schedule whose start has passed
+            // would send its missed slots in one burst.
+            let first = planned_windows(&options)
+                .first()
+                .map_or(Duration::ZERO, |w| w.start);
+            let (now, now_instant) = (SystemTime::now(), Instant::now());
+            if let Ok(late) = now.duration_since(at + first) {
+                return Err(LoadError::StartPassed {
+                    at: rfc3339(at),
+                    late: late.as_secs_f64(),
+                });
+            }
+            let run_start = match at.duration_since(now) {
+                Ok(ahead) => now_instant + ahead,
+                Err(passed) => now_instant
+                    .checked_sub(passed.duration())
+                    .unwrap_or(now_instant),
+            };
+            eprintln!(
+                "aimate load: segment {} waits for its start at {} (first send in {:.1} s)",
+                options.segment,
+                rfc3339(at),
+                (at + first)
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            );
+            (at, run_start)
+        }
+    };
+    let planned = options.start_at.map(|_| planned_windows(&options));
     let cpu_at_start = procstat::cpu_time();
     let plan = &options.plan;
 
@@ -320,6 +368,9 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let (sender, receiver) = mpsc::unbounded_channel();
     let progress = Arc::new(Progress::new(options.progress));
     let mut collector = Collector::new(Vec::new());
+    if options.start_at.is_some() {
+        collector.judge_start(options.start_tolerance);
+    }
     let samples_so_far = SamplesSoFar::default();
     let live = options.live.clone().map(|feed| {
         LiveTicker::new(
@@ -355,20 +406,15 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let users = Schedule::users_for(
-            stage.rate_per_second,
-            options.latency_budget,
-            options.max_users,
-        );
-        // Time for goose to build the users' HTTP clients before the first slot.
-        let startup = Duration::from_millis(500) + Duration::from_micros(1500 * users as u64);
-        let start = run_start.elapsed() + startup;
-        let window = StageWindow {
-            name: stage.name.clone(),
-            target_rps: stage.rate_per_second,
-            start,
-            steady_start: start + plan.warmup,
-            steady_end: start + plan.warmup + plan.duration,
+        let share = options.segment.share(stage.rate_per_second);
+        let users = Schedule::users_for(share, options.latency_budget, options.max_users);
+        let window = match &planned {
+            // A shared start: the window the plan gives, however the last stage ended.
+            Some(windows) => windows[index].clone(),
+            None => {
+                let start = run_start.elapsed() + startup(&options, stage.rate_per_second);
+                stage_window(&options, index, start)
+            }
         };
         let (stage_start, stage_end) = (run_start + window.start, run_start + window.steady_end);
         events.push(Event {
@@ -398,8 +444,9 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             stage_start,
             stage_end,
             schedule: Schedule {
-                rate_per_second: window.target_rps,
+                rate_per_second: window.plan_rps,
                 users,
+                segment: options.segment,
             },
             mix: options.mix.clone(),
             sender: http_sender.clone(),
@@ -445,6 +492,18 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     }
 
     let wall = run_start.elapsed();
+    // The wall clock against the monotonic one since the start: a step in between
+    // misplaces this generator's sends on a shared timeline.
+    let clock_drift = SystemTime::now()
+        .duration_since(started_at)
+        .map_or(f64::INFINITY, |d| {
+            (d.as_secs_f64() - wall.as_secs_f64()).abs()
+        });
+    let first_send_late = collector
+        .first_send_late()
+        .into_iter()
+        .map(|late| late.map(|d| d.as_secs_f64() * 1000.0))
+        .collect();
     let cpu_seconds = match (cpu_at_start, procstat::cpu_time()) {
         (Some(before), Some(after)) => after.saturating_sub(before).as_secs_f64(),
         _ => 0.0,
@@ -501,6 +560,17 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 "abort_error_rate": options.guard.max_error_rate,
                 "abort_after_s": options.guard.for_seconds,
             }),
+            segment: (!options.segment.is_whole() || options.start_at.is_some()).then(|| {
+                SegmentInfo {
+                    index: options.segment.index,
+                    count: options.segment.count,
+                    start_at: options.start_at.map(rfc3339),
+                    plan: plan_text(plan),
+                    first_send_late_ms: first_send_late,
+                    tolerance_ms: options.start_tolerance.as_secs_f64() * 1000.0,
+                    clock_drift_ms: clock_drift * 1000.0,
+                }
+            }),
         },
         stages: collector.finish(&cpu_share),
         server,
@@ -508,6 +578,60 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         events,
         aborted,
     })
+}
+
+/// The plan as segments compare it: rates, warm-up, steady window.
+pub fn plan_text(plan: &LoadPlan) -> String {
+    let rates: Vec<String> = plan
+        .stages
+        .iter()
+        .map(|s| format!("{}", s.rate_per_second))
+        .collect();
+    format!(
+        "{}; {}; {}",
+        rates.join(","),
+        humantime::format_duration(plan.warmup),
+        humantime::format_duration(plan.duration)
+    )
+}
+
+/// Time for goose to build the users' HTTP clients before a stage's first slot: sized
+/// for the whole plan's users, so that every segment of a distributed run plans the
+/// same windows as one generator would.
+fn startup(options: &LoadOptions, plan_rps: f64) -> Duration {
+    let users = Schedule::users_for(plan_rps, options.latency_budget, options.max_users);
+    Duration::from_millis(500) + Duration::from_micros(1500 * users as u64)
+}
+
+/// After a stage's steady window, before the next stage's start-up: its last answers
+/// and goose's shutdown.
+const STAGE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Stage `index` of the plan, starting at `start` on the run clock.
+fn stage_window(options: &LoadOptions, index: usize, start: Duration) -> StageWindow {
+    let stage = &options.plan.stages[index];
+    StageWindow {
+        name: stage.name.clone(),
+        target_rps: options.segment.share(stage.rate_per_second),
+        plan_rps: stage.rate_per_second,
+        segment: options.segment,
+        start,
+        steady_start: start + options.plan.warmup,
+        steady_end: start + options.plan.warmup + options.plan.duration,
+    }
+}
+
+/// Every stage's window from the start instant and the plan alone.
+fn planned_windows(options: &LoadOptions) -> Vec<StageWindow> {
+    let mut windows: Vec<StageWindow> = Vec::new();
+    for (index, stage) in options.plan.stages.iter().enumerate() {
+        let after = windows
+            .last()
+            .map_or(Duration::ZERO, |w| w.steady_end + STAGE_DRAIN);
+        let start = after + startup(options, stage.rate_per_second);
+        windows.push(stage_window(options, index, start));
+    }
+    windows
 }
 
 /// How long to wait for Prometheus to scrape past the run's end: a few of its usual

@@ -139,7 +139,8 @@ async fn send_next(ctx: &StageContext, user: &mut GooseUser) -> TransactionResul
     ctx.pacer.sleep_until(intended, ctx.slack).await;
 
     let action = ctx.mix.pick(random);
-    let slot = k * ctx.schedule.users as u64 + index as u64;
+    // The plan's slot: tenants are dealt over every segment's sends together.
+    let slot = ctx.schedule.global_slot(index, k);
     let tenant_index = tenant_of(slot, ctx.tenants.len());
     let Some(tenant) = ctx.tenants.get(tenant_index) else {
         return Ok(());

@@ -55,6 +55,9 @@ fn options(addr: SocketAddr, stages: &str, duration: &str) -> LoadOptions {
         stop: None,
         server_series: aimate_loadgen::ServerSeries::Target,
         live: None,
+        segment: aimate_loadgen::segment::Segment::WHOLE,
+        start_at: None,
+        start_tolerance: std::time::Duration::from_millis(5),
     }
 }
 

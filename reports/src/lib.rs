@@ -19,6 +19,7 @@ pub mod record;
 pub mod regression;
 pub mod render;
 pub mod scopes;
+pub mod segments;
 pub mod spec;
 pub mod summary;
 

@@ -122,6 +122,31 @@ pub struct RunMeta {
     pub generators: Vec<GeneratorInfo>,
     /// The plan and options the run was started with, as given.
     pub config: serde_json::Value,
+    /// One segment of a distributed run (`aimate load --segment I/N`); absent for a run
+    /// of the whole plan and for a merged record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentInfo>,
+}
+
+/// What a segment's record says about its place in a distributed run: the merge checks
+/// that the records it is given are one plan's segments, each once, started together.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentInfo {
+    pub index: u32,
+    pub count: u32,
+    /// The shared start instant (RFC 3339, ms), when one was given.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// The plan: stage rates, warm-up and steady window (`100,1k; 5s; 30s`).
+    pub plan: String,
+    /// How late each stage's first request left against its planned instant.
+    #[serde(default)]
+    pub first_send_late_ms: Vec<Option<f64>>,
+    /// The lateness beyond which a stage is INVALID.
+    pub tolerance_ms: f64,
+    /// The wall clock against the monotonic clock over the run: a clock that stepped
+    /// cannot place the segment's sends on the shared timeline.
+    pub clock_drift_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

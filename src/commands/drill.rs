@@ -145,6 +145,9 @@ fn drill(args: &DrillArgs, live: Option<&LiveView>) -> Result<ExitCode, Failure>
         stop: None,
         server_series,
         live: None,
+        segment: aimate_loadgen::segment::Segment::WHOLE,
+        start_at: None,
+        start_tolerance: std::time::Duration::from_millis(5),
     };
     let feed = live.map(|view| {
         let title = format!("ladder {}", args.stages.as_deref().unwrap_or(stages));

@@ -327,6 +327,9 @@ async fn drive(
         stop: Some(load_stop.clone()),
         server_series: series,
         live: live.clone(),
+        segment: aimate_loadgen::segment::Segment::WHOLE,
+        start_at: None,
+        start_tolerance: std::time::Duration::from_millis(5),
     };
     let load = tokio::spawn(aimate_loadgen::run(options));
     let stop = Arc::new(AtomicBool::new(false));

@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use aimate_loadgen::api::ApiError;
 use aimate_loadgen::plan::{LoadPlan, parse_duration};
 use aimate_loadgen::scenarios::Mix;
+use aimate_loadgen::segment::Segment;
 use aimate_loadgen::{AbortGuard, Credentials, LoadError, LoadOptions};
 use anyhow::{Context, anyhow};
 
@@ -36,6 +38,21 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         return Err(anyhow!("--abort-error-rate is a percentage between 0 and 100").into());
     }
     let abort_after = parse_duration(&args.abort_after)?;
+    let segment = match (&args.segment, args.segments) {
+        (Some(text), _) => Segment::parse(text)?,
+        (None, Some(count)) => {
+            Segment::of_job(count, std::env::var("JOB_COMPLETION_INDEX").ok().as_deref())?
+        }
+        (None, None) => Segment::WHOLE,
+    };
+    if !segment.is_whole() && matches!(credentials, Credentials::AdminToken(_)) {
+        return Err(anyhow!(
+            "--segment {segment}: the segments of a run share their tenants, made once \
+             beforehand: give --api-key (e.g. from `aimate tenant create`), not --admin-token"
+        )
+        .into());
+    }
+    let start_at = args.start_at.as_deref().map(parse_start).transpose()?;
     Ok(LoadOptions {
         target: args.target.clone(),
         plan,
@@ -63,6 +80,21 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
         stop: None,
         server_series: args.server_series.series(),
         live: None,
+        segment,
+        start_at,
+        start_tolerance: parse_duration(&args.start_tolerance)
+            .map_err(|e| anyhow!("--start-tolerance: {e}"))?,
+    })
+}
+
+/// `--start-at`: an RFC 3339 UTC instant, or `+DURATION` from now.
+fn parse_start(text: &str) -> anyhow::Result<SystemTime> {
+    if let Some(after) = text.trim().strip_prefix('+') {
+        let after = parse_duration(after).map_err(|e| anyhow!("--start-at: {e}"))?;
+        return Ok(SystemTime::now() + after);
+    }
+    humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+        anyhow!("--start-at `{text}`: give an RFC 3339 UTC time (2026-12-07T10:00:00Z) or +DURATION (+30s)")
     })
 }
 
@@ -135,7 +167,8 @@ fn run_and_write(
         Err(error) => {
             let _ = std::fs::remove_file(temp);
             return Err(match error {
-                LoadError::Api(ApiError::BadApiKey | ApiError::BadAdminToken(_)) => error.into(),
+                LoadError::Api(ApiError::BadApiKey | ApiError::BadAdminToken(_))
+                | LoadError::StartPassed { .. } => error.into(),
                 other => Failure::ungradable(other),
             });
         }

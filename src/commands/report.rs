@@ -10,6 +10,7 @@ use aimate_reports::RunRecord;
 use aimate_reports::grade::{Report, Verdict, grade};
 use aimate_reports::regression::{BaselineRun, compare};
 use aimate_reports::render;
+use aimate_reports::segments;
 use aimate_reports::spec::SloSpec;
 use aimate_reports::summary::{margin, quantity};
 use anyhow::Context;
@@ -198,12 +199,34 @@ pub fn print_verdicts(report: &Report) {
 }
 
 pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
-    if let Some(ReportCommand::Merge { records, out }) = &args.command {
-        let records = records
+    if let Some(ReportCommand::Merge {
+        records: paths,
+        out,
+        allow_missing,
+    }) = &args.command
+    {
+        let records = paths
             .iter()
             .map(|path| read_record(path))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let merged = RunRecord::merge(&records)?;
+        let merged = if records.iter().any(|r| r.run.segment.is_some()) {
+            let named: Vec<segments::Named<'_>> = paths
+                .iter()
+                .zip(&records)
+                .map(|(path, record)| segments::Named {
+                    name: path.display().to_string(),
+                    record,
+                })
+                .collect();
+            segments::merge(&named, *allow_missing)?
+        } else if records.len() < 2 {
+            return Err(anyhow::anyhow!(
+                "give two records or more to merge (or the segments of a distributed run)"
+            )
+            .into());
+        } else {
+            RunRecord::merge(&records)?
+        };
         write_atomically(out, |w| {
             serde_json::to_writer_pretty(&mut *w, &merged).map_err(std::io::Error::other)
         })?;

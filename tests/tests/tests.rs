@@ -13,5 +13,6 @@ mod fleet; // two instances behind HAProxy: series per instance, a balancer's mi
 mod fleet_drill; // `aimate drill --fleet N`: Stage 2 on PostgreSQL + Redis, graded, cleaned up
 mod live; // `aimate drill --live` in Chromium: the page's seconds and verdicts are the record's
 mod load; // `aimate load`: a real run's record, exit codes, no partial files
+mod segments; // `aimate load --segment i/N --start-at`, merged: the plan's run and its verdict
 mod serve; // `aimate serve`: logs, SIGTERM drain, exit codes
 mod tenant; // `aimate tenant create`: the key on stdout, usable at once

@@ -74,6 +74,7 @@ pub fn record(stages: Vec<StageRecord>, server: Vec<ServerSample>) -> RunRecord 
                 cpu_utilization: 0.1,
             }],
             config: serde_json::Value::Null,
+            segment: None,
         },
         stages,
         server,
