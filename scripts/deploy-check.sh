@@ -79,12 +79,19 @@ versions = [d.name[1:].removesuffix("-local-strict") for d in root.iterdir() if 
 print(max(versions, key=lambda v: tuple(map(int, v.split(".")))))
 EOF
 )"
+say "kustomize build deploy/kubernetes/load (+ verdict-job.yaml): the distributed load run"
+kubectl kustomize deploy/kubernetes/load >"$work/load.yaml"
+{ echo "---"; cat deploy/kubernetes/load/verdict-job.yaml; } >>"$work/load.yaml"
+echo "$(grep -c '^kind:' "$work/load.yaml") objects"
+
 for version in 1.30.0 "$newest"; do
-  say "kubernetes-validate --strict -k $version"
-  out="$(kubernetes-validate --strict -k "$version" "$work/stage5.yaml" 2>&1)" || { echo "$out"; fail "kubernetes-validate $version"; }
-  echo "$out" | grep -v "^INFO" || true
-  passed=$(echo "$out" | grep -c "passed for resource" || true)
-  echo "$passed objects passed"
+  for manifests in stage5 load; do
+    say "kubernetes-validate --strict -k $version ($manifests)"
+    out="$(kubernetes-validate --strict -k "$version" "$work/$manifests.yaml" 2>&1)" || { echo "$out"; fail "kubernetes-validate $version $manifests"; }
+    echo "$out" | grep -v "^INFO" || true
+    passed=$(echo "$out" | grep -c "passed for resource" || true)
+    echo "$passed objects passed"
+  done
 done
 
 say "prometheus-operator objects against their CRD schemas"
@@ -96,7 +103,7 @@ unknown="$(kubernetes-validate --strict -k 1.30.0 "$work/stage5.yaml" 2>&1 | sed
 say "checkov --framework kubernetes"
 skips="deploy/kubernetes/checkov-skips.txt"
 export BC_SKIP_MAPPING=TRUE
-checkov -f "$work/stage5.yaml" --framework kubernetes --compact --quiet -o json >"$work/checkov.json" || true
+checkov -f "$work/stage5.yaml" -f "$work/load.yaml" --framework kubernetes --compact --quiet -o json >"$work/checkov.json" || true
 python3 - "$work/checkov.json" "$skips" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))

@@ -78,16 +78,24 @@ fn baseline_records(path: &Path) -> anyhow::Result<Vec<RunRecord>> {
     if !path.is_dir() {
         return Ok(vec![read_record(path)?]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+    json_files(path)?
+        .iter()
+        .map(|file| read_record(file))
+        .collect()
+}
+
+/// The `*.json` files directly in `dir`, in name order; none is an error.
+fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
     if files.is_empty() {
-        anyhow::bail!("{}: no RunRecord (*.json) in the directory", path.display());
+        anyhow::bail!("{}: no RunRecord (*.json) in the directory", dir.display());
     }
-    files.iter().map(|file| read_record(file)).collect()
+    Ok(files)
 }
 
 /// Grades `record` (against `baseline` too, if any) and writes the reports into
@@ -205,6 +213,16 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
         allow_missing,
     }) = &args.command
     {
+        // A directory stands for the records in it (a distributed run's volume).
+        let mut files = Vec::new();
+        for path in paths {
+            if path.is_dir() {
+                files.extend(json_files(path)?);
+            } else {
+                files.push(path.clone());
+            }
+        }
+        let paths = &files;
         let records = paths
             .iter()
             .map(|path| read_record(path))
@@ -227,6 +245,10 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
         } else {
             RunRecord::merge(&records)?
         };
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         write_atomically(out, |w| {
             serde_json::to_writer_pretty(&mut *w, &merged).map_err(std::io::Error::other)
         })?;

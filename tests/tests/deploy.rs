@@ -349,7 +349,42 @@ const ENUMS: &[(&[&str], &[&str])] = &[
         &["topologyKey"],
         &["topology.kubernetes.io/zone", "kubernetes.io/hostname"],
     ),
+    // The distributed load run's Jobs (deploy/kubernetes/load).
+    (&["completionMode"], &["Indexed", "NonIndexed"]),
+    (
+        &["podReplacementPolicy"],
+        &["TerminatingOrFailed", "Failed"],
+    ),
+    (
+        &["podFailurePolicy", "rules", "*", "action"],
+        &["FailJob", "FailIndex", "Ignore", "Count"],
+    ),
+    (&["onExitCodes", "operator"], &["In", "NotIn"]),
+    (
+        &["onPodConditions", "*", "status"],
+        &["True", "False", "Unknown"],
+    ),
+    (&["restartPolicy"], &["Never", "OnFailure", "Always"]),
+    (
+        &["accessModes", "*"],
+        &[
+            "ReadWriteOnce",
+            "ReadOnlyMany",
+            "ReadWriteMany",
+            "ReadWriteOncePod",
+        ],
+    ),
 ];
+
+fn load_dir() -> PathBuf {
+    repo().join("deploy/kubernetes/load")
+}
+
+/// Every document of a YAML file.
+fn documents(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 /// Every (path, string value) of `doc`.
 fn leaves(doc: &Yaml, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
@@ -376,12 +411,14 @@ fn leaves(doc: &Yaml, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String
 #[test]
 fn enum_fields_hold_values_kubernetes_accepts() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(base()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let doc = yaml(&path);
+    let files = std::fs::read_dir(base())
+        .unwrap()
+        .chain(std::fs::read_dir(load_dir()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("yaml"));
+    for (path, doc) in
+        files.flat_map(|path| documents(&path).into_iter().map(move |d| (path.clone(), d)))
+    {
         // A ConfigMap's data is the server's, not Kubernetes' to check.
         if doc["kind"].as_str() == Some("ConfigMap") {
             continue;
@@ -408,9 +445,127 @@ fn enum_fields_hold_values_kubernetes_accepts() {
         }
     }
     assert!(
-        checked >= 10,
+        checked >= 20,
         "only {checked} enum fields found: is the table stale?"
     );
+}
+
+/// The distributed load run's Job: one segment per index, every index at once and never
+/// retried, each record on the volume the verdict job merges from.
+#[test]
+fn the_load_job_runs_one_segment_per_index_and_the_verdict_reads_their_records() {
+    let job = yaml(&load_dir().join("job.yaml"));
+    let spec = &job["spec"];
+    assert_eq!(text(&spec["completionMode"], "completionMode"), "Indexed");
+    let completions = int(&spec["completions"], "completions");
+    assert_eq!(int(&spec["parallelism"], "parallelism"), completions);
+    assert_eq!(
+        int(&spec["backoffLimitPerIndex"], "backoffLimitPerIndex"),
+        0
+    );
+    assert_eq!(
+        text(&spec["podReplacementPolicy"], "podReplacementPolicy"),
+        "Failed"
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(text(&pod["restartPolicy"], "restartPolicy"), "Never");
+    let generator = &pod["containers"][0];
+    let args: Vec<&str> = generator["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| text(a, "arg"))
+        .collect();
+    assert_eq!(args[0], "load");
+    assert!(
+        args.contains(&format!("--segments={completions}").as_str()),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--start-at=$(START_AT)"), "{args:?}");
+    let out = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--out="))
+        .expect("--out");
+    assert!(out.contains("$(JOB_COMPLETION_INDEX)"), "{out}");
+    let env: Vec<&str> = generator["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|e| text(&e["name"], "env name"))
+        .collect();
+    assert!(
+        env.contains(&"START_AT") && env.contains(&"AIMATE_API_KEY"),
+        "{env:?}"
+    );
+    let mount = |container: &Yaml| -> String {
+        container["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some("records"))
+            .map(|m| text(&m["mountPath"], "mountPath").to_owned())
+            .expect("records mount")
+    };
+    let records_dir = mount(generator);
+    assert!(
+        out.starts_with(&format!("{records_dir}/")),
+        "{out} outside {records_dir}"
+    );
+    let claim = |pod: &Yaml| -> String {
+        pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some("records"))
+            .map(|v| text(&v["persistentVolumeClaim"]["claimName"], "claimName").to_owned())
+            .expect("records volume")
+    };
+    let pvc = yaml(&load_dir().join("records-pvc.yaml"));
+    assert_eq!(claim(pod), text(&pvc["metadata"]["name"], "pvc name"));
+    assert_eq!(
+        text(&pvc["spec"]["accessModes"][0], "accessMode"),
+        "ReadWriteMany"
+    );
+
+    let verdict = yaml(&load_dir().join("verdict-job.yaml"));
+    let verdict_pod = &verdict["spec"]["template"]["spec"];
+    assert_eq!(claim(verdict_pod), claim(pod));
+    let merge = &verdict_pod["initContainers"][0];
+    let merge_args: Vec<&str> = merge["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| text(a, "arg"))
+        .collect();
+    assert_eq!(&merge_args[..3], ["report", "merge", mount(merge).as_str()]);
+    let grade = &verdict_pod["containers"][0];
+    let grade_args: Vec<&str> = grade["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| text(a, "arg"))
+        .collect();
+    assert_eq!(grade_args[0], "report");
+    // The grader reads the record the merge wrote.
+    let merged = merge_args[merge_args.iter().position(|a| *a == "-o").unwrap() + 1];
+    assert_eq!(grade_args[1], merged);
+
+    // The kustomization lists every manifest but the verdict job (applied after).
+    let kustomization = yaml(&load_dir().join("kustomization.yaml"));
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| text(r, "resource").to_owned())
+        .collect();
+    let mut present: Vec<String> = std::fs::read_dir(load_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml" && n != "verdict-job.yaml")
+        .collect();
+    listed.sort();
+    present.sort();
+    assert_eq!(listed, present);
 }
 
 /// The drills of chaos/experiments/compose select what deploy/compose.yaml (with

@@ -108,8 +108,11 @@ fn four_segments_started_together_merge_into_the_plans_run_and_its_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, base, key) = server(dir.path());
     let start = at(SystemTime::now() + Duration::from_secs(4));
+    // The segments' records on one volume, as an Indexed Job's pods write them.
+    let records = dir.path().join("records");
+    std::fs::create_dir_all(&records).unwrap();
     let outs: Vec<PathBuf> = (0..SEGMENTS)
-        .map(|i| dir.path().join(format!("segment-{i}.json")))
+        .map(|i| records.join(format!("segment-{i}.json")))
         .collect();
     let children: Vec<Child> = (0..SEGMENTS)
         .map(|i| segment(dir.path(), &base, &key, i, &start, &outs[i as usize]))
@@ -135,9 +138,14 @@ fn four_segments_started_together_merge_into_the_plans_run_and_its_verdict() {
         );
     }
 
+    // The directory stands for its records (the verdict job merges the volume).
+    let (code, stderr) = merge(dir.path(), &[records.clone()], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let from_dir = record(&dir.path().join("merged.json"));
     let (code, stderr) = merge(dir.path(), &outs, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let merged = record(&dir.path().join("merged.json"));
+    assert_eq!(from_dir.stages[0].sent, merged.stages[0].sent);
     let stage = &merged.stages[0];
     assert!(stage.validity.valid, "{:?}", stage.validity);
     assert_eq!(stage.target_rps, 400.0);
