@@ -92,7 +92,7 @@ for round in $(seq 1 "$rounds"); do
   single "single-$round"
   distributed "split-$round"
   for kind in single split; do
-    echo "$kind $(figures "$kind-$round") $(percentiles "$kind-$round")" >>"$work/results"
+    printf '%s\t%s\t%s\n' "$kind" "$(figures "$kind-$round")" "$(percentiles "$kind-$round")" >>"$work/results"
   done
 done
 
@@ -100,7 +100,7 @@ python3 - "$work/results" "$segments" <<'PY'
 import json, sys
 runs = {"single": [], "split": []}
 for line in open(sys.argv[1]):
-    kind, figures, pcts = line.split(" ", 2)
+    kind, figures, pcts = line.rstrip("\n").split("\t")
     f = json.loads(figures); f.update(json.loads(pcts)); runs[kind].append(f)
 n = sys.argv[2]
 for kind, label in (("single", "1 process     "), ("split", f"{n} segments    ")):

@@ -13,8 +13,10 @@
 # HAProxy routes to all three, found through Docker's DNS; Prometheus scrapes each replica
 # (not the balancer) as job="aimate" with the committed rules loaded; the drill through
 # the balancer grades PASS (exit 0) and writes its reports to deploy/reports/; then the
-# stack with its fault proxy is drilled through the Docker Engine API
-# (scripts/compose-drill-check.sh, with the host's dist/aimate).
+# stack runs a distributed load from three containers of the image, merged and graded
+# PASS (scripts/compose-segments-check.sh); then the stack with its fault proxy is
+# drilled through the Docker Engine API (scripts/compose-drill-check.sh, with the
+# host's dist/aimate).
 #
 # usage: compose-check.sh IMAGE
 set -euo pipefail
@@ -119,6 +121,9 @@ for stage in record["stages"]:
 EOF
 echo "reports in $(dirname "$run_json")"
 rm -rf "$reports"
+
+# Three containers of the image as the segments of one distributed run (issue 28).
+scripts/compose-segments-check.sh "$image" dist/aimate
 
 # The same stack drilled as a deployment aimate did not start (issue 25).
 scripts/compose-drill-check.sh dist/aimate
