@@ -139,7 +139,7 @@ fn four_segments_started_together_merge_into_the_plans_run_and_its_verdict() {
     }
 
     // The directory stands for its records (the verdict job merges the volume).
-    let (code, stderr) = merge(dir.path(), &[records.clone()], &[]);
+    let (code, stderr) = merge(dir.path(), std::slice::from_ref(&records), &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let from_dir = record(&dir.path().join("merged.json"));
     let (code, stderr) = merge(dir.path(), &outs, &[]);
