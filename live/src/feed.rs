@@ -80,6 +80,7 @@ impl RunFeed {
                 events: Mutex::new(BTreeMap::new()),
                 last_scrape: Mutex::new(BTreeMap::new()),
                 now_ms: AtomicU64::new(0),
+                points: AtomicU64::new(0),
             }),
         }
     }
@@ -96,6 +97,8 @@ struct Inner {
     last_scrape: Mutex<BTreeMap<String, ServerSample>>,
     /// The part's clock as last published.
     now_ms: AtomicU64,
+    /// Point events so far: each gets the next number as its id.
+    points: AtomicU64,
 }
 
 /// One part's feed; cheap to clone, shared by the generator's tasks.
@@ -218,18 +221,14 @@ impl PartFeed {
     /// replaces its beginning; other events each get a name of their own.
     pub fn event(&self, event: &Event, span: Option<usize>) {
         let part = self.inner.part;
-        let mut events = lock(&self.inner.events);
         let id = match span {
             Some(step) => format!("span-{step}-{}", event.t_ms),
-            None => format!("event-{}", events.len()),
+            None => format!(
+                "event-{}",
+                self.inner.points.fetch_add(1, Ordering::Relaxed)
+            ),
         };
-        let id = if span.is_none() && events.contains_key(&id) {
-            format!("event-{}-{}", events.len(), event.t_ms)
-        } else {
-            id
-        };
-        events.insert(id.clone(), event.clone());
-        drop(events);
+        lock(&self.inner.events).insert(id.clone(), event.clone());
         let frame = EventFrame {
             part,
             id: id.clone(),

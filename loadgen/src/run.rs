@@ -329,36 +329,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     // The run's clock: now, or the start instant every segment shares.
     let (started_at, run_start) = match options.start_at {
         None => (SystemTime::now(), Instant::now()),
-        Some(at) => {
-            // The first send must still lie ahead: a schedule whose start has passed
-            // would send its missed slots in one burst.
-            let first = planned_windows(&options)
-                .first()
-                .map_or(Duration::ZERO, |w| w.start);
-            let (now, now_instant) = (SystemTime::now(), Instant::now());
-            if let Ok(late) = now.duration_since(at + first) {
-                return Err(LoadError::StartPassed {
-                    at: rfc3339(at),
-                    late: late.as_secs_f64(),
-                });
-            }
-            let run_start = match at.duration_since(now) {
-                Ok(ahead) => now_instant + ahead,
-                Err(passed) => now_instant
-                    .checked_sub(passed.duration())
-                    .unwrap_or(now_instant),
-            };
-            eprintln!(
-                "aimate load: segment {} waits for its start at {} (first send in {:.1} s)",
-                options.segment,
-                rfc3339(at),
-                (at + first)
-                    .duration_since(now)
-                    .unwrap_or_default()
-                    .as_secs_f64()
-            );
-            (at, run_start)
-        }
+        Some(at) => shared_clock(&options, at)?,
     };
     let planned = options.start_at.map(|_| planned_windows(&options));
     let cpu_at_start = procstat::cpu_time();
@@ -578,6 +549,38 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
         events,
         aborted,
     })
+}
+
+/// The run clock of a shared start `at`: the instant, on the monotonic clock. Refused
+/// when the first send's planned instant has already passed (a schedule whose start
+/// has passed would send its missed slots in one burst).
+fn shared_clock(options: &LoadOptions, at: SystemTime) -> Result<(SystemTime, Instant), LoadError> {
+    let first = planned_windows(options)
+        .first()
+        .map_or(Duration::ZERO, |w| w.start);
+    let (now, now_instant) = (SystemTime::now(), Instant::now());
+    if let Ok(late) = now.duration_since(at + first) {
+        return Err(LoadError::StartPassed {
+            at: rfc3339(at),
+            late: late.as_secs_f64(),
+        });
+    }
+    let run_start = match at.duration_since(now) {
+        Ok(ahead) => now_instant + ahead,
+        Err(passed) => now_instant
+            .checked_sub(passed.duration())
+            .unwrap_or(now_instant),
+    };
+    eprintln!(
+        "aimate load: segment {} waits for its start at {} (first send in {:.1} s)",
+        options.segment,
+        rfc3339(at),
+        (at + first)
+            .duration_since(now)
+            .unwrap_or_default()
+            .as_secs_f64()
+    );
+    Ok((at, run_start))
 }
 
 /// The plan as segments compare it: rates, warm-up, steady window.
