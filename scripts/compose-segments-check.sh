@@ -29,7 +29,10 @@ cleanup() {
 trap cleanup EXIT
 
 # One tenant, made once before the segments start; the stack limits each key to
-# 200 req/s (shared by the replicas through Redis), so the plan stays under it.
+# 200 req/s (shared by the replicas through Redis), so the plan stays under it. Three
+# routes, a write among them, so that 20 s at 150 req/s decides each route's objective;
+# the server's series from the stack's Prometheus (through the balancer, a scrape would
+# mix the replicas), read by every segment alike and kept once by the merge.
 key=$(curl -fsS -X POST "http://127.0.0.1:$AIMATE_API_PORT/api/admin/tenants" \
   -H "authorization: Bearer $AIMATE_ADMIN_TOKEN" -H 'content-type: application/json' \
   -d '{"name":"distributed run"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
@@ -41,6 +44,8 @@ for i in $(seq 0 $((segments - 1))); do
   "$docker" run -d --name "$name" --network "${COMPOSE_PROJECT_NAME}_default" \
     -v "$records:/records" -e AIMATE_API_KEY="$key" "$image" \
     load --target http://balancer:8080 --stages 150 --warmup 5s --duration 20s \
+    --weights dashboard=6,list_invoices=2,create_invoice=2 \
+    --prometheus http://prometheus:9090 \
     --seed-invoices 100 --seed-jobs 20 --segment "$i/$segments" --start-at "$start" \
     --out "/records/segment-$i.json" >/dev/null
 done
