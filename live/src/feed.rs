@@ -135,7 +135,6 @@ impl PartFeed {
         self.inner.judge.spec()
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn stage(
         &self,
         stage: usize,
