@@ -15,6 +15,16 @@ aimate_binary() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Starts `aimate serve` for a bench of the generator in $work (access log off, rate
+# limit out of the way, admin token `bench`); sets $port and $server_pid.
+generator_bench_server() {
+  port="$(free_port)"
+  AIMATE_LOG=warn AIMATE_ADMIN_TOKEN=bench AIMATE_RATE_LIMIT_PER_SECOND=100000000 AIMATE_RATE_LIMIT_BURST=100000000 \
+    "$aimate" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
+  server_pid=$!
+  wait_http "http://127.0.0.1:$port/api/health"
+}
+
 # Waits up to 10 s for URL to answer 2xx.
 wait_http() {
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done

@@ -50,12 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port="$(free_port)"
 # Access log off and rate limit out of the way: this measures the generator.
-AIMATE_LOG=warn AIMATE_ADMIN_TOKEN=bench AIMATE_RATE_LIMIT_PER_SECOND=100000000 AIMATE_RATE_LIMIT_BURST=100000000 \
-  "$aimate" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
-server_pid=$!
-wait_http "http://127.0.0.1:$port/api/health"
+generator_bench_server
 
 # One run of the generator; LIVE=1 serves the live view with a page reading it.
 # Writes $work/<name>.{json,time,txt}.
@@ -102,6 +98,7 @@ if os.path.exists(sys.argv[3]):
     frames = sum(1 for line in open(sys.argv[3]) if line.startswith("event: "))
 print(json.dumps({
     "cpu_s": cpu, "requests": requests, "ms_per_1k": 1e6 * cpu / max(requests, 1),
+    "target_rps": stage["target_rps"], "achieved_rps": stage["achieved_rps"],
     "achieved": stage["achieved_rps"] / stage["target_rps"], "valid": stage["validity"]["valid"],
     "reasons": stage["validity"]["reasons"], "rss_mb": int(field("Maximum resident set size (kbytes)")) / 1024,
     "frames": frames,
@@ -145,24 +142,15 @@ PY
 fi
 
 one_run single 0
-python3 - "$work/single.json" "$work/single.time" <<'PY'
+python3 - "$(figures single)" <<'PY'
 import json, sys
-record = json.load(open(sys.argv[1]))
-time_txt = open(sys.argv[2]).read()
-def field(name):
-    for line in time_txt.splitlines():
-        if line.strip().startswith(name):
-            return line.split(":", 1)[1].strip()
-user = float(field("User time (seconds)")); system = float(field("System time (seconds)"))
-rss_kb = int(field("Maximum resident set size (kbytes)"))
-stage = record["stages"][0]
-total_requests = sum(p["sent"] for p in stage["timeline"])
-print(f"target            : {stage['target_rps']:.0f} req/s")
-print(f"achieved (steady) : {stage['achieved_rps']:.1f} req/s  ({100 * stage['achieved_rps'] / stage['target_rps']:.2f}% of target; goal >= 99%)")
-print(f"valid             : {stage['validity']['valid']} {'; '.join(stage['validity']['reasons'])}")
-print(f"requests (all)    : {total_requests}")
-print(f"generator CPU     : {user + system:.1f} s = {1000 * (user + system) / max(total_requests, 1) * 1000:.1f} ms per 1 000 requests (goal <= 50)")
-print(f"generator peak RSS: {rss_kb / 1024:.1f} MB (goal <= 200)")
+f = json.loads(sys.argv[1])
+print(f"target            : {f['target_rps']:.0f} req/s")
+print(f"achieved (steady) : {f['achieved_rps']:.1f} req/s  ({100 * f['achieved']:.2f}% of target; goal >= 99%)")
+print(f"valid             : {f['valid']} {'; '.join(f['reasons'])}")
+print(f"requests (all)    : {f['requests']}")
+print(f"generator CPU     : {f['cpu_s']:.1f} s = {f['ms_per_1k']:.1f} ms per 1 000 requests (goal <= 50)")
+print(f"generator peak RSS: {f['rss_mb']:.1f} MB (goal <= 200)")
 PY
 # Percentiles come from the record's HDR histograms, through the CLI's own summary.
 grep -E "stage|P95" "$work/single.txt" || true

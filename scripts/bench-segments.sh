@@ -30,13 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port="$(free_port)"
-target="http://127.0.0.1:$port"
 # Access log off and rate limit out of the way: this measures the generators.
-AIMATE_LOG=warn AIMATE_ADMIN_TOKEN=bench AIMATE_RATE_LIMIT_PER_SECOND=100000000 AIMATE_RATE_LIMIT_BURST=100000000 \
-  "$aimate" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --log-dir "$work/logs" >/dev/null &
-server_pid=$!
-wait_http "$target/api/health"
+generator_bench_server
+target="http://127.0.0.1:$port"
 # One tenant, made and seeded once: every run and every segment drives it.
 key="$(curl -fsS -X POST "$target/api/admin/tenants" -H 'authorization: Bearer bench' \
   -H 'content-type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"

@@ -102,6 +102,27 @@ pub fn serve_ready(command: &mut Command, port: u16) -> (Reaped, String) {
     (server, base)
 }
 
+/// `aimate serve` on a free port with the admin token `e2e-admin` and `extra` flags,
+/// ready: the server and its base URL.
+pub fn admin_server(dir: &Path, extra: &[&str]) -> (Reaped, String) {
+    let port = free_port();
+    serve_ready(
+        aimate(dir)
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--log-dir",
+                "-",
+            ])
+            .args(extra)
+            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
+            .env("AIMATE_LOG", "warn")
+            .stdout(Stdio::null()),
+        port,
+    )
+}
+
 /// Waits for the child to exit, killing it after `timeout`.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let started = Instant::now();

@@ -193,12 +193,7 @@ async fn watch(
         "{stderr}"
     );
 
-    let run_dir = std::fs::read_dir(out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let (run_dir, _) = crate::common::first_run(out);
     let parts = [
         (0, run_dir.clone(), "ladder"),
         (1, run_dir.join("chaos-latency"), "experiment"),

@@ -171,7 +171,7 @@ fn seeding_waits_out_a_targets_rate_limit() {
     // 5 req/s with a burst of 10: the 30 seeding requests could only stay under it at
     // over 200 ms each, so a 429 comes however fast or loaded the machine (at 50 req/s
     // and a burst of 50, a loaded CI machine seeded slower than the limit and saw none).
-    let (_server, base) = admin_server(
+    let (_server, base) = crate::common::admin_server(
         dir.path(),
         &["--rate-limit-per-second", "5", "--rate-limit-burst", "10"],
     );
@@ -211,7 +211,7 @@ fn seeding_waits_out_a_targets_rate_limit() {
 #[test]
 fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, base) = admin_server(dir.path(), &[]);
+    let (_server, base) = crate::common::admin_server(dir.path(), &[]);
     let load = |tenants: &str, out: &str| {
         run(aimate(dir.path())
             .args([
@@ -317,25 +317,4 @@ fn a_targets_own_rate_limit_is_named_and_tenants_auto_stays_under_it() {
         !markdown.contains('∞') && markdown.contains("| Max ms |"),
         "{markdown}"
     );
-}
-
-/// `aimate serve` on a free port with the admin token `e2e-admin` and `extra` flags,
-/// ready: the server and its base URL.
-fn admin_server(dir: &std::path::Path, extra: &[&str]) -> (Reaped, String) {
-    let port = free_port();
-    crate::common::serve_ready(
-        aimate(dir)
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--log-dir",
-                "-",
-            ])
-            .args(extra)
-            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
-            .env("AIMATE_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
-    )
 }

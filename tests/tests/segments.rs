@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aimate_reports::RunRecord;
 use aimate_reports::record::SegmentInfo;
 
-use crate::common::{Reaped, aimate, free_port, read_json, run, send_signal, wait_exit};
+use crate::common::{Reaped, aimate, read_json, run, send_signal, wait_exit};
 
 const SEGMENTS: u32 = 4;
 /// The plan's rate, all segments together, and its windows.
@@ -22,22 +22,14 @@ const DURATION: &str = "5s";
 /// A server whose per-key limit is out of the way (one tenant takes the whole rate) and
 /// a tenant's key made beforehand, as a distributed run's prepare step would.
 fn server(dir: &Path) -> (Reaped, String, String) {
-    let port = free_port();
-    let (server, base) = crate::common::serve_ready(
-        aimate(dir)
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--log-dir",
-                "-",
-            ])
-            .env("AIMATE_ADMIN_TOKEN", "e2e-admin")
-            .env("AIMATE_RATE_LIMIT_PER_SECOND", "100000")
-            .env("AIMATE_RATE_LIMIT_BURST", "100000")
-            .env("AIMATE_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
+    let (server, base) = crate::common::admin_server(
+        dir,
+        &[
+            "--rate-limit-per-second",
+            "100000",
+            "--rate-limit-burst",
+            "100000",
+        ],
     );
     let tenant: serde_json::Value = reqwest::blocking::Client::new()
         .post(format!("{base}/api/admin/tenants"))
