@@ -23,8 +23,9 @@ pub enum Command {
     /// Manage tenants (businesses) and their API keys.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON).
-    Load(Box<LoadArgs>),
+    /// Drive a target at a ladder of exact request rates and write a RunRecord (JSON);
+    /// `aimate load prepare` makes and seeds the tenants of a distributed run once.
+    Load(Box<LoadCommand>),
     /// Grade a RunRecord against slo.toml and write the reports: index.html (charts, for a
     /// person), report.md, report.json and junit.xml.
     Report(ReportArgs),
@@ -316,7 +317,67 @@ pub enum ReportCommand {
         /// naming them (without it, a missing segment is exit 2).
         #[arg(long)]
         allow_missing: bool,
+        /// Take the server's series for the run's window from this Prometheus (its HTTP
+        /// API) instead of the lowest segment's scrape: every instance, read once.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// Label matchers added to every Prometheus query, e.g. `job="aimate-prod"`.
+        #[arg(
+            long,
+            value_name = "MATCHERS",
+            requires = "prometheus",
+            default_value = ""
+        )]
+        prometheus_selector: String,
     },
+}
+
+/// `aimate load [FLAGS]` runs the load; `aimate load prepare` makes its tenants first.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LoadCommand {
+    #[command(subcommand)]
+    pub prepare: Option<LoadSubcommand>,
+    #[command(flatten)]
+    pub run: LoadArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadSubcommand {
+    /// Make and seed the tenants of a distributed run once, before its segments start,
+    /// and write their API keys to a file (owner-only; a Kubernetes Secret can hold it)
+    /// that every segment takes with `--keys`.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Base URL of the AI Mate API under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Admin token of the target, to create the tenants.
+    #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Seed this one existing tenant instead of creating any.
+    #[arg(long, env = "AIMATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Tenants to create, each driven at an equal share of the run's rate; `auto`: as
+    /// many as keep each under 80 % of the target's advertised per-key limit at the
+    /// fastest of --stages.
+    #[arg(long, default_value = "1", value_parser = parse_tenants)]
+    pub tenants: aimate_loadgen::Tenants,
+    /// The run's stage rates (only `--tenants auto` reads them).
+    #[arg(long, default_value = "100,1k,10k")]
+    pub stages: String,
+    /// Invoices each tenant should have (with `auto`, split between the tenants).
+    #[arg(long, default_value_t = 500)]
+    pub seed_invoices: u64,
+    /// Jobs each tenant should have (with `auto`, split between the tenants).
+    #[arg(long, default_value_t = 100)]
+    pub seed_jobs: u64,
+    /// Where to write the keys (one per line, readable by the owner only).
+    #[arg(short, long, default_value = "tenant-keys.txt")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +403,11 @@ pub struct LoadArgs {
     /// Admin token of the target, to create a tenant for the run.
     #[arg(long, env = "AIMATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Drive the tenants in this keys file, made and seeded by `aimate load prepare`
+    /// (instead of --api-key / --admin-token; nothing is seeded): each at an equal share
+    /// of the rate.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
     /// Invoices the tenant should have before the run (seeded through the API).
     #[arg(long, default_value_t = 500)]
     pub seed_invoices: u64,

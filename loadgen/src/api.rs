@@ -268,22 +268,23 @@ impl Api {
         ))
     }
 
-    /// Brings the tenant up to `invoices` invoices and `jobs` jobs (idempotent: counts
-    /// what exists first) and returns up to [`READ_IDS`] invoice ids to read during the run.
-    pub async fn seed(
-        &self,
-        api_key: &str,
-        invoices: u64,
-        jobs: u64,
-    ) -> Result<Vec<i64>, ApiError> {
+    /// The tenant's invoices and jobs, from its dashboard (which every write keeps exact).
+    pub async fn seeded(&self, api_key: &str) -> Result<(u64, u64), ApiError> {
         let dashboard = self.check_key(api_key).await?;
         let count = |field: &str| -> u64 {
             dashboard[field]
                 .as_object()
                 .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
         };
+        Ok((count("invoices_by_status"), count("jobs_by_status")))
+    }
+
+    /// Brings the tenant up to `invoices` invoices and `jobs` jobs (idempotent for one
+    /// writer: counts what exists first).
+    pub async fn seed(&self, api_key: &str, invoices: u64, jobs: u64) -> Result<(), ApiError> {
+        let (has_invoices, has_jobs) = self.seeded(api_key).await?;
         let statuses = ["draft", "sent", "paid", "overdue"];
-        let mut missing = invoices.saturating_sub(count("invoices_by_status"));
+        let mut missing = invoices.saturating_sub(has_invoices);
         let mut n = 0u64;
         while missing > 0 {
             let batch = missing.min(1000);
@@ -310,7 +311,7 @@ impl Api {
                 }
             }
         }
-        for i in count("jobs_by_status")..jobs {
+        for i in has_jobs..jobs {
             let body = json!({"customer": format!("Customer {}", i % 50), "title": "Seeded job",
                               "scheduled_on": format!("2026-12-{:02}", 1 + i % 28)});
             let request = self
@@ -328,9 +329,16 @@ impl Api {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Up to `limit` (at most [`READ_IDS`]) of the tenant's invoice ids, to read during
+    /// the run.
+    pub async fn invoice_ids(&self, api_key: &str, limit: usize) -> Result<Vec<i64>, ApiError> {
+        let limit = limit.min(READ_IDS as usize);
         let request = self
             .client
-            .get(self.url(&format!("/api/invoices?limit={READ_IDS}")))
+            .get(self.url(&format!("/api/invoices?limit={limit}")))
             .bearer_auth(api_key);
         let (_, page) = self.send("listing invoices", request).await?;
         Ok(page["items"].as_array().map_or_else(Vec::new, |items| {

@@ -24,7 +24,9 @@ pub mod scraper;
 pub mod segment;
 pub mod sender;
 pub mod target_limit;
+pub mod tenants;
 
 pub use guard::AbortGuard;
-pub use run::{Credentials, LoadError, LoadOptions, StageClock, Tenants, run};
+pub use run::{LoadError, LoadOptions, StageClock, run};
 pub use scraper::ServerSeries;
+pub use tenants::{Credentials, Tenants};

@@ -33,15 +33,7 @@ use crate::scenarios::Mix;
 use crate::schedule::Schedule;
 use crate::scraper::ServerSeries;
 use crate::segment::Segment;
-use crate::target_limit::AdvertisedLimit;
-
-/// How the generator authenticates.
-#[derive(Debug, Clone)]
-pub enum Credentials {
-    ApiKey(String),
-    /// Creates a tenant of its own through the admin endpoint.
-    AdminToken(String),
-}
+use crate::tenants::{self, Credentials, Prepared, Seed, TenantError, Tenants};
 
 /// A stage's clock, for whoever must act inside its windows (a chaos method).
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +70,8 @@ pub struct LoadOptions {
     /// Where the server-side series come from.
     pub server_series: ServerSeries,
     /// Tenants to create, seed and drive, each at an equal share of every stage's rate
-    /// (a SaaS of many small businesses). More than 1, or `Auto`, needs an admin token.
+    /// (a SaaS of many small businesses). More than 1, or `Auto`, needs an admin token;
+    /// prepared keys are driven as they are (one share each).
     pub tenants: Tenants,
     /// A live view's feed for this run: its seconds, scrapes and verdicts so far.
     pub live: Option<aimate_live::PartFeed>,
@@ -92,40 +85,14 @@ pub struct LoadOptions {
     pub start_tolerance: Duration,
 }
 
-/// How many tenants a run drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tenants {
-    /// This many (1: the key given, or one made with the admin token).
-    Count(usize),
-    /// As many as keep each tenant under 80 % of the target's advertised sustained
-    /// per-key rate at the fastest stage (1 when the target advertises none).
-    Auto,
-}
-
-impl Tenants {
-    /// More than the one tenant a single API key is: the generator must create them.
-    pub fn needs_admin(self) -> bool {
-        !matches!(self, Self::Count(0 | 1))
-    }
-}
-
-impl std::fmt::Display for Tenants {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Count(n) => write!(f, "{n}"),
-            Self::Auto => f.write_str("auto"),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
         "--start-at {at} passed {late:.1} s before this generator was ready to send (seeding took longer?): give a later instant"
     )]
     StartPassed { at: String, late: f64 },
-    #[error("--tenants {0} needs an admin token: the generator creates its tenants")]
-    TenantsNeedAdmin(String),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -241,51 +208,62 @@ fn trip(tripped: &Tripped, stop: &AtomicBool) -> Abort {
     }
 }
 
-/// The API keys of the tenants to drive (the one given, or new ones made with the admin
-/// token) and what the target advertises of its per-key limit. With [`Tenants::Auto`]
-/// the first tenant's answer sizes the count.
-async fn tenant_keys(
-    api: &Api,
-    options: &LoadOptions,
-) -> Result<(Vec<String>, Option<AdvertisedLimit>), LoadError> {
-    let token = match &options.credentials {
+/// The tenants to drive, seeded, with the invoice ids each reads: made now with the
+/// admin token, the one key given, or keys prepared beforehand (see [`crate::tenants`]).
+async fn tenants_for_run(api: &Api, options: &LoadOptions) -> Result<Prepared, LoadError> {
+    let seed = Seed {
+        invoices: options.seed_invoices,
+        jobs: options.seed_jobs,
+    };
+    let prepared = match &options.credentials {
         Credentials::ApiKey(_) if options.tenants.needs_admin() => {
-            return Err(LoadError::TenantsNeedAdmin(options.tenants.to_string()));
+            return Err(TenantError::NeedsAdmin(options.tenants.to_string()).into());
+        }
+        Credentials::AdminToken(token) => {
+            tenants::create_and_seed(api, token, options.tenants, &options.plan, seed).await?
         }
         Credentials::ApiKey(key) => {
             let limit = api.advertised_limit(key).await?;
-            return Ok((vec![key.clone()], limit));
+            // The segments of a run share this tenant: only segment 0 seeds it.
+            let deadline = options
+                .start_at
+                .unwrap_or_else(|| SystemTime::now() + SEED_PATIENCE);
+            let seeder = options.segment.index == 0;
+            tenants::seed_once(api, key, seed, seeder, deadline).await?;
+            Prepared {
+                keys: vec![key.clone()],
+                limit,
+                seed_per_tenant: seed,
+            }
         }
-        Credentials::AdminToken(token) => token,
-    };
-    let first = api.create_tenant(token, "aimate load generator 1").await?;
-    let limit = api.advertised_limit(&first).await?;
-    let count = match options.tenants {
-        Tenants::Count(n) => n.max(1),
-        Tenants::Auto => {
-            let fastest = options
-                .plan
-                .stages
-                .iter()
-                .map(|s| s.rate_per_second)
-                .fold(0.0, f64::max);
-            crate::target_limit::tenants_for(fastest, limit.as_ref())
+        Credentials::Prepared(keys) => {
+            let first = keys.first().ok_or(ApiError::BadApiKey)?;
+            let limit = api.advertised_limit(first).await?;
+            for key in keys {
+                api.check_key(key).await?;
+            }
+            Prepared {
+                keys: keys.clone(),
+                limit,
+                seed_per_tenant: Seed {
+                    invoices: 0,
+                    jobs: 0,
+                },
+            }
         }
     };
-    let mut keys = Vec::with_capacity(count);
-    keys.push(first);
-    for n in 2..=count {
-        let name = format!("aimate load generator {n}/{count}");
-        keys.push(api.create_tenant(token, &name).await?);
-    }
-    Ok((keys, limit))
+    Ok(prepared)
 }
+
+/// Without a start instant, how long a segment waits for segment 0 to seed the tenant.
+const SEED_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Runs the plan against the target and returns what it measured.
 pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
     let api = Api::new(&options.target)?;
     api.probe().await?;
-    let (keys, target_limit) = tenant_keys(&api, &options).await?;
+    let prepared = tenants_for_run(&api, &options).await?;
+    let (keys, target_limit) = (&prepared.keys, &prepared.limit);
     if options.tenants == Tenants::Auto {
         eprintln!(
             "aimate load: --tenants auto: {} tenant(s){}",
@@ -296,23 +274,14 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             )
         );
     }
-    // `auto` spreads one tenant's workload over the keys the target's limit calls for:
-    // the same data and the same records read, split between them, so only the keys
-    // change. A count given by the user gives each tenant the whole seed, as a SaaS of
-    // many businesses of that size would have.
     let share = match options.tenants {
         Tenants::Auto => keys.len().max(1) as u64,
         Tenants::Count(_) => 1,
     };
-    let (seed_invoices, seed_jobs) = (
-        options.seed_invoices.div_ceil(share),
-        options.seed_jobs.div_ceil(share),
-    );
-    let read_ids = usize::try_from(crate::api::READ_IDS.div_ceil(share)).unwrap_or(usize::MAX);
+    let read_ids = tenants::read_ids_per_tenant(share);
     let mut tenants = Vec::with_capacity(keys.len());
-    for key in &keys {
-        let mut invoice_ids = api.seed(key, seed_invoices, seed_jobs).await?;
-        invoice_ids.truncate(read_ids);
+    for key in keys {
+        let invoice_ids = api.invoice_ids(key, read_ids).await?;
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| ApiError::BadApiKey)?;
         // Kept out of any debug output of the request (it is the tenant's secret).
@@ -496,7 +465,7 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
             "aimate load: reading back {} acknowledged writes",
             ledger.len()
         ));
-        Some(ledger.verify(&api, &keys, 32).await)
+        Some(ledger.verify(&api, keys, 32).await)
     } else {
         None
     };
@@ -526,7 +495,11 @@ pub async fn run(options: LoadOptions) -> Result<RunRecord, LoadError> {
                 "seed_jobs": options.seed_jobs,
                 "tenants": keys.len(),
                 "tenants_auto": options.tenants == Tenants::Auto,
-                "seed_per_tenant": {"invoices": seed_invoices, "jobs": seed_jobs},
+                "seed_per_tenant": {
+                    "invoices": prepared.seed_per_tenant.invoices,
+                    "jobs": prepared.seed_per_tenant.jobs,
+                },
+                "tenants_prepared": matches!(options.credentials, Credentials::Prepared(_)),
                 "target_rate_limit": target_limit,
                 "abort_error_rate": options.guard.max_error_rate,
                 "abort_after_s": options.guard.for_seconds,

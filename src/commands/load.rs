@@ -18,13 +18,24 @@ use crate::cli::LoadArgs;
 
 fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
     let plan = LoadPlan::parse(&args.stages, &args.warmup, &args.duration)?;
-    let credentials = match (&args.api_key, &args.admin_token) {
-        (Some(key), _) => Credentials::ApiKey(key.clone()),
-        (None, Some(token)) => Credentials::AdminToken(token.clone()),
-        (None, None) => {
-            return Err(
-                anyhow!("give --api-key KEY, or --admin-token TOKEN to create a tenant").into(),
-            );
+    let credentials = match (&args.keys, &args.api_key, &args.admin_token) {
+        (Some(file), _, _) => {
+            if args.tenants != aimate_loadgen::Tenants::Count(1) {
+                return Err(anyhow!(
+                    "--keys drives the tenants in {} (each at an equal share): drop --tenants",
+                    file.display()
+                )
+                .into());
+            }
+            Credentials::Prepared(aimate_loadgen::tenants::read_keys(file)?)
+        }
+        (None, Some(key), _) => Credentials::ApiKey(key.clone()),
+        (None, None, Some(token)) => Credentials::AdminToken(token.clone()),
+        (None, None, None) => {
+            return Err(anyhow!(
+                "give --api-key KEY, --admin-token TOKEN to create a tenant, or --keys FILE from `aimate load prepare`"
+            )
+            .into());
         }
     };
     if args.tenants.needs_admin() && matches!(credentials, Credentials::ApiKey(_)) {
@@ -48,7 +59,7 @@ fn options(args: &LoadArgs) -> Result<LoadOptions, Failure> {
     if !segment.is_whole() && matches!(credentials, Credentials::AdminToken(_)) {
         return Err(anyhow!(
             "--segment {segment}: the segments of a run share their tenants, made once \
-             beforehand: give --api-key (e.g. from `aimate tenant create`), not --admin-token"
+             beforehand: give --keys FILE (from `aimate load prepare`) or --api-key, not --admin-token"
         )
         .into());
     }

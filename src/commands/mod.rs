@@ -9,6 +9,7 @@ pub(crate) mod experiment;
 mod live;
 mod load;
 mod own_target;
+mod prepare;
 mod probe;
 mod report;
 mod serve;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use aimate_loadgen::plan::LoadPlan;
 
 use crate::Failure;
-use crate::cli::{Cli, Command, DashboardsCommand, SloCommand, TenantCommand};
+use crate::cli::{Cli, Command, DashboardsCommand, LoadSubcommand, SloCommand, TenantCommand};
 pub(crate) use experiment::experiment_files;
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
@@ -35,7 +36,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Tenant(TenantCommand::RevokeKey { id, database }) => {
             Ok(tenant::revoke_key(id, &database)?)
         }
-        Command::Load(args) => load::run(&args),
+        Command::Load(command) => match &command.prepare {
+            Some(LoadSubcommand::Prepare(args)) => prepare::run(args),
+            None => load::run(&command.run),
+        },
         Command::Report(args) => report::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Chaos(command) => chaos::run(command),

@@ -206,11 +206,83 @@ pub fn print_verdicts(report: &Report) {
     eprintln!("verdict: {overall}");
 }
 
+/// How long a merge right after the run waits for Prometheus to scrape past its end.
+const PROMETHEUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Replaces the merged record's server series with what Prometheus recorded over the
+/// run's window (read once, for every instance), as `aimate load --prometheus` would.
+fn server_series_from_prometheus(
+    merged: &mut RunRecord,
+    url: &str,
+    selector: &str,
+) -> anyhow::Result<()> {
+    use aimate_loadgen::prometheus::Prometheus;
+    let instant = |what: &str, text: &str| {
+        humantime::parse_rfc3339_weak(text)
+            .with_context(|| format!("the merged record's {what} `{text}` is not a time"))
+    };
+    let start = instant("start", &merged.run.started_at)?;
+    let end = instant("end", &merged.run.finished_at)?;
+    let api = aimate_loadgen::api::Api::new(url)?;
+    let prometheus = Prometheus {
+        api: &api,
+        url,
+        selector,
+    };
+    let samples = super::runtime()?.block_on(async {
+        // Right after the run, Prometheus may not have scraped its last seconds yet.
+        if !prometheus.wait_for(end, PROMETHEUS_PATIENCE).await {
+            eprintln!(
+                "warning: Prometheus has not scraped past the run's end after {PROMETHEUS_PATIENCE:?}; reading what it has"
+            );
+        }
+        prometheus.samples(start, end, start).await
+    })?;
+    let source = aimate_loadgen::ServerSeries::Prometheus {
+        url: url.to_owned(),
+        selector: selector.to_owned(),
+    }
+    .source();
+    if samples.iter().all(|s| !s.up) {
+        anyhow::bail!(
+            "Prometheus at {} has no AI Mate series from {} to {} (is it the one that scrapes the target? --prometheus-selector narrows, never widens)",
+            aimate_reports::redact::redact_url(url),
+            merged.run.started_at,
+            merged.run.finished_at
+        );
+    }
+    eprintln!(
+        "server series: {} samples of {} instance(s) from Prometheus",
+        samples.len(),
+        samples
+            .iter()
+            .map(|s| s.instance.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    );
+    merged.server = samples;
+    merged.server_source = source;
+    if let Some(segments) = merged
+        .run
+        .config
+        .get_mut("segments")
+        .and_then(|s| s.as_object_mut())
+    {
+        segments.insert(
+            "server_series_from".into(),
+            serde_json::Value::String("Prometheus, at merge time".into()),
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
     if let Some(ReportCommand::Merge {
         records: paths,
         out,
         allow_missing,
+        prometheus,
+        prometheus_selector,
     }) = &args.command
     {
         // A directory stands for the records in it (a distributed run's volume).
@@ -245,6 +317,11 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
         } else {
             RunRecord::merge(&records)?
         };
+        let mut merged = merged;
+        if let Some(url) = prometheus {
+            server_series_from_prometheus(&mut merged, url, prometheus_selector)
+                .map_err(Failure::ungradable)?;
+        }
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;

@@ -164,3 +164,36 @@ pub fn first_run(out: &Path) -> (PathBuf, serde_json::Value) {
     let record = read_json(&run_dir.join("run.json"));
     (run_dir, record)
 }
+
+/// A Prometheus scraping `instances` (host:port) every second, or `None` when none is
+/// installed.
+pub fn start_prometheus(dir: &Path, instances: &[String]) -> Option<(Reaped, String)> {
+    let prometheus = find_on_path("prometheus")?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: aimate\n    \
+             metrics_path: /api/metrics\n    static_configs:\n      - targets: [{}]\n",
+            instances
+                .iter()
+                .map(|i| format!("'{i}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((Reaped(child), format!("http://{listen}")))
+}

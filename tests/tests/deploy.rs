@@ -502,19 +502,38 @@ fn the_load_job_runs_one_segment_per_index_and_the_verdict_reads_their_records()
         .iter()
         .map(|e| text(&e["name"], "env name"))
         .collect();
+    assert!(env.contains(&"START_AT"), "{env:?}");
+    // The tenants' keys are a file from a Secret (never an environment variable): the
+    // one `aimate load prepare` writes.
     assert!(
-        env.contains(&"START_AT") && env.contains(&"AIMATE_API_KEY"),
+        !env.iter().any(|e| e.contains("KEY") || e.contains("TOKEN")),
         "{env:?}"
     );
-    let mount = |container: &Yaml| -> String {
+    let mount_of = |container: &Yaml, name: &str| -> String {
         container["volumeMounts"]
             .as_vec()
             .unwrap()
             .iter()
-            .find(|m| m["name"].as_str() == Some("records"))
+            .find(|m| m["name"].as_str() == Some(name))
             .map(|m| text(&m["mountPath"], "mountPath").to_owned())
-            .expect("records mount")
+            .unwrap_or_else(|| panic!("no {name} mount"))
     };
+    let mount = |container: &Yaml| mount_of(container, "records");
+    let keys = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--keys="))
+        .expect("--keys");
+    assert_eq!(keys, format!("{}/keys", mount_of(generator, "keys")));
+    let keys_volume = pod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some("keys"))
+        .expect("keys volume");
+    assert_eq!(
+        text(&keys_volume["secret"]["secretName"], "secretName"),
+        "aimate-load-keys"
+    );
     let records_dir = mount(generator);
     assert!(
         out.starts_with(&format!("{records_dir}/")),

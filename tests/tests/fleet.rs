@@ -4,7 +4,6 @@
 //! Prometheus (`--prometheus`).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use aimate_chaos::supervisor::{InstanceSpec, Supervisor};
 use aimate_reports::fleet;
 use aimate_reports::record::RunRecord;
 
-use crate::common::{Reaped, aimate, aimate_bin, find_on_path, free_port, run};
+use crate::common::{aimate, aimate_bin, run, start_prometheus};
 
 const ADMIN: &str = "fleet-test-admin-token";
 
@@ -82,37 +81,6 @@ fn server_rate(record: &RunRecord) -> f64 {
     let (first, last) = (rounds.first().unwrap(), rounds.last().unwrap());
     let served: f64 = rounds[1..].iter().filter_map(fleet::Round::requests).sum();
     served / ((last.t_ms - first.t_ms) as f64 / 1000.0)
-}
-
-fn start_prometheus(dir: &Path, instances: &[String]) -> Option<(Reaped, String)> {
-    let prometheus = find_on_path("prometheus")?;
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: aimate\n    \
-             metrics_path: /api/metrics\n    static_configs:\n      - targets: [{}]\n",
-            instances
-                .iter()
-                .map(|i| format!("'{i}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    Some((Reaped(child), format!("http://{listen}")))
 }
 
 #[test]

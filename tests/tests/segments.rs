@@ -373,3 +373,233 @@ fn records_of_different_plans_are_not_one_run() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("passed"));
 }
+
+/// A tenant's invoices and jobs, from its dashboard.
+fn holdings(base: &str, key: &str) -> (u64, u64) {
+    let dashboard: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/dashboard"))
+        .bearer_auth(key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let count = |field: &str| -> u64 {
+        dashboard[field]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(serde_json::Value::as_u64)
+            .sum()
+    };
+    (count("invoices_by_status"), count("jobs_by_status"))
+}
+
+#[test]
+fn prepared_tenants_are_seeded_once_and_every_segment_drives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base, _) = server(dir.path());
+    let keys_file = dir.path().join("keys");
+    let output = run(aimate(dir.path())
+        .args([
+            "load",
+            "prepare",
+            "--target",
+            &base,
+            "--admin-token",
+            "e2e-admin",
+        ])
+        .args([
+            "--tenants",
+            "2",
+            "--seed-invoices",
+            "30",
+            "--seed-jobs",
+            "5",
+            "--out",
+        ])
+        .arg(&keys_file));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&keys_file).unwrap();
+    let keys: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(keys.len(), 2, "{text}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keys_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the keys are secrets");
+    }
+    for key in &keys {
+        assert_eq!(holdings(&base, key), (30, 5));
+    }
+
+    // Two segments take the keys: nothing is seeded again; the only writes are the
+    // run's own invoices, each acknowledged one read back by the segment that made it.
+    let start = at(SystemTime::now() + Duration::from_secs(3));
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("segment-{i}.json")))
+        .collect();
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            aimate(dir.path())
+                .args(["load", "--target", &base, "--keys"])
+                .arg(&keys_file)
+                .args(["--stages", "200", "--warmup", WARMUP, "--duration", "3s"])
+                .args(["--weights", "dashboard=2,get_invoice=2,create_invoice=1"])
+                .args(["--segment", &format!("{i}/2"), "--start-tolerance", "100ms"])
+                .args(["--start-at", &start, "--out"])
+                .arg(&outs[i])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        finish(child);
+    }
+    let mut acknowledged = 0;
+    for out in &outs {
+        let seg = record(out);
+        assert_eq!(seg.run.config["tenants"], 2);
+        assert_eq!(seg.run.config["tenants_prepared"], true);
+        let writes = seg.writes.as_ref().unwrap();
+        assert_eq!(writes.checked, writes.acknowledged, "{writes:?}");
+        assert_eq!(writes.missing, 0);
+        acknowledged += writes.acknowledged;
+    }
+    let after: Vec<(u64, u64)> = keys.iter().map(|k| holdings(&base, k)).collect();
+    // Both tenants were driven (each got writes), none was seeded twice.
+    for (invoices, jobs) in &after {
+        assert!(*invoices > 30, "{after:?}");
+        assert_eq!(*jobs, 5, "{after:?}");
+    }
+    assert_eq!(
+        after.iter().map(|(i, _)| i).sum::<u64>(),
+        2 * 30 + acknowledged,
+        "{after:?}"
+    );
+    let (code, stderr) = merge(dir.path(), &outs, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        record(&dir.path().join("merged.json")).stages[0]
+            .validity
+            .valid
+    );
+
+    // What cannot work says why, before anything is sent.
+    let refused = |args: &[&str]| {
+        let output = run(aimate(dir.path()).args(args));
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let keys_path = keys_file.to_str().unwrap();
+    let stderr = refused(&[
+        "load",
+        "--target",
+        &base,
+        "--keys",
+        keys_path,
+        "--tenants",
+        "3",
+    ]);
+    assert!(stderr.contains("drop --tenants"), "{stderr}");
+    std::fs::write(dir.path().join("stray"), "amk_1\n").unwrap();
+    let stray = dir.path().join("stray");
+    let stderr = refused(&["load", "--target", &base, "--keys", stray.to_str().unwrap()]);
+    assert!(
+        stderr.contains("not written by `aimate load prepare`"),
+        "{stderr}"
+    );
+    let stderr = refused(&["load", "prepare", "--target", &base]);
+    assert!(stderr.contains("give --admin-token"), "{stderr}");
+}
+
+#[test]
+fn the_merge_takes_the_server_series_once_from_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base, key) = server(dir.path());
+    let address = base.trim_start_matches("http://").to_owned();
+    let Some((_prometheus, url)) =
+        crate::common::start_prometheus(dir.path(), std::slice::from_ref(&address))
+    else {
+        eprintln!("skipped: prometheus is not installed (apt-get install -y prometheus)");
+        return;
+    };
+    let ready = Instant::now();
+    while reqwest::blocking::get(format!("{url}/-/ready"))
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "Prometheus never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let start = at(SystemTime::now() + Duration::from_secs(3));
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("segment-{i}.json")))
+        .collect();
+    let children: Vec<Child> = (0..2u32)
+        .map(|i| {
+            aimate(dir.path())
+                .args(["load", "--target", &base, "--api-key", &key])
+                .args(["--stages", "200", "--warmup", WARMUP, "--duration", "4s"])
+                .args(["--seed-invoices", "20", "--seed-jobs", "5"])
+                .args(["--segment", &format!("{i}/2"), "--start-tolerance", "100ms"])
+                .args(["--start-at", &start, "--out"])
+                .arg(&outs[i as usize])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        finish(child);
+    }
+    let (code, stderr) = merge(
+        dir.path(),
+        &outs,
+        &[
+            "--prometheus",
+            &url,
+            "--prometheus-selector",
+            "job=\"aimate\"",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let merged = record(&dir.path().join("merged.json"));
+    assert_eq!(
+        merged.server_source,
+        aimate_reports::record::ServerSource::Prometheus { url: url.clone() }
+    );
+    assert_eq!(
+        merged.run.config["segments"]["server_series_from"],
+        "Prometheus, at merge time"
+    );
+    // Prometheus's series of the one instance, over the run's steady window.
+    let stage = &merged.stages[0];
+    let up: Vec<_> = merged.server.iter().filter(|s| s.up).collect();
+    assert!(up.iter().all(|s| s.instance == address), "{up:?}");
+    assert!(
+        up.iter()
+            .any(|s| s.t_ms >= stage.steady_start_ms && s.t_ms <= stage.steady_end_ms),
+        "no sample in the steady window: {:?}",
+        up.iter().map(|s| s.t_ms).collect::<Vec<_>>()
+    );
+    assert!(up.iter().any(|s| s.requests_total.is_some_and(|n| n > 0.0)));
+
+    // A Prometheus that is not there is named; nothing is written in its place.
+    std::fs::remove_file(dir.path().join("merged.json")).unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", crate::common::free_port());
+    let (code, stderr) = merge(dir.path(), &outs, &["--prometheus", &nowhere]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("Prometheus at"), "{stderr}");
+    assert!(!dir.path().join("merged.json").exists());
+}
