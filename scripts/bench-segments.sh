@@ -4,7 +4,8 @@
 # processes (`--segment i/N`, one `--start-at`), merged with `aimate report merge`.
 # Prints both runs' achieved rate and corrected P50/P95/P99, the ratio of the merged
 # percentiles to the single run's, and the generators' summed CPU against the single
-# one's. Runs alternate ROUNDS times (this machine is shared and noisy).
+# one's and against SEGMENTS whole runs at RATE/SEGMENTS each (what N generators at that
+# rate cost anyway). Runs alternate ROUNDS times (this machine is shared and noisy).
 #
 #   scripts/bench-segments.sh [RATE=10k] [DURATION=30s] [SEGMENTS=2] [ROUNDS=2]
 #
@@ -37,10 +38,10 @@ target="http://127.0.0.1:$port"
 key="$(curl -fsS -X POST "$target/api/admin/tenants" -H 'authorization: Bearer bench' \
   -H 'content-type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
 
-common=(--target "$target" --api-key "$key" --stages "$rate" --warmup 5s --duration "$duration" --weights dashboard=1)
+common=(--target "$target" --api-key "$key" --warmup 5s --duration "$duration" --weights dashboard=1)
 
 single() {
-  /usr/bin/time -f "%U %S" -o "$work/$1.cpu" "$aimate" load "${common[@]}" --out "$work/$1.json" 2>"$work/$1.txt" \
+  /usr/bin/time -f "%U %S" -o "$work/$1.cpu" "$aimate" load "${common[@]}" --stages "$rate" --out "$work/$1.json" 2>"$work/$1.txt" \
     || { cat "$work/$1.txt" >&2; exit 1; }
 }
 
@@ -50,13 +51,29 @@ distributed() {
   # Far enough ahead for every segment to check its key and seed.
   start="$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z")')"
   for i in $(seq 0 $((segments - 1))); do
-    /usr/bin/time -f "%U %S" -o "$work/$name/segment-$i.cpu" "$aimate" load "${common[@]}" \
+    /usr/bin/time -f "%U %S" -o "$work/$name/segment-$i.cpu" "$aimate" load "${common[@]}" --stages "$rate" \
       --segment "$i/$segments" --start-at "$start" --out "$work/$name/segment-$i.json" 2>"$work/$name/segment-$i.txt" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { cat "$work/$name"/segment-*.txt >&2; exit 1; }; done
   "$aimate" report merge "$work/$name" -o "$work/$name.json" 2>/dev/null
   cat "$work/$name"/segment-*.cpu | awk '{ u += $1; s += $2 } END { print u, s }' >"$work/$name.cpu"
+}
+
+# The same N processes at rate/N each, each a whole plan of its own (no segment, no
+# shared start): what N generators at that rate cost anyway, so that the segments'
+# CPU against it is what segmenting itself costs.
+apart() {
+  local name="$1" pids=() share
+  share="$(python3 -c "import sys; r='$rate'; v=float(r[:-1])*1000 if r[-1] in 'kK' else float(r); print(round(v / $segments, 3))")"
+  mkdir -p "$work/$name"
+  for i in $(seq 0 $((segments - 1))); do
+    /usr/bin/time -f "%U %S" -o "$work/$name/run-$i.cpu" "$aimate" load "${common[@]}" --stages "$share" \
+      --out "$work/$name/run-$i.json" 2>"$work/$name/run-$i.txt" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { cat "$work/$name"/run-*.txt >&2; exit 1; }; done
+  cat "$work/$name"/run-*.cpu | awk '{ u += $1; s += $2 } END { print u, s }' >"$work/$name.cpu"
 }
 
 figures() {
@@ -87,17 +104,22 @@ PY
 for round in $(seq 1 "$rounds"); do
   single "single-$round"
   distributed "split-$round"
+  apart "apart-$round"
   for kind in single split; do
     printf '%s\t%s\t%s\n' "$kind" "$(figures "$kind-$round")" "$(percentiles "$kind-$round")" >>"$work/results"
   done
+  printf 'apart\t%s\n' "$(cat "$work/apart-$round.cpu")" >>"$work/results"
 done
 
 python3 - "$work/results" "$segments" <<'PY'
 import json, sys
-runs = {"single": [], "split": []}
+runs = {"single": [], "split": [], "apart": []}
 for line in open(sys.argv[1]):
-    kind, figures, pcts = line.rstrip("\n").split("\t")
-    f = json.loads(figures); f.update(json.loads(pcts)); runs[kind].append(f)
+    kind, *fields = line.rstrip("\n").split("\t")
+    if kind == "apart":
+        runs[kind].append({"cpu": sum(map(float, fields[0].split()))})
+        continue
+    f = json.loads(fields[0]); f.update(json.loads(fields[1])); runs[kind].append(f)
 n = sys.argv[2]
 for kind, label in (("single", "1 process     "), ("split", f"{n} segments    ")):
     for i, f in enumerate(runs[kind], 1):
@@ -109,4 +131,6 @@ for key in ("p50_ms", "p95_ms", "p99_ms"):
     ratio = mean("split", key) / mean("single", key)
     print(f"merged {key[:3].upper()} / single: {ratio:.3f} (goal within 0.90-1.10)")
 print(f"summed CPU / single: {mean('split', 'cpu') / mean('single', 'cpu'):.3f} (goal <= 1.10)")
+print(f"summed CPU / {n} whole runs at 1/{n} of the rate: {mean('split', 'cpu') / mean('apart', 'cpu'):.3f} "
+      f"(what segmenting itself costs; {n} such runs cost {mean('apart', 'cpu') / mean('single', 'cpu'):.3f} x the single run)")
 PY
