@@ -91,12 +91,23 @@ pub enum LoadError {
         "--start-at {at} passed {late:.1} s before this generator was ready to send (seeding took longer?): give a later instant"
     )]
     StartPassed { at: String, late: f64 },
+    /// The tenants could not be made, seeded or read (an API refusal is [`Self::Api`]).
     #[error(transparent)]
-    Tenant(#[from] TenantError),
+    Tenant(TenantError),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
     Stage(#[from] StageError),
+}
+
+impl From<TenantError> for LoadError {
+    /// A refused key or token stays an API error: callers tell those apart (exit 2).
+    fn from(error: TenantError) -> Self {
+        match error {
+            TenantError::Api(api) => Self::Api(api),
+            other => Self::Tenant(other),
+        }
+    }
 }
 
 fn rfc3339(at: SystemTime) -> String {

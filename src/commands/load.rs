@@ -9,6 +9,7 @@ use aimate_loadgen::api::ApiError;
 use aimate_loadgen::plan::{LoadPlan, parse_duration};
 use aimate_loadgen::scenarios::Mix;
 use aimate_loadgen::segment::Segment;
+use aimate_loadgen::tenants::TenantError;
 use aimate_loadgen::{AbortGuard, Credentials, LoadError, LoadOptions};
 use anyhow::{Context, anyhow};
 
@@ -179,6 +180,7 @@ fn run_and_write(
             let _ = std::fs::remove_file(temp);
             return Err(match error {
                 LoadError::Api(ApiError::BadApiKey | ApiError::BadAdminToken(_))
+                | LoadError::Tenant(TenantError::NeedsAdmin(_))
                 | LoadError::StartPassed { .. } => error.into(),
                 other => Failure::ungradable(other),
             });
