@@ -8,6 +8,7 @@ mod drill;
 pub(crate) mod experiment;
 mod live;
 mod load;
+mod merge;
 mod own_target;
 mod prepare;
 mod probe;

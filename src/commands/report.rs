@@ -1,5 +1,5 @@
 //! `aimate report RECORD`: grade a RunRecord and write every report format;
-//! `aimate report merge A B… -o OUT`: merge records from several generators.
+//! `aimate report merge` lives in `merge.rs`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,7 +10,6 @@ use aimate_reports::RunRecord;
 use aimate_reports::grade::{Report, Verdict, grade};
 use aimate_reports::regression::{BaselineRun, compare};
 use aimate_reports::render;
-use aimate_reports::segments;
 use aimate_reports::spec::SloSpec;
 use aimate_reports::summary::{margin, quantity};
 use anyhow::Context;
@@ -85,7 +84,7 @@ fn baseline_records(path: &Path) -> anyhow::Result<Vec<RunRecord>> {
 }
 
 /// The `*.json` files directly in `dir`, in name order; none is an error.
-fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -206,131 +205,22 @@ pub fn print_verdicts(report: &Report) {
     eprintln!("verdict: {overall}");
 }
 
-/// How long a merge right after the run waits for Prometheus to scrape past its end.
-const PROMETHEUS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Replaces the merged record's server series with what Prometheus recorded over the
-/// run's window (read once, for every instance), as `aimate load --prometheus` would.
-fn server_series_from_prometheus(
-    merged: &mut RunRecord,
-    url: &str,
-    selector: &str,
-) -> anyhow::Result<()> {
-    use aimate_loadgen::prometheus::Prometheus;
-    let instant = |what: &str, text: &str| {
-        humantime::parse_rfc3339_weak(text)
-            .with_context(|| format!("the merged record's {what} `{text}` is not a time"))
-    };
-    let start = instant("start", &merged.run.started_at)?;
-    let end = instant("end", &merged.run.finished_at)?;
-    let api = aimate_loadgen::api::Api::new(url)?;
-    let prometheus = Prometheus {
-        api: &api,
-        url,
-        selector,
-    };
-    let samples = super::runtime()?.block_on(async {
-        // Right after the run, Prometheus may not have scraped its last seconds yet.
-        if !prometheus.wait_for(end, PROMETHEUS_PATIENCE).await {
-            eprintln!(
-                "warning: Prometheus has not scraped past the run's end after {PROMETHEUS_PATIENCE:?}; reading what it has"
-            );
-        }
-        prometheus.samples(start, end, start).await
-    })?;
-    let source = aimate_loadgen::ServerSeries::Prometheus {
-        url: url.to_owned(),
-        selector: selector.to_owned(),
-    }
-    .source();
-    if samples.iter().all(|s| !s.up) {
-        anyhow::bail!(
-            "Prometheus at {} has no AI Mate series from {} to {} (is it the one that scrapes the target? --prometheus-selector narrows, never widens)",
-            aimate_reports::redact::redact_url(url),
-            merged.run.started_at,
-            merged.run.finished_at
-        );
-    }
-    eprintln!(
-        "server series: {} samples of {} instance(s) from Prometheus",
-        samples.len(),
-        samples
-            .iter()
-            .map(|s| s.instance.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    );
-    merged.server = samples;
-    merged.server_source = source;
-    if let Some(segments) = merged
-        .run
-        .config
-        .get_mut("segments")
-        .and_then(|s| s.as_object_mut())
-    {
-        segments.insert(
-            "server_series_from".into(),
-            serde_json::Value::String("Prometheus, at merge time".into()),
-        );
-    }
-    Ok(())
-}
-
 pub fn run(args: &ReportArgs) -> Result<ExitCode, Failure> {
     if let Some(ReportCommand::Merge {
-        records: paths,
+        records,
         out,
         allow_missing,
         prometheus,
         prometheus_selector,
     }) = &args.command
     {
-        // A directory stands for the records in it (a distributed run's volume).
-        let mut files = Vec::new();
-        for path in paths {
-            if path.is_dir() {
-                files.extend(json_files(path)?);
-            } else {
-                files.push(path.clone());
-            }
-        }
-        let paths = &files;
-        let records = paths
-            .iter()
-            .map(|path| read_record(path))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let merged = if records.iter().any(|r| r.run.segment.is_some()) {
-            let named: Vec<segments::Named<'_>> = paths
-                .iter()
-                .zip(&records)
-                .map(|(path, record)| segments::Named {
-                    name: path.display().to_string(),
-                    record,
-                })
-                .collect();
-            segments::merge(&named, *allow_missing)?
-        } else if records.len() < 2 {
-            return Err(anyhow::anyhow!(
-                "give two records or more to merge (or the segments of a distributed run)"
-            )
-            .into());
-        } else {
-            RunRecord::merge(&records)?
-        };
-        let mut merged = merged;
-        if let Some(url) = prometheus {
-            server_series_from_prometheus(&mut merged, url, prometheus_selector)
-                .map_err(Failure::ungradable)?;
-        }
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        write_atomically(out, |w| {
-            serde_json::to_writer_pretty(&mut *w, &merged).map_err(std::io::Error::other)
-        })?;
-        eprintln!("merged {} records into {}", records.len(), out.display());
-        return Ok(ExitCode::SUCCESS);
+        return super::merge::run(&super::merge::MergeArgs {
+            records,
+            out,
+            allow_missing: *allow_missing,
+            prometheus: prometheus.as_deref(),
+            prometheus_selector,
+        });
     }
     let Some(path) = &args.record else {
         return Err(anyhow::anyhow!("give the RunRecord to grade").into());
