@@ -442,26 +442,27 @@ fn prepared_tenants_are_seeded_once_and_every_segment_drives_them() {
     let outs: Vec<PathBuf> = (0..2)
         .map(|i| dir.path().join(format!("segment-{i}.json")))
         .collect();
-    let children: Vec<Child> = (0..2)
-        .map(|i| {
-            aimate(dir.path())
-                .args(["load", "--target", &base, "--keys"])
-                .arg(&keys_file)
-                .args(["--stages", "200", "--warmup", WARMUP, "--duration", "3s"])
-                .args(["--weights", "dashboard=2,get_invoice=2,create_invoice=1"])
-                .args(["--segment", &format!("{i}/2"), "--start-tolerance", "100ms"])
-                .args(["--start-at", &start, "--out"])
-                .arg(&outs[i])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        finish(child);
-    }
+    let keys_path = keys_file.to_str().unwrap();
+    let mix = "dashboard=2,get_invoice=2,create_invoice=1";
+    two_segments(
+        dir.path(),
+        &[
+            "--target",
+            &base,
+            "--keys",
+            keys_path,
+            "--stages",
+            "200",
+            "--warmup",
+            WARMUP,
+            "--duration",
+            "3s",
+            "--weights",
+            mix,
+        ],
+        &start,
+        &outs,
+    );
     let mut acknowledged = 0;
     for out in &outs {
         let seg = record(out);
@@ -497,7 +498,6 @@ fn prepared_tenants_are_seeded_once_and_every_segment_drives_them() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    let keys_path = keys_file.to_str().unwrap();
     let stderr = refused(&[
         "load",
         "--target",
@@ -544,25 +544,27 @@ fn the_merge_takes_the_server_series_once_from_prometheus() {
     let outs: Vec<PathBuf> = (0..2)
         .map(|i| dir.path().join(format!("segment-{i}.json")))
         .collect();
-    let children: Vec<Child> = (0..2u32)
-        .map(|i| {
-            aimate(dir.path())
-                .args(["load", "--target", &base, "--api-key", &key])
-                .args(["--stages", "200", "--warmup", WARMUP, "--duration", "4s"])
-                .args(["--seed-invoices", "20", "--seed-jobs", "5"])
-                .args(["--segment", &format!("{i}/2"), "--start-tolerance", "100ms"])
-                .args(["--start-at", &start, "--out"])
-                .arg(&outs[i as usize])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        finish(child);
-    }
+    two_segments(
+        dir.path(),
+        &[
+            "--target",
+            &base,
+            "--api-key",
+            &key,
+            "--stages",
+            "200",
+            "--warmup",
+            WARMUP,
+            "--duration",
+            "4s",
+            "--seed-invoices",
+            "20",
+            "--seed-jobs",
+            "5",
+        ],
+        &start,
+        &outs,
+    );
     let (code, stderr) = merge(
         dir.path(),
         &outs,
@@ -602,4 +604,27 @@ fn the_merge_takes_the_server_series_once_from_prometheus() {
     assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("Prometheus at"), "{stderr}");
     assert!(!dir.path().join("merged.json").exists());
+}
+
+/// Runs segments 0/2 and 1/2 of the load `plan` (its flags but the segment's own) from
+/// `start`, writing `outs`, and waits for both to succeed.
+fn two_segments(dir: &Path, plan: &[&str], start: &str, outs: &[PathBuf]) {
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            aimate(dir)
+                .arg("load")
+                .args(plan)
+                .args(["--segment", &format!("{i}/2"), "--start-tolerance", "100ms"])
+                .args(["--start-at", start, "--out"])
+                .arg(&outs[i])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        finish(child);
+    }
 }
